@@ -1,0 +1,1 @@
+"""Benchmark sets and image folders. NumPy and Pillow only (no torch)."""

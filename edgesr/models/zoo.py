@@ -1,0 +1,138 @@
+"""Named teachers, in the style of torchvision's weight enums.
+
+Each entry says where its file comes from, how to verify it, what format it is in, and the
+PSNR it is published at and measured at with edgesr's protocol. ``resolve`` finds the file:
+an explicit path first, then the copy shipped inside the package, then the cache
+(``$EDGESR_HOME``, default ``~/.cache/edgesr``), then a checksum-verified download.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.request
+from dataclasses import dataclass, field
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+
+from ..errors import EdgesrError
+from .formats import model_from_state, read_weights
+from .vdsr import VDSR
+
+PSNRTable = dict[str, dict[int, float]]
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One downloadable, verifiable set of weights and what it is known to score."""
+
+    name: str
+    url: str
+    sha256: str
+    filename: str
+    format: str
+    license: str
+    #: a copy shipped in ``edgesr/weights`` (safetensors of the same tensors), if any
+    embedded: str | None = None
+    published_psnr: PSNRTable = field(default_factory=dict)
+    measured_psnr: PSNRTable = field(default_factory=dict)
+
+
+class Teachers(Enum):
+    """The teacher zoo. ``Teachers.DEFAULT`` is what ``edgesr distill`` uses."""
+
+    PYTORCH_VDSR = WeightsEntry(
+        name="pytorch-vdsr",
+        url=(
+            "https://github.com/twtygqyy/pytorch-vdsr/raw/"
+            "514b021044018baf909e79f48392783daa592888/model/model_epoch_50.pth"
+        ),
+        sha256="eab4d79ae5a6e5acef4c55e46015aed225ade207679bcb6695b07af8fb18e876",
+        filename="vdsr_pytorch_x234.pth",
+        format="pytorch-vdsr-pickle",
+        license="MIT (c) 2017- Jiu XU; Rakuten, Inc; Rakuten Institute of Technology",
+        embedded="pytorch_vdsr_x234.safetensors",
+        published_psnr={"Set5": {2: 37.65, 3: 33.77, 4: 31.45}},
+        measured_psnr={
+            "Set5": {2: 37.653, 3: 33.773, 4: 31.465},
+            "Set14": {2: 33.063, 3: 29.849, 4: 28.085},
+        },
+    )
+    DEFAULT = PYTORCH_VDSR
+
+
+def names() -> list[str]:
+    return sorted({t.value.name for t in Teachers})
+
+
+def entry(name: str) -> WeightsEntry:
+    for t in Teachers:
+        if t.value.name == name:
+            return t.value
+    raise EdgesrError(f"unknown model {name!r}: give a weights file path or one of {', '.join(names())}")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EDGESR_HOME", Path.home() / ".cache" / "edgesr"))
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _download(e: WeightsEntry, dest: Path) -> None:
+    from ..io import atomic_path
+
+    try:
+        with atomic_path(dest) as tmp:
+            with urllib.request.urlopen(e.url, timeout=30) as r, open(tmp, "wb") as f:
+                f.write(r.read())
+            if sha256_of(tmp) != e.sha256:
+                raise EdgesrError(f"download of {e.name} failed its sha256 check; nothing was saved")
+    except EdgesrError:
+        raise
+    except Exception as exc:
+        raise EdgesrError(
+            f"{e.name} is not in the cache and could not be downloaded ({type(exc).__name__}); "
+            f"fetch {e.url} to {dest}, or pass the file's path instead of the name"
+        ) from None
+
+
+def resolve(model: str, download: bool = True) -> Path:
+    """The local file for a path or a zoo name (see module docstring for the order)."""
+    path = Path(model).expanduser()
+    if path.suffix or os.sep in model or path.exists():
+        if not path.is_file():
+            raise EdgesrError(f"weights file not found: {model}")
+        return path
+    e = entry(model)
+    if e.embedded:
+        shipped = resources.files("edgesr.weights") / e.embedded
+        if shipped.is_file():
+            return Path(str(shipped))
+    cached = cache_dir() / e.filename
+    if cached.is_file():
+        if sha256_of(cached) != e.sha256:
+            raise EdgesrError(f"cached {cached} fails its sha256 check: delete it and try again")
+        return cached
+    if not download:
+        raise EdgesrError(f"{e.name} is not in {cache_dir()}: place {e.filename} there or pass a path")
+    _download(e, cached)
+    return cached
+
+
+def load_model(model: str, download: bool = True) -> tuple[VDSR, dict[str, str]]:
+    """A VDSR (eval mode, CPU, float32) from a zoo name or a weights path, with its metadata.
+
+    The metadata always carries ``sha256`` (of the file read) and ``source``.
+    """
+    path = resolve(model, download=download)
+    state, meta = read_weights(path)
+    net = model_from_state(state, source=str(path)).eval()
+    meta = {**meta, "sha256": sha256_of(path), "source": str(model)}
+    return net, meta
