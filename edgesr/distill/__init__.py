@@ -1,0 +1,1 @@
+"""Data-free distillation: generators, losses, contrastive inversion, progressive student, trainer."""
