@@ -138,6 +138,22 @@ def eval_cmd(
         write_json(json_out, {"model": model, "sha256": meta["sha256"], "scores": [s.to_dict() for s in scores]})
 
 
+@app.command("distill")
+@user_errors
+def distill_cmd(
+    recipe: Annotated[Optional[str], typer.Option(help="recipe name (quick, dfsr, paper, ...) or YAML path")] = None,
+    teacher: Annotated[Optional[str], typer.Option(help="teacher zoo name or weights path (overrides the recipe)")] = None,
+    out: Annotated[Path, typer.Option(help="parent folder of the run folder")] = Path("runs/distill"),
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda (overrides the recipe)")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="continue this run folder from its checkpoint")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="override recipe keys: --set batch_size=64 cmi.temperature=0.2")] = [],
+) -> None:
+    """Data-free distillation of a VDSR teacher into a half-width student (DFSR + CMI)."""
+    from .distill.run import distill
+
+    distill(recipe, set_, teacher, out, device, resume, console=console)
+
+
 def main() -> None:
     app(args=expand_multi_value(sys.argv[1:]), prog_name="edgesr")
 

@@ -1,0 +1,36 @@
+"""The losses of data-free SR distillation (paper Eq. 1-5, 13), mean-reduced so weights mean
+something, and the generator-path resizes.
+
+``x = up_s(G(z))`` and ``L_R = |down_s(T(x)) - G(z)|`` go through the differentiable MATLAB
+bicubic. With ``round_bicubic`` the up-sampling is rounded to 8 bits as in the DFSR reference:
+``torch.round`` has zero gradient, so no generator loss then reaches the generator.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..ops.resize_torch import imresize
+
+
+def upscale(lr: torch.Tensor, scale: int, round_bicubic: bool = False) -> torch.Tensor:
+    """Network input from an LR batch: MATLAB bicubic x scale, clamped to [0, 1]."""
+    x = imresize(lr, float(scale)).clamp(0, 1)
+    if round_bicubic:
+        x = torch.round(x * 255) / 255
+    return x
+
+
+def kd_loss(teacher_out: torch.Tensor, student_out: torch.Tensor) -> torch.Tensor:
+    """L_KD = mean |T(x) - S(x)| (Eq. 3/5)."""
+    return (teacher_out.float() - student_out.float()).abs().mean()
+
+
+def adversarial_loss(l_kd: torch.Tensor) -> torch.Tensor:
+    """L_GEN = -log(L_KD + 1) (Eq. 2): the generator seeks samples the student gets wrong."""
+    return -torch.log(l_kd + 1)
+
+
+def reconstruction_loss(teacher_out: torch.Tensor, lr: torch.Tensor, scale: int) -> torch.Tensor:
+    """L_R = mean |down_s(T(x)) - G(z)| (Eq. 1): generated LR should be a fixed point of SR+down."""
+    return (imresize(teacher_out.float(), 1.0 / scale) - lr.float()).abs().mean()

@@ -1,0 +1,112 @@
+import math
+
+import pytest
+import torch
+
+from edgesr.distill.cmi import MemoryBank, info_nce, random_views
+from edgesr.distill.schedule import StagePlan, lr_at
+from edgesr.distill.recipe import OptimConfig, ProgressiveConfig
+from tests.distill_helpers import tiny_distiller
+
+
+def _generator_grad(d, term: str) -> float:
+    g = d.gens[2]
+    for p in g.parameters():
+        p.grad = None
+    losses = d.generator_losses(2, g.noise(4))
+    losses[term].backward()
+    return sum(p.grad.abs().sum().item() for p in g.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("term", ["adv", "rec", "cr"])
+def test_every_generator_term_reaches_the_generator(term):
+    d = tiny_distiller()
+    d.banks[2].add(torch.randn(4, d.banks[2].data.shape[1]))  # some negatives in the bank
+    assert _generator_grad(d, term) > 0
+
+
+@pytest.mark.parametrize("term", ["adv", "cr"])
+def test_rounded_bicubic_cuts_the_gradient(term):
+    """The DFSR reference's 8-bit rounding: adversarial and contrastive terms send nothing."""
+    d = tiny_distiller(generator={"lr_sizes": [8, 8], "channels": 8, "z_dim": 16, "round_bicubic": True})
+    assert _generator_grad(d, term) == 0
+
+
+def test_kd_and_reconstruction_values():
+    from edgesr.distill.losses import adversarial_loss, kd_loss, reconstruction_loss
+
+    t, s = torch.full((1, 1, 8, 8), 0.5), torch.full((1, 1, 8, 8), 0.25)
+    assert kd_loss(t, s).item() == pytest.approx(0.25)
+    assert adversarial_loss(torch.tensor(0.25)).item() == pytest.approx(-math.log(1.25))
+    # a constant HR image downscales to the same constant: L_R = |0.5 - 0.3|
+    assert reconstruction_loss(t, torch.full((1, 1, 4, 4), 0.3), 2).item() == pytest.approx(0.2)
+
+
+def test_info_nce_matches_hand_computation():
+    # 2 batch rows + 1 bank row, 2-D embeddings
+    local = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    glob = torch.tensor([[0.8, 0.6], [0.0, 1.0], [1.0, 0.0]])
+    tau = 0.5
+    sims = local @ glob.t() / tau
+
+    def ce(row: int) -> float:
+        return -sims[row, row].item() + math.log(sum(math.exp(v) for v in sims[row].tolist()))
+
+    expected = (ce(0) + ce(1)) / 2 + ce(2)
+    assert info_nce(local, glob, batch=2, temperature=tau).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_info_nce_global_view_is_detached():
+    local = torch.randn(3, 4, requires_grad=True)
+    glob = torch.randn(3, 4, requires_grad=True)
+    info_nce(local, glob, 3, 0.1).backward()
+    assert local.grad.abs().sum() > 0 and glob.grad is None
+
+
+def test_memory_bank_fifo_and_batch_multiple():
+    bank = MemoryBank(capacity=4, dim=1, batch=2)
+    for v in (1.0, 2.0, 3.0):
+        bank.add(torch.full((2, 1), v))
+    assert bank.data.flatten().tolist() == [3.0, 3.0, 2.0, 2.0] and bank.count == 4
+    assert sorted(bank.sample(10).flatten().tolist()) == [2.0, 2.0, 3.0, 3.0]
+    with pytest.raises(ValueError):
+        MemoryBank(capacity=5, dim=1, batch=2)
+    with pytest.raises(ValueError):
+        bank.add(torch.zeros(3, 1))
+
+
+def test_views_shapes_flips_and_gradient():
+    x = torch.rand(6, 1, 12, 12, requires_grad=True)
+    glob, local = random_views(x, pad=0, local_scale=(1.0, 1.0))
+    assert glob.shape == local.shape == x.shape
+    for i in range(6):  # no padding and full-size crops: each view is the image or its mirror
+        assert torch.allclose(glob[i], x[i], atol=1e-5) or torch.allclose(glob[i], x[i].flip(-1), atol=1e-5)
+    (glob.sum() + local.sum()).backward()
+    assert x.grad.abs().sum() > 0
+    g2, l2 = random_views(x, pad=3, local_scale=(0.25, 0.5))
+    assert not torch.allclose(l2, x)
+
+
+def test_stage_plan_blocks_from_stage_index():
+    plan = StagePlan(ProgressiveConfig(stages=3, steps=(10, 20, 30)), n_blocks=18)
+    assert [plan.blocks(k) for k in range(3)] == [6, 12, 18]
+    assert [plan.stage_of(s) for s in (0, 9, 10, 29, 30, 59)] == [0, 0, 1, 1, 2, 2]
+    assert plan.step_in_stage(35) == 5 and plan.total == 60
+
+
+def test_lr_schedules():
+    assert lr_at(OptimConfig(lr=0.1, schedule="step", step_every=10, gamma=0.1), 25, 100) == pytest.approx(0.001)
+    cos = OptimConfig(lr=1.0, schedule="cosine")
+    assert lr_at(cos, 0, 100) == pytest.approx(1.0) and lr_at(cos, 100, 100) == pytest.approx(0.0)
+
+
+def test_growth_carries_student_weights_exactly():
+    d = tiny_distiller()
+    for _ in range(3):
+        d.train_step()
+    before = {k: v.clone() for k, v in d.student.state_dict().items()}
+    d._grow(1)
+    after = d.student.state_dict()
+    assert set(after) - set(before) == {"body.2.conv.weight", "body.3.conv.weight"}
+    for k, v in before.items():
+        assert torch.equal(after[k], v), k

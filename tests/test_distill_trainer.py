@@ -1,0 +1,111 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from edgesr.distill.trainer import Distiller, Diverged, Interrupted
+from edgesr.models.formats import save_safetensors
+from edgesr.runs import CHECKPOINT_FILE, MetricsLog, StopRequest, load_checkpoint
+from tests.cli_helpers import ROOT
+from tests.distill_helpers import tiny_recipe, tiny_teacher
+
+
+def _train(run_dir, recipe, stop_at: int | None = None, resume: bool = False) -> Distiller:
+    d = Distiller(recipe, tiny_teacher(), torch.device("cpu"))
+    if resume:
+        d.resume(run_dir)
+    stop = StopRequest()
+
+    def on_step(step, _rec):
+        if stop_at is not None and step == stop_at:
+            stop.requested, stop.signal_name = True, "SIGTERM"
+
+    log = MetricsLog(run_dir / "metrics.jsonl", resume_step=d.step if resume else None)
+    try:
+        d.run(run_dir, log, stop, on_step)
+    finally:
+        log.close()
+    return d
+
+
+def test_resume_ends_with_the_same_weights(tmp_path):
+    recipe = tiny_recipe(progressive={"stages": 2, "steps": [5]}, checkpoint_every=100)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    full = _train(tmp_path / "a", recipe)
+    with pytest.raises(Interrupted, match="--resume"):
+        _train(tmp_path / "b", recipe, stop_at=4)  # mid-stage-0, mid-cycle
+    assert load_checkpoint(tmp_path / "b" / CHECKPOINT_FILE)["step"] == 4
+    resumed = _train(tmp_path / "b", recipe, resume=True)
+    assert resumed.step == full.step == 10 and resumed.student.blocks == 4
+    for k, v in full.student.state_dict().items():
+        assert torch.equal(resumed.student.state_dict()[k], v), k
+    for s in full.gens:
+        for k, v in full.gens[s].state_dict().items():
+            assert torch.equal(resumed.gens[s].state_dict()[k], v), (s, k)
+    steps = lambda p: [json.loads(ln)["step"] for ln in p.read_text().splitlines()]  # noqa: E731
+    assert steps(tmp_path / "a" / "metrics.jsonl") == steps(tmp_path / "b" / "metrics.jsonl")
+
+
+def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
+    recipe = tiny_recipe(max_bad_steps=3, checkpoint_every=2)
+    d = Distiller(recipe, tiny_teacher(), torch.device("cpu"))
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    stop = StopRequest()
+
+    def poison(step, _rec):
+        if step == 2:  # after the first checkpoint the teacher starts emitting NaN
+            d.teacher.head.weight.data.fill_(float("nan"))
+
+    with pytest.raises(Diverged, match="non-finite"):
+        d.run(tmp_path, log, stop, poison)
+    state = load_checkpoint(tmp_path / CHECKPOINT_FILE)
+    assert state["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["student"].values())
+
+
+def test_checkpoint_refuses_non_finite_weights(tmp_path):
+    d = Distiller(tiny_recipe(), tiny_teacher(), torch.device("cpu"))
+    d.student.tail.weight.data[0, 0, 0, 0] = float("inf")
+    with pytest.raises(Diverged):
+        d.checkpoint(tmp_path)
+    assert not (tmp_path / CHECKPOINT_FILE).exists()
+
+
+def test_cli_sigterm_then_resume(tmp_path):
+    """The real command: SIGTERM mid-run writes a checkpoint; --resume completes the run."""
+    teacher = tmp_path / "teacher.safetensors"
+    save_safetensors(tiny_teacher(), teacher)
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(
+        "name: tiny\nbatch_size: 4\nstudent_steps_per_gen_step: 2\nscales: [2, 4]\n"
+        "student: {width: 4, depth: 6}\nstudent_optim: {name: sgd, lr: 0.01}\n"
+        "generator: {lr_sizes: [8, 8], channels: 8, z_dim: 16}\n"
+        "cmi: {bank_size: 8, negatives: 4, head_dim: 8}\nprogressive: {stages: 2, steps: [100]}\n"
+        "validation: {data: null}\nevaluation: {sets: []}\ncheckpoint_every: 5\nlog_every: 5\n"
+    )
+    args = [sys.executable, "-m", "edgesr", "distill", "--recipe", str(recipe), "--teacher", str(teacher),
+            "--out", str(tmp_path / "runs"), "--device", "cpu"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "120"})
+    ckpt = tmp_path / "runs" / "tiny" / CHECKPOINT_FILE
+    deadline = time.time() + 60
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "--resume" in err and "Traceback" not in err
+    step = load_checkpoint(ckpt)["step"]
+    assert 0 < step < 200
+    done = subprocess.run([sys.executable, "-m", "edgesr", "distill", "--resume", str(tmp_path / "runs" / "tiny")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    run = tmp_path / "runs" / "tiny"
+    assert json.loads((run / "results.json").read_text())["steps"] == 200
+    for f in ("student.safetensors", "generators.safetensors", "metrics.png", "recipe.yaml"):
+        assert (run / f).is_file(), f
