@@ -7,6 +7,7 @@ reads: one ``input``/``output`` float32 ``1x1xHxW`` tensor with dynamic H/W, and
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import onnx
@@ -25,9 +26,11 @@ def tiny_vdsr(seed: int = 0, width: int = 4, depth: int = 3) -> VDSR:
 
 def export_onnx(net: nn.Module, path: Path, meta: ArtifactMeta | None) -> Path:
     """``net`` as an ONNX file with dynamic H/W and, unless ``meta`` is None, edgesr metadata."""
-    torch.onnx.export(net, torch.rand(1, 1, 16, 16), str(path), input_names=["input"], output_names=["output"],
-                      dynamic_axes={"input": {2: "h", 3: "w"}, "output": {2: "H", 3: "W"}},
-                      opset_version=17, dynamo=False)
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net, torch.rand(1, 1, 16, 16), str(path), input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": {2: "h", 3: "w"}, "output": {2: "H", 3: "W"}},
+                          opset_version=17, dynamo=False)
     if meta is not None:
         model = onnx.load(str(path))
         for k, v in meta.to_props().items():
@@ -64,4 +67,18 @@ def foreign_onnx(path: Path) -> Path:
     y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, "h", "w"])
     graph = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "foreign", [x], [y])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def affine_artifact(path: Path, a: float = 0.9, b: float = 0.05, scale: int = 2) -> Path:
+    """A ``bicubic``-kind model computing ``a * input + b``: photo tests can predict its output."""
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, "h", "w"])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, "h", "w"])
+    consts = [helper.make_tensor("a", TensorProto.FLOAT, [], [a]), helper.make_tensor("b", TensorProto.FLOAT, [], [b])]
+    nodes = [helper.make_node("Mul", ["input", "a"], ["ax"]), helper.make_node("Add", ["ax", "b"], ["output"])]
+    model = helper.make_model(helper.make_graph(nodes, "affine", [x], [y], initializer=consts),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    for k, v in ArtifactMeta(scale=scale, input_kind="bicubic", precision="fp32").to_props().items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, str(path))
     return path
