@@ -237,6 +237,29 @@ def upscale_cmd(
     console.print(f"wrote {len(jobs)} images to {output}")
 
 
+@app.command("demo")
+@user_errors
+def demo_cmd(
+    model: Annotated[Path, typer.Option(help="exported model (.onnx, .engine, .mlpackage)")],
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for onnxruntime")] = None,
+) -> None:
+    """Serve a small web page that upscales the images you drop on it."""
+    from .demo import make_server
+    from .runtime import open_upscaler
+
+    _positive("--threads", threads)
+    upscaler = open_upscaler(model, threads)
+    try:
+        server = make_server(upscaler, host, port)
+    except OSError as exc:
+        raise EdgesrError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    console.print(f"edgesr demo: http://{host}:{server.server_port}/  ({upscaler.describe()}; Ctrl-C to stop)")
+    with server:
+        server.serve_forever()
+
+
 def main() -> None:
     app(args=expand_multi_value(sys.argv[1:]), prog_name="edgesr")
 

@@ -55,7 +55,7 @@ def time_calls(fn: Callable[[], object], warmup: int, runs: int) -> list[float]:
     return out
 
 
-def _status_kb(key: str) -> int | None:
+def proc_status_kb(key: str) -> int | None:
     try:
         for line in STATUS.read_text().splitlines():
             if line.startswith(key + ":"):
@@ -77,7 +77,7 @@ class PeakMemory:
         self.resettable = False
 
     def __enter__(self) -> "PeakMemory":
-        self.base_kb = _status_kb("VmRSS")
+        self.base_kb = proc_status_kb("VmRSS")
         try:
             Path("/proc/self/clear_refs").write_text("5")
             self.resettable = self.base_kb is not None
@@ -86,7 +86,7 @@ class PeakMemory:
         return self
 
     def __exit__(self, *exc) -> None:
-        hwm = _status_kb("VmHWM") if self.resettable else None
+        hwm = proc_status_kb("VmHWM") if self.resettable else None
         if hwm is not None and self.base_kb is not None:
             self.peak_mb = (hwm - self.base_kb) / 1024
             return
