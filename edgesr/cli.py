@@ -167,7 +167,9 @@ def bench_cmd(
     from .data.benchmark import open_set
 
     check_scales(scales)
-    for name, v in [("--warmup", warmup + 1), ("--runs", runs), ("--threads", threads), *(("--sizes", n) for n in sizes)]:
+    if warmup < 0:
+        raise EdgesrError(f"--warmup must be 0 or more, got {warmup}")
+    for name, v in [("--runs", runs), ("--threads", threads), *(("--sizes", n) for n in sizes)]:
         _positive(name, v)
     sets = [open_set(d) for d in data]
     with console.status("benchmarking") as status:

@@ -9,6 +9,7 @@ No torch here.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ class Upscaler(ABC):
             return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
         return self.path.stat().st_size
 
-    def input_size(self, out_h: int, out_w: int, scale: int | None = None) -> tuple[int, int]:
+    def input_size(self, out_h: int, out_w: int) -> tuple[int, int]:
         """The artifact's input size for an ``out_h x out_w`` output: LR for ``lr`` models."""
         if self.meta.input_kind == "bicubic":
             return out_h, out_w
@@ -70,18 +71,11 @@ class Upscaler(ABC):
             return self.infer(lr_y)
         return self.infer(imresize(lr_y, float(scale)))
 
-    def predict_bicubic(self, bicubic_y: np.ndarray, scale: int) -> np.ndarray:
-        """An evaluation predictor (:mod:`edgesr.evaluate`) for ``bicubic`` models."""
-        return self.infer(bicubic_y)
-
-    @property
-    def evaluation_feed(self) -> str:
-        """What the evaluation loop must hand this model: ``bicubic`` or ``lr`` Y."""
-        return self.meta.input_kind
-
-    def predictor(self):
-        """The callable :func:`edgesr.evaluate.evaluate` needs for this model's feed."""
-        return self.predict_bicubic if self.meta.input_kind == "bicubic" else self.upscale_y
+    def predictor(self) -> Callable[[np.ndarray, int], np.ndarray]:
+        """The callable :func:`edgesr.evaluate.evaluate` needs, with ``feed=meta.input_kind``."""
+        if self.meta.input_kind == "lr":
+            return self.upscale_y
+        return lambda bicubic_y, scale: self.infer(bicubic_y)
 
     def describe(self) -> str:
         m = self.meta
