@@ -27,7 +27,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 #: options that take several values after one flag (``--scales 2 3 4``), like argparse's nargs='+'
-MULTI_VALUE_OPTIONS = {"--scales", "--data", "--sizes", "--set"}
+MULTI_VALUE_OPTIONS = {"--scales", "--data", "--sizes", "--set", "--providers"}
 
 
 def expand_multi_value(argv: list[str]) -> list[str]:
@@ -152,6 +152,130 @@ def distill_cmd(
     from .distill.run import distill
 
     distill(recipe, set_, teacher, out, device, resume, console=console)
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise EdgesrError(f"{name} must be at least 1, got {value}")
+
+
+@app.command("bench")
+@user_errors
+def bench_cmd(
+    artifacts: Annotated[list[Path], typer.Argument(help="exported models (.onnx, .engine, .mlpackage)")],
+    data: Annotated[list[Path], typer.Option(help="benchmark folder(s) for PSNR/SSIM (e.g. Set5 Set14)")] = [],
+    scales: Annotated[list[int], typer.Option(help="scales to score at (default: each artifact's own)")] = [],
+    sizes: Annotated[list[int], typer.Option(help="square output sizes to time, in pixels")] = [256, 512],
+    warmup: Annotated[int, typer.Option(help="untimed runs before timing")] = 3,
+    runs: Annotated[int, typer.Option(help="timed runs per size")] = 20,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (onnxruntime intra-op; torch)")] = None,
+    providers: Annotated[list[str], typer.Option(help="onnxruntime providers in order: cpu, cuda, tensorrt")] = [],
+    torch_ref: Annotated[bool, typer.Option("--torch/--no-torch",
+                                            help="add the source torch model as a reference row, if torch is installed")] = True,
+    ssim: Annotated[bool, typer.Option(help="also compute SSIM")] = True,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write all numbers here")] = None,
+    markdown_out: Annotated[Optional[Path], typer.Option("--markdown", help="write the table here")] = None,
+    plot_out: Annotated[Optional[Path], typer.Option("--plot", help="write a latency-vs-PSNR plot (PNG) here")] = None,
+) -> None:
+    """Latency (p50/p90/p99), throughput, memory and PSNR/SSIM of exported models on this device."""
+    from .bench.report import plot, rich_table, write_results
+    from .bench.run import run_bench
+    from .data.benchmark import open_set
+
+    check_scales(scales)
+    if warmup < 0:
+        raise EdgesrError(f"--warmup must be 0 or more, got {warmup}")
+    for name, v in [("--runs", runs), ("--threads", threads), *(("--sizes", n) for n in sizes)]:
+        _positive(name, v)
+    sets = [open_set(d) for d in data]
+    with console.status("benchmarking") as status:
+        rows = run_bench(artifacts, sizes, warmup, runs, sets, scales or None, threads, providers or None,
+                         torch_ref, ssim, progress=status.update)
+    table = rich_table(rows, sizes, title="edgesr bench")
+    # piped output: print the whole table rather than squeezing it into 80 columns
+    out = console if console.is_terminal else Console(width=1000)
+    out.print(table)
+    for r in rows:
+        for note in r.notes:
+            out.print(f"[dim]{r.name}: {note}[/]")
+    settings = {"sizes": sizes, "warmup": warmup, "runs": runs, "threads": threads, "providers": providers,
+                "data": [str(d) for d in data], "scales": scales}
+    write_results(rows, sizes, settings, json_out, markdown_out)
+    if plot_out:
+        plot(rows, sizes, plot_out)
+
+
+@app.command("upscale")
+@user_errors
+def upscale_cmd(
+    inputs: Annotated[list[Path], typer.Argument(help="image files and/or folders of images")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="output file (one input) or folder")],
+    model: Annotated[Path, typer.Option(help="exported model (.onnx, .engine, .mlpackage)")],
+    scale: Annotated[Optional[int], typer.Option(help="upscaling factor (default: the model's)")] = None,
+    tile: Annotated[int, typer.Option(help="output tile side above which images are tiled (bounds memory)")] = 512,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for onnxruntime")] = None,
+    providers: Annotated[list[str], typer.Option(help="onnxruntime providers in order: cpu, cuda, tensorrt")] = [],
+    overwrite: Annotated[bool, typer.Option(help="replace existing output files (never an input)")] = False,
+) -> None:
+    """Upscale photos: Y through the model, colour and alpha by MATLAB bicubic, bit depth kept."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .runtime import open_upscaler
+    from .runtime.batch import plan_jobs, upscale_file
+
+    if scale is not None:
+        check_scales([scale])
+    _positive("--tile", tile)
+    _positive("--threads", threads)
+    jobs = plan_jobs(inputs, output, overwrite)
+    upscaler = open_upscaler(model, threads, providers or None)
+    if scale is not None:
+        upscaler.check_scale(scale)
+    if len(jobs) == 1:
+        upscale_file(upscaler, jobs[0], scale, tile)
+        console.print(f"wrote {jobs[0].dst}")
+        return
+    failed = 0
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        files = bar.add_task("images", total=len(jobs))
+        tiles = bar.add_task("tiles", total=None, visible=False)
+        for job in jobs:
+            bar.update(files, description=job.src.name)
+            try:
+                upscale_file(upscaler, job, scale, tile,
+                             on_tile=lambda i, n: bar.update(tiles, completed=i, total=n, visible=n > 1))
+            except EdgesrError as exc:
+                failed += 1
+                bar.console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            bar.update(files, advance=1)
+            bar.update(tiles, visible=False)
+    if failed:
+        raise EdgesrError(f"{failed} of {len(jobs)} images failed; the others were written to {output}")
+    console.print(f"wrote {len(jobs)} images to {output}")
+
+
+@app.command("demo")
+@user_errors
+def demo_cmd(
+    model: Annotated[Path, typer.Option(help="exported model (.onnx, .engine, .mlpackage)")],
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for onnxruntime")] = None,
+) -> None:
+    """Serve a small web page that upscales the images you drop on it."""
+    from .demo import make_server
+    from .runtime import open_upscaler
+
+    _positive("--threads", threads)
+    upscaler = open_upscaler(model, threads)
+    try:
+        server = make_server(upscaler, host, port)
+    except OSError as exc:
+        raise EdgesrError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    console.print(f"edgesr demo: http://{host}:{server.server_port}/  ({upscaler.describe()}; Ctrl-C to stop)")
+    with server:
+        server.serve_forever()
 
 
 def main() -> None:

@@ -1,0 +1,57 @@
+"""Student steps per second of distillation recipes on this machine (CPU by default).
+
+    python benchmarks/distill_throughput.py --recipes quick --seconds 60 [--device cpu] [--threads 2]
+
+Prints a table and writes benchmarks/results/distill_throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from edgesr.config import load_recipe
+from edgesr.distill.recipe import DistillRecipe
+from edgesr.distill.run import resolve_device
+from edgesr.distill.throughput import measure
+from edgesr.models.zoo import load_model
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--recipes", nargs="+", default=["quick"])
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    ap.add_argument("--set", nargs="*", default=[], help="recipe overrides for every recipe")
+    ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "distill_throughput.json")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    rows = []
+    for name in args.recipes:
+        recipe = load_recipe(DistillRecipe, name, args.set)
+        teacher, _ = load_model(recipe.teacher)
+        rows.append({"recipe": name, "batch_size": recipe.batch_size, **measure(recipe, teacher, device, args.seconds)})
+    table = Table(title=f"distillation throughput on {device} ({platform.processor() or platform.machine()}, "
+                        f"{torch.get_num_threads()} threads)")
+    for col in ("recipe", "batch", "student steps/s", "patches/s", "measured over"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["recipe"], str(r["batch_size"]), f"{r['steps_per_second']:.3f}",
+                      f"{r['patches_per_second']:.1f}", f"{r['steps']} steps / {r['seconds']:.0f} s")
+    Console().print(table)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"device": str(device), "threads": torch.get_num_threads(),
+                                     "torch": torch.__version__, "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

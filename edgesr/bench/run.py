@@ -1,0 +1,167 @@
+"""Benchmark rows: one per artifact, plus bicubic (and torch) reference rows.
+
+Latency is measured at square output sizes (``--sizes 256 512`` = 256x256 and 512x512
+outputs): an ``lr`` artifact gets the LR input of that output, a ``bicubic`` artifact the
+full-size bicubic image, so the numbers are what producing that output costs on the
+artifact's own path. Quality goes through :func:`edgesr.evaluate.evaluate`, the same loop
+and protocol as ``edgesr eval``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..data.benchmark import BenchmarkSet
+from ..errors import EdgesrError
+from ..evaluate import Score, evaluate
+from ..ops import imresize
+from ..runtime import Upscaler
+from .measure import Latency, PeakMemory, summarize, time_calls
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class BenchRow:
+    """One model's numbers; ``kind`` is ``artifact`` or a reference (``bicubic``, ``torch``)."""
+
+    name: str
+    kind: str
+    runtime: str
+    #: the model the artifact was exported from (its metadata's ``model``)
+    source: str = ""
+    precision: str = ""
+    input_kind: str = ""
+    scale: int = 0
+    file_mb: float | None = None
+    peak_mb: float | None = None
+    latency: list[Latency] = field(default_factory=list)
+    scores: list[Score] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def latency_at(self, size: int) -> Latency | None:
+        return next((lat for lat in self.latency if lat.size == size), None)
+
+    def score(self, set_name: str, scale: int) -> Score | None:
+        return next((s for s in self.scores if s.set == set_name and s.scale == scale), None)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name, "kind": self.kind, "runtime": self.runtime, "source": self.source, "precision": self.precision,
+            "input_kind": self.input_kind, "scale": self.scale, "file_mb": self.file_mb, "peak_mb": self.peak_mb,
+            "latency": [lat.to_dict() for lat in self.latency], "scores": [s.to_dict() for s in self.scores],
+            "notes": self.notes,
+        }
+
+
+def _test_image(size: int, seed: int = 0) -> np.ndarray:
+    """A smooth-plus-noise Y image: latency does not depend on content, but keep it image-like."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / max(size, 1)
+    return (0.5 + 0.3 * np.sin(6 * xx) * np.cos(4 * yy) + 0.05 * rng.standard_normal((size, size))).clip(0, 1)
+
+
+def latencies(run: Callable[[np.ndarray], object], input_side: Callable[[int], int], sizes: Sequence[int],
+              warmup: int, runs: int, progress: Progress | None = None) -> list[Latency]:
+    """Latency per output size of ``run`` on an input of side ``input_side(size)``."""
+    out = []
+    for size in sizes:
+        side = input_side(size)
+        if side < 1:
+            raise ValueError(f"output size {size} is too small for this model")
+        x = _test_image(side).astype(np.float32)
+        if progress:
+            progress(f"timing {size}x{size}")
+        out.append(summarize(size, time_calls(lambda: run(x), warmup, runs)))
+    return out
+
+
+def artifact_scales(upscaler: Upscaler, scales: Sequence[int] | None) -> tuple[list[int], list[str]]:
+    """The scales to evaluate an artifact at, and notes on the ones it cannot do."""
+    if not scales:
+        return [upscaler.meta.scale], []
+    if upscaler.meta.input_kind == "bicubic":
+        return list(scales), []
+    skipped = [s for s in scales if s != upscaler.meta.scale]
+    notes = [f"x{', x'.join(map(str, skipped))} skipped: an lr artifact upscales by x{upscaler.meta.scale} only"] if skipped else []
+    return [s for s in scales if s == upscaler.meta.scale], notes
+
+
+def bench_artifact(open_fn: Callable[[], Upscaler], sizes: Sequence[int], warmup: int, runs: int,
+                   sets: Sequence[BenchmarkSet], scales: Sequence[int] | None, with_ssim: bool = True,
+                   progress: Progress | None = None) -> BenchRow:
+    """Load (inside the memory measurement), time, then score one artifact."""
+    with PeakMemory() as mem:
+        u = open_fn()
+        lat = latencies(u.infer, lambda n: u.input_size(n, n)[0], sizes, warmup, runs, progress)
+    m = u.meta
+    row = BenchRow(u.path.name, "artifact", f"{u.backend}/{u.device}", m.model, m.precision, m.input_kind,
+                   m.scale, u.file_size / 1e6, mem.peak_mb, lat)
+    if not mem.resettable:
+        row.notes.append("peak memory is the whole process's peak")
+    eval_scales, notes = artifact_scales(u, scales)
+    row.notes += notes
+    if sets and eval_scales:
+        if progress:
+            progress(f"scoring {u.path.name}")
+        row.scores = evaluate(u.predictor(), sets, eval_scales, with_ssim=with_ssim, feed=m.input_kind)
+    return row
+
+
+def bicubic_row(rows: Sequence[BenchRow], sizes: Sequence[int], scale: int, warmup: int, runs: int) -> BenchRow:
+    """MATLAB bicubic in NumPy: the floor every model must beat, timed at ``scale``.
+
+    Its scores are the bicubic numbers every artifact's evaluation already carries.
+    """
+    with PeakMemory() as mem:
+        lat = latencies(lambda x: imresize(x, float(scale)), lambda n: n // scale, sizes, warmup, runs)
+    seen: dict[tuple[str, int], Score] = {}
+    for r in rows:
+        for s in r.scores:
+            seen.setdefault((s.set, s.scale), Score(s.set, s.scale, s.images, s.bicubic_psnr, s.bicubic_ssim,
+                                                    s.bicubic_psnr, s.bicubic_ssim))
+    return BenchRow("bicubic (MATLAB, NumPy)", "bicubic", "numpy", "", "fp64", "lr", scale, None, mem.peak_mb,
+                    lat, list(seen.values()))
+
+
+def torch_importable() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run_bench(artifacts: Sequence[Path], sizes: Sequence[int], warmup: int, runs: int,
+              sets: Sequence[BenchmarkSet], scales: Sequence[int] | None, threads: int | None = None,
+              providers: Sequence[str] | None = None, with_torch: bool = True, with_ssim: bool = True,
+              progress: Progress | None = None) -> list[BenchRow]:
+    """Every artifact, then bicubic, then (if wanted and installed) the torch source models.
+
+    Torch is imported last so that its memory never counts against an artifact.
+    """
+    from ..runtime import open_upscaler
+
+    rows = []
+    for path in artifacts:
+        if progress:
+            progress(f"loading {path.name}")
+        rows.append(bench_artifact(lambda p=path: open_upscaler(p, threads, providers), sizes, warmup, runs,
+                                   sets, scales, with_ssim, progress))
+    scale = rows[0].scale if rows else 2
+    refs = [bicubic_row(rows, sizes, scale, warmup, runs)]
+    sources = sorted({r.source for r in rows if r.source})
+    if with_torch and sources and torch_importable():
+        from .torch_ref import torch_row
+
+        eval_scales = sorted({s.scale for r in rows for s in r.scores})
+        for model in sources:
+            try:
+                refs.append(torch_row(model, sizes, warmup, runs, sets, eval_scales, threads, with_ssim, progress))
+            except EdgesrError as exc:
+                next(r for r in rows if r.source == model).notes.append(f"no torch reference row: {exc}")
+    return rows + refs

@@ -1,0 +1,82 @@
+"""The one interface every device runtime implements, whatever executes the artifact.
+
+Backends differ only in how they load a file and run one ``1x1xHxW`` float32 tensor; the
+input-kind logic (``lr`` models take LR Y, ``bicubic`` models need MATLAB pre-upscaling) lives
+here once, so bench, upscale and the demo treat an ONNX file and a TensorRT engine alike.
+No torch here.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..artifact import ArtifactMeta
+from ..errors import EdgesrError
+from ..ops import imresize
+
+
+class Upscaler(ABC):
+    """An exported SR artifact, loaded and ready to run on Y images in [0, 1]."""
+
+    #: short runtime name shown in tables (``onnxruntime``, ``tensorrt``, ``coreml``)
+    backend: str = ""
+
+    def __init__(self, path: Path, meta: ArtifactMeta) -> None:
+        self.path = path
+        self.meta = meta
+
+    @abstractmethod
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        """The artifact itself on a contiguous float32 ``1x1xHxW`` array."""
+
+    @property
+    def device(self) -> str:
+        """Where it runs (e.g. the execution provider), for tables."""
+        return self.backend
+
+    @property
+    def file_size(self) -> int:
+        """Bytes on disk, summed over a package folder (CoreML ``.mlpackage``)."""
+        if self.path.is_dir():
+            return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        return self.path.stat().st_size
+
+    def input_size(self, out_h: int, out_w: int) -> tuple[int, int]:
+        """The artifact's input size for an ``out_h x out_w`` output: LR for ``lr`` models."""
+        if self.meta.input_kind == "bicubic":
+            return out_h, out_w
+        s = self.meta.scale
+        return out_h // s, out_w // s
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """The raw artifact on one 2-D Y image (its own input kind); returns 2-D float32."""
+        if x.ndim != 2 or min(x.shape) < 1:
+            raise EdgesrError(f"the model needs a non-empty 2-D Y image, got shape {x.shape}")
+        out = self._run(np.ascontiguousarray(x, dtype=np.float32)[None, None])
+        return np.asarray(out, dtype=np.float32).reshape(out.shape[-2:])
+
+    def check_scale(self, scale: int) -> None:
+        """``lr`` artifacts are built for one scale; ``bicubic`` ones (VDSR) serve any."""
+        if self.meta.input_kind == "lr" and scale != self.meta.scale:
+            raise EdgesrError(f"{self.path.name} upscales by x{self.meta.scale} only, not x{scale}")
+
+    def upscale_y(self, lr_y: np.ndarray, scale: int) -> np.ndarray:
+        """HR Y (float32, [0, 1], not clipped) from LR Y, pre-upscaling for ``bicubic`` models."""
+        self.check_scale(scale)
+        if self.meta.input_kind == "lr":
+            return self.infer(lr_y)
+        return self.infer(imresize(lr_y, float(scale)))
+
+    def predictor(self) -> Callable[[np.ndarray, int], np.ndarray]:
+        """The callable :func:`edgesr.evaluate.evaluate` needs, with ``feed=meta.input_kind``."""
+        if self.meta.input_kind == "lr":
+            return self.upscale_y
+        return lambda bicubic_y, scale: self.infer(bicubic_y)
+
+    def describe(self) -> str:
+        m = self.meta
+        return f"{self.path.name} ({self.backend}, {m.precision}, {m.input_kind} input, x{m.scale})"

@@ -1,0 +1,127 @@
+"""``edgesr bench`` and ``edgesr upscale`` as a device runs them: in a subprocess where
+importing torch fails, with one-line errors and nothing overwritten on bad input."""
+
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.artifacts import bicubic_artifact, foreign_onnx
+from tests.cli_helpers import assert_user_error, run_cli
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return bicubic_artifact(tmp_path_factory.mktemp("art") / "m.onnx")
+
+
+def save(path, shape, seed=0):
+    Image.fromarray((np.random.default_rng(seed).random(shape) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def test_help_on_device_commands():
+    for cmd in ("bench", "upscale", "demo"):
+        r = run_cli(cmd, "--help", block_torch=True)
+        assert r.returncode == 0 and "Usage" in r.stdout
+
+
+def test_upscale_folder_without_torch(tmp_path, model):
+    src = tmp_path / "in"
+    src.mkdir()
+    save(src / "a.png", (10, 12, 3))
+    save(src / "b.png", (9, 7))
+    r = run_cli("upscale", str(src), "-o", str(tmp_path / "out"), "--model", str(model), block_torch=True)
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tmp_path / "out" / "a.png").size == (24, 20)
+    assert Image.open(tmp_path / "out" / "b.png").mode == "L"
+    before = (tmp_path / "out" / "a.png").read_bytes()
+    again = run_cli("upscale", str(src), "-o", str(tmp_path / "out"), "--model", str(model), block_torch=True)
+    assert_user_error(again, "exists: pass --overwrite")
+    assert (tmp_path / "out" / "a.png").read_bytes() == before
+
+
+def _zero_width_png(path):
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 5, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("not-an-image", "cannot read image"),
+    ("truncated", "cannot read image"),
+    ("zero-size", "cannot read image"),
+    ("foreign-model", "not exported by edgesr"),
+    ("output-is-input", "refusing to overwrite input"),
+])
+def test_upscale_bad_input(tmp_path, model, case, fragment):
+    img = tmp_path / "x.png"
+    out = tmp_path / "out.png"
+    args_model = model
+    if case == "not-an-image":
+        img.write_text("hello")
+    elif case == "truncated":
+        save(img, (64, 64, 3))
+        img.write_bytes(img.read_bytes()[:300])
+    elif case == "zero-size":
+        _zero_width_png(img)
+    else:
+        save(img, (8, 8, 3))
+        if case == "foreign-model":
+            args_model = foreign_onnx(tmp_path / "other.onnx")
+        else:
+            out = img
+    original = img.read_bytes()
+    r = run_cli("upscale", str(img), "-o", str(out), "--model", str(args_model), block_torch=True)
+    assert_user_error(r, fragment)
+    assert img.read_bytes() == original
+    assert case == "output-is-input" or not out.exists()
+
+
+def test_bench_without_torch_writes_table_json_plot(tmp_path, model):
+    data = tmp_path / "set"
+    data.mkdir()
+    save(data / "a.png", (24, 30, 3))
+    r = run_cli("bench", str(model), "--data", str(data), "--scales", "2", "3", "--sizes", "32", "48",
+                "--warmup", "1", "--runs", "3", "--threads", "1", "--json", str(tmp_path / "b.json"),
+                "--markdown", str(tmp_path / "b.md"), "--plot", str(tmp_path / "b.png"), block_torch=True)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert [row["kind"] for row in rows] == ["artifact", "bicubic"]  # no torch row without torch
+    art = rows[0]
+    assert [lat["size"] for lat in art["latency"]] == [32, 48]
+    assert all(lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"] for lat in art["latency"])
+    assert [s["scale"] for s in art["scores"]] == [2, 3]
+    assert rows[1]["scores"][0]["psnr"] == pytest.approx(art["scores"][0]["bicubic_psnr"])
+    assert "| m.onnx |" in (tmp_path / "b.md").read_text()
+    assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_foreign_artifact(tmp_path):
+    r = run_cli("bench", str(foreign_onnx(tmp_path / "f.onnx")), "--sizes", "16", block_torch=True)
+    assert_user_error(r, "not exported by edgesr")
+
+
+def test_device_modules_never_import_torch(tmp_path, model):
+    """Not just tolerant of a missing torch: with torch installed, they still leave it alone."""
+    import subprocess
+    import sys
+
+    from tests.cli_helpers import ROOT
+
+    code = (
+        "import sys, numpy as np\n"
+        "from edgesr.runtime import open_upscaler\n"
+        "from edgesr.runtime.photo import Photo, upscale_photo\n"
+        "import edgesr.bench.run, edgesr.bench.report, edgesr.cli, edgesr.demo\n"
+        f"u = open_upscaler({str(model)!r})\n"
+        "upscale_photo(u, Photo(np.zeros((9, 9, 3), np.uint8)), 2)\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
