@@ -12,6 +12,17 @@ from pathlib import Path
 
 import pytest
 
+# Tests run tiny models, for which intra-op threads only add synchronisation; on a loaded
+# machine two OpenMP threads made a tiny training step 100x slower than one. Subprocesses
+# (CLI tests) inherit the variable.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+try:
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+except ImportError:  # the device side is tested without torch too
+    pass
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("EDGESR_SHARED_DATA", ROOT.parent / "shared" / "data"))
 

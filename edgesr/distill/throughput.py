@@ -17,7 +17,7 @@ def _sync(device: torch.device) -> None:
 
 
 def measure(recipe: DistillRecipe, teacher: VDSR, device: torch.device, seconds: float = 10.0,
-            warmup_steps: int = 3) -> dict[str, float]:
+            warmup_cycles: int = 1) -> dict[str, float]:
     """Run whole training cycles for about ``seconds`` after a warm-up; report the rate.
 
     Whole cycles (``student_steps_per_gen_step`` student steps + one generator step) are timed,
@@ -25,7 +25,7 @@ def measure(recipe: DistillRecipe, teacher: VDSR, device: torch.device, seconds:
     """
     d = Distiller(recipe, teacher, device)
     k = recipe.student_steps_per_gen_step
-    for _ in range(max(warmup_steps, 1) * k):
+    for _ in range(max(warmup_cycles, 1) * k):
         d.train_step()
     _sync(device)
     start, steps = time.perf_counter(), 0
