@@ -81,6 +81,8 @@ class Distiller:
         self.device = device
         self.amp = device.type == "cuda" and recipe.bf16
         self.channels_last = device.type == "cuda" and recipe.channels_last
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed patch shapes: pick the fastest kernels once
         torch.manual_seed(recipe.seed)
         self.teacher = self._prepare(teacher.eval()).requires_grad_(False)
         self.plan = StagePlan(recipe.progressive, recipe.student.depth - 2)
