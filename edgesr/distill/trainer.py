@@ -325,7 +325,8 @@ class Distiller:
             self.train_step()
             self.elapsed = time.perf_counter() - started
             step_done = self.step
-            end_of_stage = self.step == total or self.plan.stage_of(self.step) != stage_before
+            budget_hit = r.budget_minutes > 0 and self.elapsed > 60 * r.budget_minutes
+            end_of_stage = self.step == total or self.plan.stage_of(self.step) != stage_before or budget_hit
             record: dict = {}
             if step_done % r.log_every == 0 or end_of_stage:
                 record = {"step": step_done, "stage": self.stage, "blocks": self.student.blocks,
@@ -338,7 +339,6 @@ class Distiller:
                 metrics.write(record)
             if on_step:
                 on_step(step_done, {**record, **last_val})
-            budget_hit = r.budget_minutes > 0 and self.elapsed > 60 * r.budget_minutes
             due = step_done % r.checkpoint_every == 0 or stop.requested or budget_hit or self.step == total
             if due and self.bad_steps == 0:  # never checkpoint in the middle of a non-finite streak
                 self.checkpoint(run_dir)
