@@ -276,6 +276,38 @@ def demo_cmd(
     console.print(f"edgesr demo: http://{host}:{server.server_port}/  ({upscaler.describe()}; Ctrl-C to stop)")
     with server:
         server.serve_forever()
+@app.command("export")
+@user_errors
+def export_cmd(
+    model: Annotated[str, typer.Option(help="zoo name (e.g. pytorch-vdsr) or weights file")] = "pytorch-vdsr",
+    target: Annotated[str, typer.Option(help="onnx, tensorrt (deploy bundle; engine where TensorRT runs) or coreml")] = "onnx",
+    scale: Annotated[int, typer.Option(help="upscaling factor: 2, 3 or 4")] = 2,
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8 (onnx: CPU QDQ; tensorrt: TensorRT QDQ; "
+                                                "coreml: 8-bit weights)")] = "fp32",
+    input_kind: Annotated[str, typer.Option("--input", help="lr: LR in, MATLAB bicubic inside the model; "
+                                                            "bicubic: the network alone")] = "lr",
+    calib: Annotated[Optional[str], typer.Option(help="INT8 calibration: a distill run folder (data-free, the "
+                                                      "default when the model sits in one) or an image folder")] = None,
+    calib_method: Annotated[str, typer.Option(help="minmax, entropy or percentile")] = "percentile",
+    float_layers: Annotated[str, typer.Option(help="INT8: VDSR convs kept in float, by index (0 = first, "
+                                                   "-1 = last), comma-separated")] = "0,-1",
+    qad_steps: Annotated[int, typer.Option(help="INT8: quantization-aware distillation steps before "
+                                                "quantizing (0 = post-training only)")] = 0,
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output file or folder")] = None,
+) -> None:
+    """Export a model for devices: ONNX (FP32/FP16/INT8), a TensorRT bundle or a CoreML package."""
+    from .export.pipeline import ExportRequest, export_model
+
+    try:
+        floats = tuple(int(v) for v in float_layers.split(",") if v.strip())
+    except ValueError:
+        raise EdgesrError(f"--float-layers takes comma-separated integers, got {float_layers!r}") from None
+    req = ExportRequest(model, target, scale, precision, input_kind, calib, out, calib_method, floats, qad_steps)
+    with console.status("exporting") as status:
+        result = export_model(req, progress=lambda msg: status.update(msg))
+    for note in result.notes:
+        console.print(note)
+    console.print(f"wrote {result.path} (x{result.meta.scale}, {result.meta.input_kind} input, {result.meta.precision})")
 
 
 def main() -> None:

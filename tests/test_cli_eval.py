@@ -10,7 +10,7 @@ from tests.cli_helpers import assert_user_error, run_cli
 def test_help_on_every_command():
     top = run_cli("--help")
     assert top.returncode == 0
-    for cmd in ("eval",):
+    for cmd in ("eval", "export"):
         assert run_cli(cmd, "--help").returncode == 0
 
 

@@ -65,7 +65,11 @@ class VDSR(nn.Module):
         return len(self.body)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.tail(self.body(torch.relu(self.head(x))))
+        return x + self.residual(x)
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """The learned branch alone; export runs it in another precision than the skip."""
+        return self.tail(self.body(torch.relu(self.head(x))))
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The output and every body block's (post-ReLU) output, for feature-level losses."""

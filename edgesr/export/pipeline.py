@@ -1,0 +1,152 @@
+"""``edgesr export``: one request in, one artifact out (an ONNX file, a bundle or a package).
+
+Everything that can fail because of the user's input (target, scale, weights, calibration
+folder) is checked before any slow work, and every output is written through a temporary
+path, so a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..artifact import INPUT_KINDS, PRECISIONS, ArtifactMeta
+from ..errors import EdgesrError
+
+TARGETS = ("onnx", "tensorrt", "coreml")
+SCALES = (2, 3, 4)
+#: chosen by measurement (benchmarks/export_quality.py): the best drop of the three methods
+DEFAULT_METHOD = "percentile"
+#: VDSR convs kept in float for INT8, by index (0 = head ... -1 = tail): the head sees the raw
+#: image and the tail writes the residual at full resolution; measured to matter most
+DEFAULT_FLOAT_LAYERS = (0, -1)
+#: calibration patches per export (LR 24/16/12 for x2/x3/x4)
+CALIB_SAMPLES = 64
+
+
+@dataclass
+class ExportRequest:
+    model: str
+    target: str
+    scale: int
+    precision: str = "fp32"
+    input_kind: str = "lr"
+    calib: str | None = None
+    out: Path | None = None
+    method: str = DEFAULT_METHOD
+    float_layers: tuple[int, ...] = DEFAULT_FLOAT_LAYERS
+    qad_steps: int = 0
+
+    def validate(self) -> None:
+        from .quantize import METHODS
+
+        if self.target not in TARGETS:
+            raise EdgesrError(f"unsupported target {self.target!r}: use one of {', '.join(TARGETS)}")
+        if self.scale not in SCALES:
+            raise EdgesrError(f"unsupported scale {self.scale}: use one of {', '.join(map(str, SCALES))}")
+        if self.precision not in PRECISIONS:
+            raise EdgesrError(f"unsupported precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+        if self.input_kind not in INPUT_KINDS:
+            raise EdgesrError(f"unsupported input kind {self.input_kind!r}: use one of {', '.join(INPUT_KINDS)}")
+        if self.method not in METHODS:
+            raise EdgesrError(f"unsupported calibration method {self.method!r}: use one of {', '.join(METHODS)}")
+        if self.qad_steps < 0:
+            raise EdgesrError("--qad-steps must be 0 or more")
+
+    def default_out(self) -> Path:
+        stem = Path(self.model).stem if Path(self.model).suffix else self.model
+        base = f"{stem}_x{self.scale}_{self.input_kind}_{self.precision}"
+        return Path({"onnx": f"{base}.onnx", "tensorrt": f"{base}_tensorrt", "coreml": f"{base}.mlpackage"}[self.target])
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    meta: ArtifactMeta
+    notes: list[str] = field(default_factory=list)
+
+
+Progress = Callable[[str], None]
+
+
+def _int8_onnx(req: ExportRequest, net, calib, form: str, progress: Progress, extra: dict):
+    """Calibrate (and optionally distill) then quantize: the one INT8 path for both forms."""
+    from .calibration import lr_samples, model_inputs
+    from .deploy_net import DeployNet
+    from .onnx_export import torch_to_onnx
+    from .qad import distill_quantized
+    from .quantize import calibrate, conv_layers, quantize
+
+    progress(f"calibration samples ({calib.kind})")
+    lr = lr_samples(calib, req.scale, CALIB_SAMPLES)
+    n_layers = len(net.body) + 2
+    float_idx = sorted({i % n_layers for i in req.float_layers})
+    if req.qad_steps:
+        progress(f"quantization-aware distillation ({req.qad_steps} steps)")
+        net = distill_quantized(net, {req.scale: lr_samples(calib, req.scale, 8 * CALIB_SAMPLES, seed=1)},
+                                float_idx, form, req.qad_steps)
+    progress("exporting the float graph")
+    fp32 = torch_to_onnx(DeployNet(net, req.scale, req.input_kind))
+    progress(f"calibrating ({req.method})")
+    with tempfile.TemporaryDirectory(prefix="edgesr-export-") as tmp:
+        ranges = calibrate(fp32, model_inputs(lr, req.scale, req.input_kind), req.method, Path(tmp) / "ranges.json")
+        names = conv_layers(fp32).net
+        model = quantize(fp32, ranges, form, [names[i] for i in float_idx])
+    extra.update({"int8_form": form, "calibration": calib.describe(), "calibration_method": req.method,
+                  "float_layers": float_idx, "qad_steps": req.qad_steps})
+    return model
+
+
+def export_model(req: ExportRequest, progress: Progress = lambda msg: None) -> ExportResult:
+    """Run one export; see the module docstring for the failure guarantees."""
+    from ..io import atomic_dir, atomic_path
+    from .calibration import find_calibration
+    from .deploy_net import DeployNet
+    from .source import load_source
+
+    req.validate()
+    out = Path(req.out) if req.out else req.default_out()
+    progress("loading the model")
+    source = load_source(req.model)
+    source.check_scale(req.scale)
+    int8_onnx = req.precision == "int8" and req.target != "coreml"
+    calib = find_calibration(req.calib, req.model) if int8_onnx else None
+    extra: dict = {}
+    meta_kw = dict(scale=req.scale, input_kind=req.input_kind, precision=req.precision, model=source.name,
+                   source_sha256=source.sha256, source_psnr=source.psnr)
+
+    if req.target == "coreml":
+        from .coreml import to_coreml
+
+        extra = {"weights": "int8" if req.precision == "int8" else req.precision, "compute": "fp16"
+                 if req.precision != "fp32" else "fp32"}
+        meta = ArtifactMeta(**meta_kw, extra=extra)
+        progress("converting to CoreML")
+        with atomic_dir(out) as tmp:
+            to_coreml(DeployNet(source.net, req.scale, req.input_kind), meta, tmp)
+        return ExportResult(out, meta)
+
+    from .onnx_export import OPSET, set_metadata, save_onnx, torch_to_onnx
+
+    if int8_onnx:
+        form = "tensorrt" if req.target == "tensorrt" else "cpu"
+        model = _int8_onnx(req, source.net, calib, form, progress, extra)
+    else:
+        progress("exporting to ONNX")
+        model = torch_to_onnx(DeployNet(source.net, req.scale, req.input_kind, half=req.precision == "fp16"))
+    extra["opset"] = OPSET
+    meta = ArtifactMeta(**meta_kw, extra=extra)
+    set_metadata(model, meta)
+    if req.target == "onnx":
+        with atomic_path(out) as tmp:
+            save_onnx(model, tmp)
+        return ExportResult(out, meta)
+
+    from .tensorrt import write_bundle
+
+    progress("writing the TensorRT bundle")
+    with atomic_dir(out) as tmp:
+        notes = write_bundle(model, meta, tmp)
+    return ExportResult(out, meta, notes)

@@ -1,0 +1,121 @@
+"""Quantization-aware distillation: fine-tune a fake-quantized copy against the float model.
+
+Where post-training quantization misses its target, the weights are nudged so that the INT8
+network reproduces the FP32 one. Data-free like everything else: the inputs are the same
+calibration samples (a distillation run's generator patches, MATLAB-bicubic upscaled), and the
+target is the float model's own output, so no ground truth is involved.
+
+The fake quantization mirrors what :mod:`edgesr.export.quantize` writes: per-output-channel
+symmetric int8 weights, per-tensor activations on the quantized convs' inputs (symmetric int8
+for the TensorRT form, uint8 for the CPU form), the float layers untouched. Gradients pass the
+rounding straight through. The result is a plain float VDSR; it is then exported and quantized
+(re-calibrated) like any other.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..models.vdsr import VDSR
+from ..ops.resize_torch import imresize
+
+
+def vdsr_convs(net: VDSR) -> list[nn.Conv2d]:
+    """The convs in graph order (head, body blocks, tail): the indices ``float_layers`` use."""
+    return [net.head, *(b.conv for b in net.body), net.tail]
+
+
+class _FakeQuantConv(nn.Module):
+    """A conv whose input and weights are fake-quantized the way the exported QDQ model is."""
+
+    def __init__(self, conv: nn.Conv2d, lo: float, hi: float, symmetric: bool) -> None:
+        super().__init__()
+        self.conv = conv
+        if symmetric:
+            self.scale, self.zero, self.qmin, self.qmax = max(abs(lo), abs(hi)) / 127, 0, -128, 127
+        else:
+            lo, hi = min(lo, 0.0), max(hi, 0.0)
+            self.scale = (hi - lo) / 255
+            self.zero, self.qmin, self.qmax = int(round(-lo / self.scale)), 0, 255
+        self.scale = max(self.scale, 1e-8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.fake_quantize_per_tensor_affine(x, self.scale, self.zero, self.qmin, self.qmax)
+        w = self.conv.weight
+        w_scale = (w.detach().abs().amax(dim=(1, 2, 3)) / 127).clamp_min(1e-8)
+        w = torch.fake_quantize_per_channel_affine(w, w_scale, torch.zeros_like(w_scale, dtype=torch.int32),
+                                                   0, -127, 127)
+        return F.conv2d(x, w, padding=self.conv.padding)
+
+
+@torch.no_grad()
+def _input_ranges(net: VDSR, x: torch.Tensor) -> list[tuple[float, float]]:
+    ranges: list[tuple[float, float]] = []
+    hooks = [c.register_forward_pre_hook(lambda m, a: ranges.append((a[0].min().item(), a[0].max().item())))
+             for c in vdsr_convs(net)]
+    net(x)
+    for h in hooks:
+        h.remove()
+    return ranges
+
+
+def fake_quantized(net: VDSR, calib_inputs: torch.Tensor, float_layers: Sequence[int], form: str) -> VDSR:
+    """A copy of ``net`` with fake-quantized convs (input ranges: min-max on ``calib_inputs``).
+
+    The wrapped convs are the copy's own modules, so their trained weights can be read back
+    with :func:`vdsr_convs` order kept in ``fq.convs``.
+    """
+    fq = copy.deepcopy(net)
+    ranges = _input_ranges(fq, calib_inputs)
+    convs = vdsr_convs(fq)
+    fq.convs = convs  # plain list: not registered twice
+    wrapped = [c if i in float_layers else _FakeQuantConv(c, *ranges[i], symmetric=form == "tensorrt")
+               for i, c in enumerate(convs)]
+    fq.head, fq.tail = wrapped[0], wrapped[-1]
+    for block, conv in zip(fq.body, wrapped[1:-1]):
+        block.conv = conv
+    return fq
+
+
+def distill_quantized(net: VDSR, lr_pool: dict[int, np.ndarray], float_layers: Sequence[int], form: str,
+                      steps: int, batch: int = 8, lr: float = 1e-5, seed: int = 0,
+                      on_step: Callable[[int, float], None] | None = None) -> VDSR:
+    """``net`` fine-tuned so that its fake-quantized self matches the float ``net``.
+
+    ``lr_pool``: LR calibration patches per scale; each step draws a scale and a batch from it
+    and upscales it with MATLAB's bicubic, as the network sees images.
+    """
+    rng = np.random.default_rng(seed)
+    teacher = copy.deepcopy(net).eval().requires_grad_(False)
+    scales = sorted(lr_pool)
+
+    def draw() -> torch.Tensor:
+        s = scales[rng.integers(len(scales))]
+        pool = lr_pool[s]
+        idx = rng.choice(len(pool), size=min(batch, len(pool)), replace=False)
+        return imresize(torch.from_numpy(pool[idx]).float(), float(s))
+
+    calib = torch.cat([imresize(torch.from_numpy(lr_pool[s][:32]).float(), float(s)) for s in scales])
+    student = fake_quantized(net, calib, float_layers, form).train()
+    opt = torch.optim.Adam(student.parameters(), lr=lr)
+    for step in range(steps):
+        x = draw()
+        with torch.no_grad():
+            target = teacher(x)
+        loss = (student(x) - target).abs().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if on_step:
+            on_step(step, loss.item())
+    tuned = copy.deepcopy(net)
+    with torch.no_grad():
+        for dst, src in zip(vdsr_convs(tuned), student.convs):
+            dst.weight.copy_(src.weight)
+    return tuned.eval()

@@ -1,0 +1,161 @@
+"""INT8 QDQ models in two forms from one code path (onnxruntime's static quantizer).
+
+* ``tensorrt``: symmetric int8 activations per tensor and symmetric int8 weights per output
+  channel (axis 0), all zero points 0: TensorRT's explicit quantization (TensorRT 11 has no
+  other INT8 path).
+* ``cpu``: uint8 asymmetric activations, int8 per-channel weights: the form onnxruntime's x86
+  kernels run fastest.
+
+Only ``Conv`` layers are quantized. The VDSR convs that stay in float are chosen by the caller
+(:func:`sensitivity` measures what each one costs); the in-graph bicubic conv always stays in
+float (it sees the raw image), and the global skip ``Add`` is never quantized, so the output
+adds the *float* input to the residual. Calibration runs once per (method, data) and is cached
+as ranges, so trying several float-layer choices or both forms re-uses it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+FORMS = ("tensorrt", "cpu")
+METHODS = ("minmax", "entropy", "percentile")
+#: Relu too, so its output (not the conv's, half of whose range Relu discards) is quantized
+OP_TYPES = ["Conv", "Relu"]
+
+
+@dataclass(frozen=True)
+class ConvLayers:
+    """Names of the VDSR convs in graph order, and the pre-processing convs before them."""
+
+    net: list[str]
+    pre: list[str]
+
+
+def conv_layers(model: onnx.ModelProto) -> ConvLayers:
+    """Split the graph's convs: VDSR's have 3x3 kernels; the bicubic's is 5x5 with s*s outputs."""
+    inits = {t.name: t for t in model.graph.initializer}
+    net, pre = [], []
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        w = inits.get(node.input[1])
+        kernel = tuple(w.dims[2:]) if w is not None else ()
+        (net if kernel == (3, 3) else pre).append(node.name)
+    return ConvLayers(net, pre)
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol over an array of ``(n, 1, h, w)`` inputs."""
+
+    def __init__(self, inputs: np.ndarray, batch: int = 8) -> None:
+        self.batches = [inputs[i : i + batch] for i in range(0, len(inputs), batch)]
+        self.pos = 0
+
+    def get_next(self) -> dict | None:
+        if self.pos >= len(self.batches):
+            return None
+        self.pos += 1
+        return {"input": np.ascontiguousarray(self.batches[self.pos - 1], np.float32)}
+
+    def rewind(self) -> None:
+        self.pos = 0
+
+
+def _quiet() -> None:
+    logging.getLogger().setLevel(logging.ERROR)  # the quantizer warns about pre-processing at WARNING
+
+
+def _batched(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose input and output accept any batch, so calibration can run batches."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for value in (*out.graph.input, *out.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    del out.graph.value_info[:]
+    return out
+
+
+@dataclass(frozen=True)
+class Ranges:
+    """Calibrated activation ranges (onnxruntime's cache file) and the method that made them."""
+
+    path: Path
+    method: str
+
+
+def _method(name: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile}[name]
+
+
+#: Calibrator settings. onnxruntime's entropy default (128 histogram bins into 128 quantized
+#: bins) leaves a single candidate threshold, i.e. min-max; quantize_static cannot change it,
+#: hence the calibrator is driven directly.
+_CALIB_OPTIONS = {
+    "minmax": {},
+    "entropy": {"num_bins": 2048, "num_quantized_bins": 128},
+    "percentile": {"num_bins": 2048, "percentile": 99.999},
+}
+
+
+def calibrate(model: onnx.ModelProto, inputs: np.ndarray, method: str, cache: Path) -> Ranges:
+    """Activation ranges of every conv's tensors on ``inputs`` with ``method``, saved to ``cache``."""
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    _quiet()
+    with tempfile.TemporaryDirectory(prefix="edgesr-calib-") as tmp:
+        src = Path(tmp) / "model.onnx"
+        onnx.save(_batched(model), str(src))
+        calibrator = create_calibrator(src, OP_TYPES, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                       calibrate_method=_method(method), extra_options=_CALIB_OPTIONS[method])
+        with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
+            calibrator.collect_data(_Reader(inputs))
+            save_tensors_data(calibrator.compute_data(), cache)
+    return Ranges(cache, method)
+
+
+_FORM_OPTIONS = {
+    # Q/DQ on conv inputs only, as TensorRT wants them: it fuses conv + ReLU and requantizes
+    # itself; a Q/DQ on the conv output as well would round twice.
+    "tensorrt": {"ActivationSymmetric": True, "WeightSymmetric": True,
+                 "OpTypesToExcludeOutputQuantization": ["Conv", "Relu"]},
+    # onnxruntime's CPU kernels only become QLinearConv with a Q on the output; uint8 with zero
+    # point 0 absorbs the ReLU.
+    "cpu": {"ActivationSymmetric": False, "WeightSymmetric": True},
+}
+
+
+def quantize(model: onnx.ModelProto, ranges: Ranges, form: str, float_layers: Sequence[str] = ()) -> onnx.ModelProto:
+    """The QDQ model of ``form`` from cached ranges; ``float_layers`` (and the bicubic) stay float."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    _quiet()
+    layers = conv_layers(model)
+    activation = QuantType.QInt8 if form == "tensorrt" else QuantType.QUInt8
+    with tempfile.TemporaryDirectory(prefix="edgesr-quant-") as tmp:
+        out = Path(tmp) / "q.onnx"
+        quantize_static(
+            model, out, None, quant_format=QuantFormat.QDQ, op_types_to_quantize=OP_TYPES,
+            nodes_to_exclude=[*layers.pre, *float_layers], per_channel=True,
+            weight_type=QuantType.QInt8, activation_type=activation, calibrate_method=_method(ranges.method),
+            calibration_cache_path=ranges.path,
+            extra_options=_FORM_OPTIONS[form],
+        )
+        quantized = onnx.load(str(out))
+    del quantized.graph.value_info[:]
+    return quantized

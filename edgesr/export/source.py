@@ -1,0 +1,61 @@
+"""The model being exported and what it says about itself (scales, checksum, measured PSNR).
+
+The scales and scores travel into every artifact's metadata, so a device can tell what it runs
+without the training run at hand. Zoo teachers declare them in their zoo entry; students
+written by ``edgesr distill`` in their safetensors metadata (``scales``: JSON list,
+``measured_psnr``: JSON ``{set: {scale: dB}}``). A file that declares nothing accepts any scale.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import EdgesrError
+from ..models.vdsr import VDSR
+
+
+@dataclass
+class SourceModel:
+    net: VDSR
+    name: str
+    sha256: str
+    #: scales the model was trained for; empty when its file does not say
+    scales: tuple[int, ...] = ()
+    #: ``{set: {"2": dB}}`` as measured with edgesr's protocol, if known
+    psnr: dict = field(default_factory=dict)
+
+    def check_scale(self, scale: int) -> None:
+        if self.scales and scale not in self.scales:
+            listed = ", ".join(str(s) for s in self.scales)
+            raise EdgesrError(f"scale {scale} is not in the model's metadata (it was made for x{listed})")
+
+
+def _json_field(meta: dict[str, str], key: str, source: str):
+    try:
+        return json.loads(meta[key]) if key in meta else None
+    except json.JSONDecodeError:
+        raise EdgesrError(f"{source}: metadata field {key!r} is not valid JSON") from None
+
+
+def load_source(model: str) -> SourceModel:
+    """A zoo name or a weights file, with the scales and scores it declares."""
+    from ..models import zoo
+
+    net, meta = zoo.load_model(model)
+    psnr_table: dict = {}
+    scales: tuple[int, ...] = ()
+    is_path = Path(model).suffix or Path(model).exists()
+    if not is_path:
+        e = zoo.entry(model)
+        psnr_table = e.measured_psnr or e.published_psnr
+    else:
+        psnr_table = _json_field(meta, "measured_psnr", model) or {}
+        declared = _json_field(meta, "scales", model)
+        if declared is not None:
+            scales = tuple(int(s) for s in declared)
+    psnr = {name: {str(s): float(v) for s, v in by_scale.items()} for name, by_scale in psnr_table.items()}
+    if not scales:
+        scales = tuple(sorted({int(s) for by_scale in psnr.values() for s in by_scale}))
+    return SourceModel(net, model, meta["sha256"], scales, psnr)

@@ -1,0 +1,198 @@
+"""Export: in-graph bicubic, ONNX structure and metadata, FP16, INT8 forms, QAD, CoreML spec."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import numpy_helper
+
+from edgesr.artifact import ArtifactMeta
+from edgesr.errors import EdgesrError
+from edgesr.export.bicubic_graph import BicubicUpscale, phase_filters
+from edgesr.export.calibration import Calibration, find_calibration, lr_samples, model_inputs
+from edgesr.export.deploy_net import DeployNet
+from edgesr.export.onnx_export import OPSET, read_metadata, save_onnx, set_metadata, torch_to_onnx
+from edgesr.export.qad import distill_quantized, fake_quantized
+from edgesr.export.quantize import calibrate, conv_layers, quantize
+from edgesr.models import VDSR
+from edgesr.ops import imresize
+from edgesr.ops.resize_torch import imresize as torch_imresize
+
+
+def tiny(width: int = 8, depth: int = 5, seed: int = 0) -> VDSR:
+    torch.manual_seed(seed)
+    return VDSR(width, depth).eval()
+
+
+def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return s.run(None, {"input": x.astype(np.float32)})[0]
+
+
+@pytest.fixture(scope="module")
+def lr_onnx() -> onnx.ModelProto:
+    return torch_to_onnx(DeployNet(tiny(), 3, "lr"))
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_phase_filters_are_matlab_weights(scale):
+    filters, before, after = phase_filters(scale)
+    assert filters.shape == (scale, before + after + 1)
+    np.testing.assert_allclose(filters.sum(axis=1), 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_bicubic_module_equals_matlab_everywhere(scale):
+    rng = np.random.default_rng(scale)
+    for shape in [(2, 3), (7, 5), (16, 23)]:
+        x = rng.random(shape)
+        out = BicubicUpscale(scale)(torch.tensor(x, dtype=torch.float32)[None, None])[0, 0].numpy()
+        assert out.shape == imresize(x, scale).shape
+        assert np.abs(out - imresize(x, scale)).max() < 1e-6
+
+
+def test_in_graph_bicubic_onnx_equals_matlab():
+    """With a zero residual the ``lr`` graph is the bicubic alone: compare ONNX with imresize."""
+    net = tiny()
+    torch.nn.init.zeros_(net.tail.weight)
+    model = torch_to_onnx(DeployNet(net, 4, "lr"))
+    x = np.random.default_rng(0).random((19, 26))
+    out = run(model, x[None, None])[0, 0]
+    assert np.abs(out - imresize(x, 4)).max() < 1e-5
+    assert {n.op_type for n in model.graph.node} <= {"Slice", "Concat", "Conv", "DepthToSpace", "Relu", "Add"}
+
+
+def test_onnx_structure_dynamic_and_metadata(lr_onnx, tmp_path):
+    net = tiny()
+    assert lr_onnx.opset_import[0].version == OPSET
+    assert [i.name for i in lr_onnx.graph.input] == ["input"] and [o.name for o in lr_onnx.graph.output] == ["output"]
+    dims = lr_onnx.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims[:2]] == [1, 1] and all(d.dim_param for d in dims[2:])
+    meta = ArtifactMeta(3, "lr", "fp32", model="tiny", source_sha256="ab" * 32, source_psnr={"Set5": {"3": 30.1}})
+    path = save_onnx(set_metadata(lr_onnx, meta), tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == [path]  # one file, no external data
+    assert read_metadata(path) == meta
+    for h, w in [(5, 9), (20, 11)]:
+        x = np.random.default_rng(h).random((1, 1, h, w), dtype=np.float32)
+        ref = DeployNet(net, 3, "lr")(torch.from_numpy(x)).detach().numpy()
+        assert np.abs(run(lr_onnx, x) - ref).max() < 1e-5
+
+
+def test_fp16_graph_keeps_float32_io_and_skip():
+    net = tiny()
+    model = torch_to_onnx(DeployNet(net, 2, "bicubic", half=True))
+    io_types = {v.type.tensor_type.elem_type for v in (*model.graph.input, *model.graph.output)}
+    assert io_types == {onnx.TensorProto.FLOAT}
+    conv_w = {n.input[1] for n in model.graph.node if n.op_type == "Conv"}
+    assert {t.data_type for t in model.graph.initializer if t.name in conv_w} == {onnx.TensorProto.FLOAT16}
+    x = np.random.default_rng(1).random((1, 1, 12, 12), dtype=np.float32)
+    ref = net(torch.from_numpy(x)).detach().numpy()
+    assert np.abs(run(model, x) - ref).max() < 2e-3
+
+
+def _producer(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    return {o: n for n in model.graph.node for o in n.output}
+
+
+@pytest.fixture(scope="module")
+def ranges(lr_onnx, tmp_path_factory):
+    x = np.random.default_rng(0).random((16, 1, 16, 16), dtype=np.float32)
+    return calibrate(lr_onnx, x, "minmax", tmp_path_factory.mktemp("calib") / "r.json")
+
+
+def test_int8_tensorrt_form_obeys_explicit_quantization_rules(lr_onnx, ranges):
+    layers = conv_layers(lr_onnx)
+    assert len(layers.net) == 5 and len(layers.pre) == 1
+    q = quantize(lr_onnx, ranges, "tensorrt", [layers.net[0], layers.net[-1]])
+    onnx.checker.check_model(q)
+    inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    prod = _producer(q)
+    for node in q.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            zp = inits[node.input[2]]
+            assert zp.dtype == np.int8 and not zp.any(), node.name
+    convs = {n.name: n for n in q.graph.node if n.op_type == "Conv"}
+    for name in layers.net[1:-1]:
+        conv = convs[name]
+        dq_x, dq_w = (prod.get(i) for i in conv.input[:2])
+        assert dq_x is not None and dq_x.op_type == "DequantizeLinear", name
+        assert dq_w is not None and dq_w.op_type == "DequantizeLinear", name
+        assert inits[dq_x.input[1]].ndim == 0  # per-tensor activations
+        w_scale = inits[dq_w.input[1]]
+        axis = next((a.i for a in dq_w.attribute if a.name == "axis"), 1)
+        assert axis == 0 and w_scale.shape == (inits[dq_w.input[0]].shape[0],)  # per output channel
+        assert inits[dq_w.input[0]].dtype == np.int8
+    for name in [*layers.pre, layers.net[0], layers.net[-1]]:
+        assert all(prod.get(i) is None or prod[i].op_type != "DequantizeLinear" for i in convs[name].input[:2])
+
+
+def test_int8_cpu_form_uses_uint8_activations_and_tracks_fp32(lr_onnx, ranges):
+    layers = conv_layers(lr_onnx)
+    q = quantize(lr_onnx, ranges, "cpu", [layers.net[0], layers.net[-1]])
+    inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    act_zp = [inits[n.input[2]] for n in q.graph.node if n.op_type == "QuantizeLinear"]
+    assert act_zp and all(z.dtype == np.uint8 for z in act_zp)
+    x = np.random.default_rng(5).random((1, 1, 16, 16), dtype=np.float32)
+    err = np.abs(run(q, x) - run(lr_onnx, x)).max()
+    assert 0 < err < 0.05
+
+
+def test_calibration_sources(tmp_path):
+    from PIL import Image
+
+    from edgesr.distill.generator import Generator, save_generators
+
+    torch.manual_seed(0)
+    save_generators({2: Generator(24, z_dim=16, channels=8)}, tmp_path / "run")
+    calib = find_calibration(str(tmp_path / "run"), "pytorch-vdsr")
+    lr = lr_samples(calib, 2, 5)
+    assert calib.kind == "generators" and lr.shape == (5, 1, 24, 24) and 0 <= lr.min() and lr.max() <= 1
+    assert model_inputs(lr, 2, "bicubic").shape == (5, 1, 48, 48)
+    with pytest.raises(EdgesrError, match="no generator for x3"):
+        lr_samples(calib, 3, 2)
+    (tmp_path / "imgs").mkdir()
+    Image.fromarray((np.random.default_rng(0).random((60, 70, 3)) * 255).astype("uint8")).save(tmp_path / "imgs" / "a.png")
+    lr = lr_samples(find_calibration(str(tmp_path / "imgs"), "m"), 3, 4)
+    assert lr.shape == (4, 1, 16, 16)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EdgesrError, match="no images"):
+        find_calibration(str(tmp_path / "empty"), "m")
+
+
+def test_qad_reduces_the_fake_quantized_error():
+    net = tiny(width=8, depth=5, seed=1)
+    rng = np.random.default_rng(0)
+    pool = {2: rng.random((32, 1, 12, 12)).astype(np.float32)}
+    x = torch_imresize(torch.from_numpy(pool[2][:8]), 2.0)
+
+    def error(model: VDSR) -> float:
+        with torch.no_grad():
+            return float((fake_quantized(model, x, [0, 4], "tensorrt")(x) - net(x)).abs().mean())
+
+    tuned = distill_quantized(net, pool, [0, 4], "tensorrt", steps=15, batch=8)
+    assert error(tuned) < 0.97 * error(net)
+
+
+def test_coreml_package_spec(tmp_path):
+    ct = pytest.importorskip("coremltools")
+    from edgesr.export.coreml import MAX_SIDE, to_coreml
+
+    meta = ArtifactMeta(2, "lr", "int8", model="tiny")
+    (tmp_path / "m.mlpackage").mkdir()
+    to_coreml(DeployNet(tiny(width=16, depth=3), 2, "lr"), meta, tmp_path / "m.mlpackage")
+    spec = ct.utils.load_spec(str(tmp_path / "m.mlpackage"))
+    assert [i.name for i in spec.description.input] == ["input"]
+    assert [o.name for o in spec.description.output] == ["output"]
+    arr = spec.description.input[0].type.multiArrayType
+    assert arr.dataType == ct.proto.FeatureTypes_pb2.ArrayFeatureType.FLOAT32
+    ranges = [(r.lowerBound, r.upperBound) for r in arr.shapeRange.sizeRanges]
+    assert ranges == [(1, 1), (1, 1), (4, MAX_SIDE), (4, MAX_SIDE)]
+    assert ArtifactMeta.from_props(dict(spec.description.metadata.userDefined)) == meta
+    ops = [op for block in spec.mlProgram.functions["main"].block_specializations.values() for op in block.operations]
+    kinds = {op.type for op in ops}
+    assert "constexpr_affine_dequantize" in kinds or "constexpr_blockwise_shift_scale" in kinds  # 8-bit weights
+    fp16 = ct.proto.MIL_pb2.DataType.Value("FLOAT16")
+    assert any(o.type.tensorType.dataType == fp16 for op in ops if op.type == "conv" for o in op.outputs)

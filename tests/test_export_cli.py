@@ -1,0 +1,150 @@
+"""``edgesr export`` end to end: outputs, the torch-free device side, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edgesr.distill.generator import Generator, save_generators
+from edgesr.models import VDSR
+from edgesr.models.formats import save_safetensors
+from tests.cli_helpers import assert_user_error, run_cli
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A stand-in distill run folder: a tiny student and random generators, as the contract says."""
+    run = tmp_path_factory.mktemp("run")
+    torch.manual_seed(0)
+    save_safetensors(VDSR(8, depth=4), run / "student.safetensors",
+                     {"scales": "[2, 3]", "measured_psnr": json.dumps({"Set5": {"2": 30.5}})})
+    save_generators({2: Generator(24, z_dim=16, channels=8), 3: Generator(16, z_dim=16, channels=8)}, run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir, tmp_path_factory):
+    """fp32, fp16 and CPU-int8 ONNX files and a TensorRT INT8 bundle of the tiny student."""
+    from edgesr.export.pipeline import ExportRequest, export_model
+
+    out = tmp_path_factory.mktemp("out")
+    student = str(run_dir / "student.safetensors")
+    export_model(ExportRequest(student, "onnx", 2, out=out / "fp32.onnx"))  # in-process: saves a torch import
+    export_model(ExportRequest(student, "onnx", 2, "fp16", "bicubic", out=out / "fp16.onnx"))
+    for args in (["--precision", "int8", "-o", str(out / "int8.onnx")],
+                 ["--precision", "int8", "--target", "tensorrt", "-o", str(out / "trt")]):
+        r = run_cli("export", "--model", student, "--scale", "2", *args)
+        assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_export_outputs_and_metadata(exported, run_dir):
+    from edgesr.export.onnx_export import read_metadata
+
+    meta = read_metadata(exported / "int8.onnx")
+    assert (meta.scale, meta.input_kind, meta.precision) == (2, "lr", "int8")
+    assert meta.source_psnr == {"Set5": {"2": 30.5}} and len(meta.source_sha256) == 64
+    assert meta.extra["calibration"]["kind"] == "generators"  # data-free by default, from the run folder
+    assert meta.extra["int8_form"] == "cpu" and meta.extra["float_layers"] == [0, 3]
+    bundle = sorted(p.name for p in (exported / "trt").iterdir())
+    assert bundle == ["BENCH.md", "README.md", "build_engine.py", "build_engine.sh", "model.meta.json",
+                      "model.onnx", "requirements.txt"]
+    assert json.loads((exported / "trt" / "model.meta.json").read_text())["edgesr.extra"].count('"tensorrt"') == 1
+
+
+def test_device_side_runs_without_torch(exported):
+    """Metadata and models load and run with only numpy and onnxruntime (torch import blocked)."""
+    code = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == 'torch' or name.startswith('torch.'):
+            raise ImportError('torch is blocked')
+sys.meta_path.insert(0, Block())
+import json, numpy as np, onnxruntime as ort
+from edgesr.artifact import ArtifactMeta
+out = {str(exported)!r}
+for name in ('fp32.onnx', 'fp16.onnx', 'int8.onnx', 'trt/model.onnx'):
+    s = ort.InferenceSession(out + '/' + name, providers=['CPUExecutionProvider'])
+    meta = ArtifactMeta.from_props(s.get_modelmeta().custom_metadata_map, name)
+    x = np.random.default_rng(0).random((1, 1, 10, 12), dtype=np.float32)
+    y = s.run(None, {{'input': x}})[0]
+    side = meta.scale if meta.input_kind == 'lr' else 1
+    assert y.shape == (1, 1, 10 * side, 12 * side) and np.isfinite(y).all(), name
+ArtifactMeta.from_props(json.load(open(out + '/trt/model.meta.json')), 'bundle')
+assert 'torch' not in sys.modules
+print('ok')
+"""
+    import subprocess
+    import sys
+
+    from tests.cli_helpers import ROOT
+
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def _assert_nothing_written(folder, before: set) -> None:
+    assert set(p.name for p in folder.iterdir()) == before
+
+
+def test_unsupported_target(tmp_path):
+    r = run_cli("export", "--target", "tflite", "-o", str(tmp_path / "m"))
+    assert_user_error(r, "unsupported target 'tflite'")
+    _assert_nothing_written(tmp_path, set())
+
+
+def test_scale_not_in_model_metadata(run_dir, tmp_path):
+    r = run_cli("export", "--model", str(run_dir / "student.safetensors"), "--scale", "4", "-o", str(tmp_path / "m.onnx"))
+    assert_user_error(r, "scale 4 is not in the model's metadata")
+    _assert_nothing_written(tmp_path, set())
+
+
+def test_corrupt_weights(tmp_path):
+    good = tmp_path / "m.safetensors"
+    save_safetensors(VDSR(4, depth=3), good)
+    (tmp_path / "bad.safetensors").write_bytes(good.read_bytes()[:100])
+    r = run_cli("export", "--model", str(tmp_path / "bad.safetensors"), "-o", str(tmp_path / "m.onnx"))
+    assert_user_error(r, "cannot read weights")
+    _assert_nothing_written(tmp_path, {"m.safetensors", "bad.safetensors"})
+
+
+def test_calibration_folder_without_images(run_dir, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    r = run_cli("export", "--model", str(run_dir / "student.safetensors"), "--precision", "int8",
+                "--calib", str(tmp_path / "empty"), "--target", "tensorrt", "-o", str(tmp_path / "b"))
+    assert_user_error(r, "has no images")
+    _assert_nothing_written(tmp_path, {"empty"})
+
+
+@pytest.mark.integration
+def test_teacher_onnx_matches_torch_on_set5(shared_data):
+    """Acceptance 1 on real images: both input kinds within 1e-4 of torch, PSNR within 0.001 dB."""
+    import onnxruntime as ort
+
+    from edgesr.data.benchmark import degrade, open_set
+    from edgesr.evaluate import score_pairs
+    from edgesr.export.deploy_net import DeployNet
+    from edgesr.export.onnx_export import torch_to_onnx
+    from edgesr.export.source import load_source
+    from edgesr.models.predict import torch_predictor
+
+    net = load_source("pytorch-vdsr").net
+    pairs = [p for p in open_set(shared_data / "Set5").pairs(3) if p.name in ("bird", "butterfly")]
+    predict = torch_predictor(net)
+    for kind in ("bicubic", "lr"):
+        sess = ort.InferenceSession(torch_to_onnx(DeployNet(net, 3, kind)).SerializeToString(),
+                                    providers=["CPUExecutionProvider"])
+        for pair in pairs:
+            bic = (pair.bicubic_y / 255).astype(np.float32)
+            x = degrade(pair.gt_y / 255, 3)[0].astype(np.float32) if kind == "lr" else bic
+            y = sess.run(None, {"input": x[None, None]})[0][0, 0]
+            ref = predict(bic, 3)
+            assert np.abs(y - ref).max() <= 1e-4, (kind, pair.name)
+            p_onnx = score_pairs(lambda *_: y, [pair], "Set5", False).psnr
+            p_torch = score_pairs(lambda *_: ref, [pair], "Set5", False).psnr
+            assert abs(p_onnx - p_torch) <= 1e-3
