@@ -154,6 +154,33 @@ def distill_cmd(
     distill(recipe, set_, teacher, out, device, resume, console=console)
 
 
+teacher_app = typer.Typer(help="Train a VDSR teacher of your own.", no_args_is_help=True)
+app.add_typer(teacher_app, name="teacher")
+
+
+@teacher_app.command("train")
+@user_errors
+def teacher_train_cmd(
+    data: Annotated[list[Path], typer.Option(help="folder of ground-truth training images (e.g. ../shared/data/train291); "
+                                                  "its last validation.images files are held out")] = [],
+    scales: Annotated[list[int], typer.Option(help="upscaling factors one network learns (default: the recipe's)")] = [],
+    recipe: Annotated[Optional[str], typer.Option(help="recipe name (teacher, teacher-tiny) or YAML path")] = None,
+    out: Annotated[Path, typer.Option(help="parent folder of the run folder")] = Path("runs/teacher"),
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda (overrides the recipe)")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="continue this run folder from its checkpoint")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="override recipe keys: --set budget_minutes=2.5 optim.lr=5e-4")] = [],
+) -> None:
+    """Supervised VDSR training on HR images: MATLAB-bicubic degradations, random patches with
+    flips and rotations, several scales in one network, a held-out validation split; writes
+    teacher.safetensors and a Set5/Set14 table into the run folder."""
+    from .teacher.run import train_teacher
+
+    if len(data) > 1:
+        raise EdgesrError("give one --data folder")
+    check_scales(scales)
+    train_teacher(data[0] if data else None, scales, recipe, set_, out, device, resume, console=console)
+
+
 def _positive(name: str, value: int | None) -> None:
     if value is not None and value < 1:
         raise EdgesrError(f"{name} must be at least 1, got {value}")

@@ -12,7 +12,7 @@ NumPy only: the device-side bench evaluates through the same code.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +94,18 @@ def open_set(path: str | Path) -> BenchmarkSet:
     if not bset.prepared and not list_images(_image_folder(folder)):
         raise EdgesrError(f"{path} holds neither prepared arrays (y/*.npz) nor images")
     return bset
+
+
+def existing_sets(folders: Iterable[str | Path], on_missing: Callable[[str], None]) -> list[BenchmarkSet]:
+    """The benchmark sets among ``folders`` that exist; end-of-run evaluation reports the
+    others through ``on_missing`` rather than failing a finished training run."""
+    sets = []
+    for folder in folders:
+        if Path(folder).is_dir():
+            sets.append(open_set(folder))
+        else:
+            on_missing(str(folder))
+    return sets
 
 
 def iter_pairs(sets: list[BenchmarkSet], scales: list[int]) -> Iterator[tuple[BenchmarkSet, int, list[SRPair]]]:
