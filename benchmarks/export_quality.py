@@ -20,7 +20,6 @@ machine are disturbed by other jobs: compare rows of one run only.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path

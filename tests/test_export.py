@@ -12,7 +12,7 @@ from onnx import numpy_helper
 from edgesr.artifact import ArtifactMeta
 from edgesr.errors import EdgesrError
 from edgesr.export.bicubic_graph import BicubicUpscale, phase_filters
-from edgesr.export.calibration import Calibration, find_calibration, lr_samples, model_inputs
+from edgesr.export.calibration import find_calibration, lr_samples, model_inputs
 from edgesr.export.deploy_net import DeployNet
 from edgesr.export.onnx_export import OPSET, read_metadata, save_onnx, set_metadata, torch_to_onnx
 from edgesr.export.qad import distill_quantized, fake_quantized

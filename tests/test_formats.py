@@ -1,5 +1,4 @@
 import pickle
-import struct
 import sys
 import types
 

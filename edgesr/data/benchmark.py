@@ -12,7 +12,7 @@ NumPy only: the device-side bench evaluates through the same code.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,9 +106,3 @@ def existing_sets(folders: Iterable[str | Path], on_missing: Callable[[str], Non
         else:
             on_missing(str(folder))
     return sets
-
-
-def iter_pairs(sets: list[BenchmarkSet], scales: list[int]) -> Iterator[tuple[BenchmarkSet, int, list[SRPair]]]:
-    for bset in sets:
-        for s in scales:
-            yield bset, s, bset.pairs(s)

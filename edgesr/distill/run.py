@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..config import dump_recipe, from_dict, load_recipe
-from ..data.benchmark import open_set
+from ..data.benchmark import existing_sets
 from ..data.splits import holdout, validation_pairs
 from ..errors import EdgesrError
 from ..evaluate import Score, evaluate
@@ -155,16 +155,12 @@ def finish(run_dir: Path, recipe: DistillRecipe, trainer: Distiller, teacher_net
 
     student = trainer.student.eval()
     val = trainer.validate()
-    save_safetensors(student, run_dir / STUDENT_FILE, {
-        "recipe": recipe.name, "teacher": recipe.teacher, "teacher_sha256": teacher_meta["sha256"],
-        "steps": str(trainer.step), "val_psnr": json.dumps(val)})
+    student_meta = {"recipe": recipe.name, "teacher": recipe.teacher, "teacher_sha256": teacher_meta["sha256"],
+                    "steps": str(trainer.step), "val_psnr": json.dumps(val), "scales": json.dumps(list(recipe.scales))}
+    save_safetensors(student, run_dir / STUDENT_FILE, student_meta)  # saved before the slow evaluation
     save_generators(trainer.gens, run_dir)
-    sets = []
-    for folder in recipe.evaluation.sets:
-        if Path(folder).is_dir():
-            sets.append(open_set(folder))
-        else:
-            console.print(f"[yellow]evaluation set {folder} not found: skipped[/]")
+    sets = existing_sets(recipe.evaluation.sets,
+                         lambda folder: console.print(f"[yellow]evaluation set {folder} not found: skipped[/]"))
     scales = list(recipe.scales)
     results: dict = {"run": str(run_dir), "steps": trainer.step, "seconds": round(trainer.elapsed, 1),
                      "steps_per_second": round(trainer.step / max(trainer.elapsed, 1e-9), 3),
@@ -173,6 +169,11 @@ def finish(run_dir: Path, recipe: DistillRecipe, trainer: Distiller, teacher_net
         with console.status("evaluating the student on the benchmark sets"):
             student_scores = evaluate(torch_predictor(student, device), sets, scales, recipe.evaluation.ssim)
         results["student"] = [s.to_dict() for s in student_scores]
+        measured: dict = {}
+        for sc in student_scores:
+            measured.setdefault(sc.set, {})[str(sc.scale)] = round(sc.psnr, 4)
+        # exported artifacts carry the source's measured PSNR (edgesr.export.source)
+        save_safetensors(student, run_dir / STUDENT_FILE, {**student_meta, "measured_psnr": json.dumps(measured)})
         console.print(scores_table(student_scores, title=f"student ({run_dir.name})"))
         if recipe.evaluation.teacher:
             with console.status("evaluating the teacher (cached after the first time)"):
