@@ -6,11 +6,9 @@ INT8) beside this CPU's measured FP32 peak.
 
 Writes ``benchmarks/results/cpu_latency.json`` and ``.md``. Latency does not depend on the
 weights, so without ``--student`` a randomly initialised VDSR-half stands in for a trained
-one. The artifacts are made here by a *fallback export* (``torch.onnx.export``, onnxruntime's
-FP16 converter, ``quantize_static`` QDQ with per-channel INT8 weights calibrated on synthetic
-images) and every row says so; ``edgesr.export`` is the real exporter and replaces
-:func:`fallback_export` once merged. The ONNX rows run through ``edgesr.runtime``, i.e.
-exactly what ``edgesr bench`` measures.
+one. The artifacts are made by ``edgesr export`` (bicubic input kind, x2; INT8 calibrated on
+smooth synthetic images, which sets ranges but not speed). The ONNX rows run through
+``edgesr.runtime``, i.e. exactly what ``edgesr bench`` measures.
 """
 
 from __future__ import annotations
@@ -20,26 +18,23 @@ import os
 import platform
 import tempfile
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
 
-from edgesr.artifact import ArtifactMeta
 from edgesr.bench.measure import summarize, time_calls
 from edgesr.errors import EdgesrError
 from edgesr.io import write_json, write_text
 from edgesr.models import VDSR, student_arch
+from edgesr.models.formats import save_safetensors
 from edgesr.models.zoo import load_model
 from edgesr.runtime import open_upscaler
 
 RESULTS = Path(__file__).resolve().parent / "results"
-EXPORT_LABEL = "fallback export (torch.onnx.export + onnxruntime float16 / quantize_static QDQ)"
-#: precision label -> (activation type, weight type) for the INT8 variants
-INT8_SCHEMES = {"int8-u8act": ("QUInt8", "QInt8"), "int8-s8s8": ("QInt8", "QInt8")}
+EXPORT_LABEL = ("edgesr export (opset 20, onnxsim; INT8: percentile calibration, head and tail convs in float; "
+                "int8-cpu = u8 activations, int8-tensorrt = symmetric s8 activations)")
 
 
 @dataclass
@@ -88,57 +83,34 @@ def gemm_peak(threads: int, int8: bool, n: int = 2048, repeats: int = 5) -> floa
     return 2 * n**3 / best / 1e9
 
 
-def _synthetic_calibration(n: int = 8, side: int = 64, seed: int = 0) -> list[np.ndarray]:
-    """Smooth random images in the Y range; data-free, and never a benchmark set."""
+def _calibration_images(folder: Path, n: int = 8, side: int = 96, seed: int = 0) -> Path:
+    """Smooth random images: INT8 latency does not depend on what calibrated the ranges."""
+    from PIL import Image
+
     rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        yy, xx = np.mgrid[0:side, 0:side] / side
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:side, 0:side] / side
+    for i in range(n):
         f = rng.uniform(1, 8, 4)
         img = 0.5 + 0.25 * np.sin(f[0] * xx + f[1] * yy) * np.cos(f[2] * xx - f[3] * yy)
-        out.append((img + 0.03 * rng.standard_normal((side, side))).clip(16 / 255, 235 / 255)[None, None])
-    return [x.astype(np.float32) for x in out]
+        rgb = np.repeat(img[..., None], 3, axis=2) + 0.03 * rng.standard_normal((side, side, 3))
+        Image.fromarray((rgb.clip(0, 1) * 255).astype(np.uint8)).save(folder / f"calib{i}.png")
+    return folder
 
 
-def _with_meta(model: onnx.ModelProto, precision: str, name: str, extra: dict) -> onnx.ModelProto:
-    del model.metadata_props[:]
-    meta = ArtifactMeta(scale=2, input_kind="bicubic", precision=precision.split("-")[0], model=name,
-                        extra={"export": EXPORT_LABEL, **extra})
-    for k, v in meta.to_props().items():
-        model.metadata_props.add(key=k, value=v)
-    return model
+def export_variants(weights: Path, name: str, folder: Path, calib: Path) -> dict[str, Path]:
+    """FP32, FP16 and both INT8 forms of a bicubic-kind x2 model, through ``edgesr export``."""
+    from edgesr.export.pipeline import ExportRequest, export_model
+    from edgesr.export.tensorrt import MODEL
 
-
-def fallback_export(net: VDSR, name: str, folder: Path) -> dict[str, Path]:
-    """FP32, FP16 and INT8 (two schemes) bicubic-kind ONNX artifacts of ``net``."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    paths = {p: folder / f"{name}-{p}.onnx" for p in ["fp32", "fp16", *INT8_SCHEMES]}
-    raw = folder / f"{name}-raw.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net.eval(), torch.rand(1, 1, 32, 32), str(raw), input_names=["input"],
-                          output_names=["output"], dynamic_axes={"input": {2: "h", 3: "w"}, "output": {2: "h", 3: "w"}},
-                          opset_version=17, dynamo=False)
-    fp32 = onnx.load(str(raw))
-    onnx.save(_with_meta(fp32, "fp32", name, {}), str(paths["fp32"]))
-    fp16 = convert_float_to_float16(onnx.load(str(raw)), keep_io_types=True)
-    onnx.save(_with_meta(fp16, "fp16", name, {}), str(paths["fp16"]))
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter(_synthetic_calibration())
-
-        def get_next(self):
-            x = next(self.items, None)
-            return None if x is None else {"input": x}
-
-    for label, (act, weight) in INT8_SCHEMES.items():
-        quantize_static(str(raw), str(paths[label]), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=getattr(QuantType, act), weight_type=getattr(QuantType, weight))
-        model = onnx.load(str(paths[label]))
-        onnx.save(_with_meta(model, "int8", name, {"activations": act, "weights": weight}), str(paths[label]))
+    variants = {"fp32": ("onnx", "fp32"), "fp16": ("onnx", "fp16"), "int8-cpu": ("onnx", "int8"),
+                "int8-tensorrt": ("tensorrt", "int8")}
+    paths = {}
+    for label, (target, precision) in variants.items():
+        out = folder / f"{name}-{label}" if target == "tensorrt" else folder / f"{name}-{label}.onnx"
+        result = export_model(ExportRequest(model=str(weights), target=target, scale=2, precision=precision,
+                                            input_kind="bicubic", calib=str(calib), out=out))
+        paths[label] = result.path / f"{MODEL}.onnx" if target == "tensorrt" else result.path
     return paths
 
 
@@ -170,7 +142,12 @@ def main() -> None:
     peaks = {t: {"fp32": gemm_peak(t, int8=False), "int8": gemm_peak(t, int8=True)} for t in args.threads}
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
-        artifacts = {name: fallback_export(net, name, Path(tmp)) for name, net in nets.items()}
+        calib = _calibration_images(Path(tmp) / "calib")
+        weights = {}
+        for name, net in nets.items():
+            weights[name] = Path(tmp) / f"{name}.safetensors"
+            save_safetensors(net, weights[name], {"scales": "[2]"})
+        artifacts = {name: export_variants(weights[name], name, Path(tmp), calib) for name in nets}
         for threads in args.threads:
             torch.set_num_threads(threads)
             for name, net in nets.items():

@@ -103,3 +103,16 @@ def test_embedded_teacher_equals_upstream(teacher_path):
     upstream, _ = load_model(str(teacher_path))
     for k, v in upstream.state_dict().items():
         assert torch.equal(embedded.state_dict()[k], v)
+
+
+@pytest.mark.integration
+def test_shipped_edgesr_teacher_beats_bicubic(shared_data):
+    """The teacher edgesr trained itself, loaded from the package, on real Set5 x4."""
+    from edgesr.data.benchmark import open_set
+    from edgesr.evaluate import evaluate
+    from edgesr.models.predict import torch_predictor
+
+    net, meta = load_model("edgesr-vdsr")
+    assert meta["name"] == "edgesr-vdsr" and net.width == 64 and net.blocks == 18
+    (score,) = evaluate(torch_predictor(net), [open_set(shared_data / "Set5")], [4], with_ssim=False)
+    assert score.psnr == pytest.approx(31.240, abs=0.01)
