@@ -8,6 +8,7 @@ printed as one line with a non-zero exit code; anything else is a bug and keeps 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -97,6 +98,14 @@ def pick_device(device: str) -> str:
     if device not in ("cpu",) and not device.startswith("cuda"):
         raise EdgesrError(f"unknown device {device!r}: use auto, cpu or cuda")
     return device
+
+
+def _torch_installed() -> bool:
+    """Whether torch could be imported, without importing it (device-side commands stay light)."""
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except ImportError:
+        return False
 
 
 def check_scales(scales: list[int]) -> list[int]:
@@ -216,8 +225,15 @@ def bench_cmd(
         _positive(name, v)
     sets = [open_set(d) for d in data]
     with console.status("benchmarking") as status:
+        reference = None
+        if torch_ref and _torch_installed():
+            from .reference import torch_row
+
+            def reference(model: str, eval_scales):
+                return torch_row(model, sizes, warmup, runs, sets, eval_scales, threads, ssim, status.update)
+
         rows = run_bench(artifacts, sizes, warmup, runs, sets, scales or None, threads, providers or None,
-                         torch_ref, ssim, progress=status.update)
+                         reference, ssim, progress=status.update)
     table = rich_table(rows, sizes, title="edgesr bench")
     # piped output: print the whole table rather than squeezing it into 80 columns
     out = console if console.is_terminal else Console(width=1000)

@@ -1,5 +1,5 @@
 """Latency and quality of exported artifacts on the device's runtime; tables, JSON, plots.
 
-Torch-free: only the optional torch reference row (:mod:`edgesr.bench.torch_ref`) imports
-torch, and only when it is installed.
+Torch-free: the optional torch reference row is built by :mod:`edgesr.reference` (host side)
+and handed in by the CLI.
 """

@@ -128,21 +128,18 @@ def bicubic_row(rows: Sequence[BenchRow], sizes: Sequence[int], scale: int, warm
                     lat, list(seen.values()))
 
 
-def torch_importable() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+#: builds the reference row of a source model (zoo name or weights path) for the scales scored;
+#: the CLI supplies one (the torch model) where torch is installed
+ReferenceRow = Callable[[str, Sequence[int]], "BenchRow"]
 
 
 def run_bench(artifacts: Sequence[Path], sizes: Sequence[int], warmup: int, runs: int,
               sets: Sequence[BenchmarkSet], scales: Sequence[int] | None, threads: int | None = None,
-              providers: Sequence[str] | None = None, with_torch: bool = True, with_ssim: bool = True,
-              progress: Progress | None = None) -> list[BenchRow]:
-    """Every artifact, then bicubic, then (if wanted and installed) the torch source models.
+              providers: Sequence[str] | None = None, reference: ReferenceRow | None = None,
+              with_ssim: bool = True, progress: Progress | None = None) -> list[BenchRow]:
+    """Every artifact, then bicubic, then the ``reference`` row of each source model.
 
-    Torch is imported last so that its memory never counts against an artifact.
+    Reference rows come last so that their memory (torch's) never counts against an artifact.
     """
     from ..runtime import open_upscaler
 
@@ -155,13 +152,11 @@ def run_bench(artifacts: Sequence[Path], sizes: Sequence[int], warmup: int, runs
     scale = rows[0].scale if rows else 2
     refs = [bicubic_row(rows, sizes, scale, warmup, runs)]
     sources = sorted({r.source for r in rows if r.source})
-    if with_torch and sources and torch_importable():
-        from .torch_ref import torch_row
-
+    if reference and sources:
         eval_scales = sorted({s.scale for r in rows for s in r.scores})
         for model in sources:
             try:
-                refs.append(torch_row(model, sizes, warmup, runs, sets, eval_scales, threads, with_ssim, progress))
+                refs.append(reference(model, eval_scales))
             except EdgesrError as exc:
                 next(r for r in rows if r.source == model).notes.append(f"no torch reference row: {exc}")
     return rows + refs

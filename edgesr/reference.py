@@ -1,17 +1,18 @@
-"""The torch model an artifact was exported from, as a reference row where torch is installed.
+"""The torch model an artifact was exported from, as a reference row of ``edgesr bench``.
 
-The only bench module that touches torch; the caller imports it only after torch imported
-fine, so a device without torch never gets here.
+Host-side (it imports torch), so it lives beside the CLI rather than in ``bench/``, which must
+run on devices without torch; the CLI passes it to :func:`edgesr.bench.run.run_bench` only
+when torch is installed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..data.benchmark import BenchmarkSet
-from ..evaluate import evaluate
-from .measure import PeakMemory
-from .run import BenchRow, Progress, latencies
+from .bench.measure import PeakMemory
+from .bench.run import BenchRow, Progress, latencies
+from .data.benchmark import BenchmarkSet
+from .evaluate import evaluate
 
 
 def torch_row(model: str, sizes: Sequence[int], warmup: int, runs: int, sets: Sequence[BenchmarkSet],
@@ -20,8 +21,8 @@ def torch_row(model: str, sizes: Sequence[int], warmup: int, runs: int, sets: Se
     """``model`` (zoo name or weights path, never downloaded here) on torch's CPU backend."""
     import torch
 
-    from ..models.predict import torch_predictor
-    from ..models.zoo import load_model
+    from .models.predict import torch_predictor
+    from .models.zoo import load_model
 
     if threads:
         torch.set_num_threads(threads)
