@@ -81,3 +81,12 @@ def evaluate(predict: Predictor, sets: Iterable[BenchmarkSet], scales: Iterable[
             if on_done:
                 on_done(score)
     return scores
+
+
+def validation_psnr(predict: Predictor, pairs_by_scale: dict[int, list[SRPair]]) -> dict[str, float]:
+    """Mean PSNR per scale (``val_psnr_x<s>``) and over scales (``val_psnr``) of a held-out split;
+    what trainers log and plot, never used on the test sets."""
+    out = {f"val_psnr_x{s}": score_pairs(predict, pairs, "val", with_ssim=False).psnr
+           for s, pairs in pairs_by_scale.items()}
+    out["val_psnr"] = float(np.mean(list(out.values())))
+    return out

@@ -14,12 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..errors import EdgesrError
-from ..evaluate import score_pairs
+from ..evaluate import validation_psnr
 from ..models.predict import torch_predictor
 from ..models.prune import prune_to_width
 from ..models.vdsr import VDSR
@@ -255,12 +254,8 @@ class Distiller:
         """Student PSNR on the held-out validation crops, per scale and mean."""
         if not self.val_pairs:
             return {}
-        self.student.eval()
-        predict = torch_predictor(self.student, self.device)
-        out = {f"val_psnr_x{s}": score_pairs(predict, pairs, "val", with_ssim=False).psnr
-               for s, pairs in self.val_pairs.items()}
+        out = validation_psnr(torch_predictor(self.student, self.device), self.val_pairs)
         self.student.train()
-        out["val_psnr"] = float(np.mean(list(out.values())))
         return out
 
     # ----------------------------------------------------------------- state

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..distill.schedule import lr_at
 from ..distill.trainer import Diverged, Interrupted, StepLog, make_optimizer, set_lr
-from ..evaluate import score_pairs
+from ..evaluate import validation_psnr
 from ..models.predict import torch_predictor
 from ..models.vdsr import VDSR
 from ..runs import CHECKPOINT_FILE, MetricsLog, StopRequest, load_checkpoint, save_checkpoint
@@ -107,11 +107,8 @@ class TeacherTrainer:
         """PSNR on the held-out crops (float32, whole crops, as at test time), per scale and mean."""
         if not self.val_pairs:
             return {}
-        predict = torch_predictor(self.model, self.device)
-        out = {f"val_psnr_x{s}": score_pairs(predict, pairs, "val", with_ssim=False).psnr
-               for s, pairs in self.val_pairs.items()}
+        out = validation_psnr(torch_predictor(self.model, self.device), self.val_pairs)
         self.model.train()
-        out["val_psnr"] = float(np.mean(list(out.values())))
         return out
 
     # ----------------------------------------------------------------- state
