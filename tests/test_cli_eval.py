@@ -10,8 +10,9 @@ from tests.cli_helpers import assert_user_error, run_cli
 def test_help_on_every_command():
     top = run_cli("--help")
     assert top.returncode == 0
-    for cmd in ("eval", "export"):
-        assert run_cli(cmd, "--help").returncode == 0
+    for cmd in (["eval"], ["export"], ["distill"], ["teacher", "train"]):
+        r = run_cli(*cmd, "--help")
+        assert r.returncode == 0 and "Usage" in r.stdout, cmd
 
 
 def test_unknown_model():
