@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,48 @@ METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
 RESULTS_FILE = "results.json"
 PLOT_FILE = "metrics.png"
+
+
+class Diverged(EdgesrError):
+    """Training produced non-finite losses or weights; no bad checkpoint was written."""
+
+
+class Interrupted(EdgesrError):
+    """Stopped by a signal after writing a checkpoint."""
+
+
+def rng_state() -> dict[str, Any]:
+    """torch's CPU and CUDA generator states: what makes ``--resume`` continue exactly."""
+    import torch
+
+    return {"rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    import torch
+
+    torch.set_rng_state(state["rng"])
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def save_finite_checkpoint(nets: Iterable, state: Callable[[], dict], path: Path, step: int) -> None:
+    """Write ``state()`` atomically unless a weight of ``nets`` is non-finite: never save bad state."""
+    import torch
+
+    if not all(bool(torch.isfinite(p).all()) for net in nets for p in net.parameters()):
+        raise Diverged(f"non-finite weights at step {step}; the previous checkpoint was kept")
+    save_checkpoint(state(), path)
+
+
+def progress_bar(console):
+    """The progress bar of long training jobs: description, bar, steps, times, live info."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console, transient=False)
 
 
 def new_run_dir(base: str | Path, name: str) -> Path:

@@ -14,19 +14,18 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..config import dump_recipe, from_dict, load_recipe
 from ..data.benchmark import existing_sets
 from ..data.splits import holdout, validation_pairs
 from ..errors import EdgesrError
-from ..evaluate import Score, evaluate
+from ..evaluate import Score, bicubic_predictor, evaluate, validation_psnr
 from ..io import write_json
 from ..models.formats import save_safetensors
 from ..models.predict import torch_predictor
 from ..models.zoo import cache_dir, load_model
 from ..runs import (CHECKPOINT_FILE, METRICS_FILE, PLOT_FILE, RECIPE_FILE, RESULTS_FILE, MetricsLog,
-                    new_run_dir, plot_metrics, stop_on_signals)
+                    new_run_dir, plot_metrics, progress_bar, stop_on_signals)
 from .generator import save_generators
 from .recipe import DistillRecipe
 from .trainer import Distiller
@@ -71,11 +70,8 @@ def teacher_scores(teacher, sha: str, sets, scales: list[int], ssim: bool, devic
 
 def _val_reference(recipe: DistillRecipe, pairs: dict, teacher, device) -> dict[str, float]:
     """Bicubic floor and teacher ceiling on the validation crops, logged once for the plot."""
-    from ..evaluate import score_pairs
-
-    bic = [score_pairs(lambda b, s: b, p, "val", with_ssim=False).psnr for p in pairs.values()]
-    tea = [score_pairs(torch_predictor(teacher, device), p, "val", with_ssim=False).psnr for p in pairs.values()]
-    return {"val_bicubic_psnr": sum(bic) / len(bic), "val_teacher_psnr": sum(tea) / len(tea)}
+    return {"val_bicubic_psnr": validation_psnr(bicubic_predictor, pairs)["val_psnr"],
+            "val_teacher_psnr": validation_psnr(torch_predictor(teacher, device), pairs)["val_psnr"]}
 
 
 def distill(recipe_name: str | None = None, overrides: list[str] | None = None, teacher: str | None = None,
@@ -126,10 +122,8 @@ def distill(recipe_name: str | None = None, overrides: list[str] | None = None, 
     console.print(f"[bold]distill[/] {recipe.name} -> {run_dir} on {dev} "
                   f"({recipe.total_steps} student steps, {recipe.progressive.stages} stage(s)"
                   f"{', resumed at step %d' % trainer.step if resumed else ''})")
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
     try:
-        with stop_on_signals() as stop, Progress(*columns, console=console, transient=False) as progress:
+        with stop_on_signals() as stop, progress_bar(console) as progress:
             task = progress.add_task("distill", total=recipe.total_steps, completed=trainer.step, info="")
 
             def on_step(step: int, rec: dict) -> None:

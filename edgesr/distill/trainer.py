@@ -9,6 +9,7 @@ stopped and resumed ends with exactly the weights of an uninterrupted run (on CP
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,25 +18,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import EdgesrError
 from ..evaluate import validation_psnr
 from ..models.predict import torch_predictor
 from ..models.prune import prune_to_width
 from ..models.vdsr import VDSR
-from ..runs import CHECKPOINT_FILE, MetricsLog, StopRequest, load_checkpoint, save_checkpoint
+from ..runs import (CHECKPOINT_FILE, Diverged, Interrupted, MetricsLog, StopRequest, load_checkpoint,
+                    restore_rng, rng_state, save_finite_checkpoint)
 from .cmi import MemoryBank, ProjectionHead, diversity, info_nce, pooled_features, random_views
 from .generator import Generator
 from .losses import adversarial_loss, kd_loss, reconstruction_loss, upscale
 from .recipe import DistillRecipe, OptimConfig
 from .schedule import StagePlan, lr_at
-
-
-class Diverged(EdgesrError):
-    """Training produced non-finite losses or weights; no bad checkpoint was written."""
-
-
-class Interrupted(EdgesrError):
-    """Stopped by a signal after writing a checkpoint."""
 
 
 def make_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
@@ -47,6 +40,11 @@ def make_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
     for group in opt.param_groups:
         group["lr"] = lr
+
+
+def _values(losses: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Loss tensors as floats for the log (private entries, ``_``-prefixed, left out)."""
+    return {key: float(v.detach()) for key, v in losses.items() if not key.startswith("_")}
 
 
 def _finite(t: torch.Tensor) -> bool:
@@ -134,8 +132,11 @@ class Distiller:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     # ----------------------------------------------------------------- steps
-    def student_step(self, scale: int) -> torch.Tensor:
-        """Imitation: fit S to T on a fresh batch of the current generator (Eq. 5)."""
+    def student_step(self, scale: int) -> float:
+        """Imitation: fit S to T on a fresh batch of the current generator (Eq. 5).
+
+        Returns the loss, read once (the step's only device sync); a non-finite loss skips the update.
+        """
         g = self.gens[scale]
         with torch.no_grad():
             lr = g(g.noise(self.r.batch_size))
@@ -145,14 +146,15 @@ class Distiller:
         with self._autocast():
             s_out = self.student(x)
         loss = kd_loss(t_out, s_out)
-        if not _finite(loss):
-            return loss
+        value = loss.item()
+        if not math.isfinite(value):
+            return value
         self.student_opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.r.student_optim.clip_grad_norm > 0:
             nn.utils.clip_grad_norm_(self.student.parameters(), self.r.student_optim.clip_grad_norm)
         self.student_opt.step()
-        return loss
+        return value
 
     def generator_losses(self, scale: int, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """Eq. 13 for the generator of ``scale``: adversarial + W_R L_R + W_C L_cr (all means)."""
@@ -185,17 +187,20 @@ class Distiller:
         out["total"] = w.w_adv * out["adv"] + w.w_r * out["rec"] + (w.w_c * out["cr"] if self.cmi_on else 0.0)
         return out
 
-    def generator_step(self, scale: int) -> dict[str, torch.Tensor]:
-        """Generation: update G_s (and the CMI head, and z if enabled) on Eq. 13."""
+    def generator_step(self, scale: int) -> dict[str, float] | None:
+        """Generation: update G_s (and the CMI head, and z if enabled) on Eq. 13.
+
+        Returns the loss values, or None (and no update) when the total is non-finite.
+        """
         r = self.r
         if r.generator.frozen:
             with torch.no_grad():
                 losses = self.generator_losses(scale, self.gens[scale].noise(r.batch_size))
-            return losses
+            return _values(losses)
         z = self.z_pool[scale].requires_grad_(True) if r.generator.z_lr else self.gens[scale].noise(r.batch_size)
         losses = self.generator_losses(scale, z)
         if not _finite(losses["total"]):
-            return losses
+            return None
         opt = self.gen_opts[scale]
         opt.zero_grad(set_to_none=True)
         self.head_opt.zero_grad(set_to_none=True)
@@ -207,7 +212,7 @@ class Distiller:
         if r.generator.z_lr:
             with torch.no_grad():
                 self.z_pool[scale] = (z - r.generator.z_lr * z.grad).detach()
-        return losses
+        return _values(losses)
 
     # ----------------------------------------------------------------- loop
     def _set_lrs(self) -> None:
@@ -230,15 +235,14 @@ class Distiller:
             self.scale = r.scales[int(torch.randint(len(r.scales), (1,)))]
         self._set_lrs()
         loss = self.student_step(self.scale)
-        ok = _finite(loss)
+        ok = math.isfinite(loss)
         if ok:
-            self.log.add(kd=loss.item())
+            self.log.add(kd=loss)
         gen_record = None
         if (self.step + 1) % k == 0:
-            losses = self.generator_step(self.scale)
-            ok = ok and _finite(losses["total"])
-            if _finite(losses["total"]):
-                gen_record = {key: float(v.detach()) for key, v in losses.items() if not key.startswith("_")}
+            gen_record = self.generator_step(self.scale)
+            ok = ok and gen_record is not None
+            if gen_record is not None:
                 self.log.add(**{f"g_{key}": v for key, v in gen_record.items()})
         self.bad_steps = 0 if ok else self.bad_steps + 1
         if self.bad_steps >= r.max_bad_steps:
@@ -270,8 +274,7 @@ class Distiller:
             "banks": {s: b.state_dict() for s, b in self.banks.items()},
             "z_pool": {s: z.detach().cpu() for s, z in self.z_pool.items()},
             "log": {"sums": dict(self.log.sums), "counts": dict(self.log.counts)},
-            "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            **rng_state(),
         }
 
     def load_state_dict(self, st: dict) -> None:
@@ -291,19 +294,12 @@ class Distiller:
             b.load_state_dict(st["banks"][s])
         self.z_pool = {s: z.to(self.device) for s, z in st["z_pool"].items()}
         self.log = StepLog(**st["log"])
-        torch.set_rng_state(st["rng"])
-        if st.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(st["cuda_rng"])
-
-    def weights_finite(self) -> bool:
-        nets = [self.student, self.head, *self.gens.values()]
-        return all(_finite(p) for net in nets for p in net.parameters())
+        restore_rng(st)
 
     def checkpoint(self, run_dir: Path) -> None:
         """Write the checkpoint, unless any weight is non-finite (then stop: never save bad state)."""
-        if not self.weights_finite():
-            raise Diverged(f"non-finite weights at step {self.step}; the previous checkpoint was kept")
-        save_checkpoint(self.state_dict(), run_dir / CHECKPOINT_FILE)
+        save_finite_checkpoint([self.student, self.head, *self.gens.values()], self.state_dict,
+                               run_dir / CHECKPOINT_FILE, self.step)
 
     def resume(self, run_dir: Path) -> None:
         self.load_state_dict(load_checkpoint(run_dir / CHECKPOINT_FILE))

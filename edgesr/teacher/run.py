@@ -15,19 +15,18 @@ from pathlib import Path
 import torch
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..config import dump_recipe, from_dict, load_recipe
 from ..data.benchmark import existing_sets
 from ..data.splits import holdout, validation_pairs
 from ..distill.run import resolve_device
 from ..errors import EdgesrError
-from ..evaluate import evaluate, score_pairs
+from ..evaluate import bicubic_predictor, evaluate, validation_psnr
 from ..io import write_json
 from ..models.formats import save_safetensors
 from ..models.predict import torch_predictor
 from ..runs import (CHECKPOINT_FILE, METRICS_FILE, PLOT_FILE, RECIPE_FILE, RESULTS_FILE, MetricsLog,
-                    new_run_dir, plot_metrics, stop_on_signals)
+                    new_run_dir, plot_metrics, progress_bar, stop_on_signals)
 from .patches import PatchSampler, read_y
 from .recipe import TeacherRecipe
 from .trainer import TeacherTrainer
@@ -88,17 +87,15 @@ def train_teacher(data: str | Path | None = None, scales: list[int] | None = Non
         trainer.resume(run_dir)
     metrics = MetricsLog(run_dir / METRICS_FILE, resume_step=trainer.step if resumed else None)
     if not resumed:
-        bicubic = [score_pairs(lambda b, s: b, p, "val", with_ssim=False).psnr for p in val_pairs.values()]
-        metrics.write({"step": 0, "val_bicubic_psnr": sum(bicubic) / len(bicubic), **trainer.validate()})
+        metrics.write({"step": 0, "val_bicubic_psnr": validation_psnr(bicubic_predictor, val_pairs)["val_psnr"],
+                       **trainer.validate()})
     budget = f", budget {recipe.budget_minutes:g} min" if recipe.budget_minutes else ""
     console.print(f"[bold]teacher[/] {recipe.name} -> {run_dir} on {dev}: VDSR {recipe.width}x{recipe.depth}, "
                   f"x{'/'.join(map(str, recipe.scales))}, {sampler.images} training images "
                   f"({len(train_paths)} files), {len(val_paths)} held out, up to {recipe.steps} steps{budget}"
                   f"{', resumed at step %d' % trainer.step if resumed else ''}")
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
     try:
-        with stop_on_signals() as stop, Progress(*columns, console=console, transient=False) as progress:
+        with stop_on_signals() as stop, progress_bar(console) as progress:
             task = progress.add_task("teacher", total=trainer.horizon, completed=trainer.step, info="")
 
             def on_step(step: int, rec: dict) -> None:

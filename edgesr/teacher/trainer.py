@@ -18,11 +18,12 @@ import torch
 from torch import nn
 
 from ..distill.schedule import lr_at
-from ..distill.trainer import Diverged, Interrupted, StepLog, make_optimizer, set_lr
+from ..distill.trainer import StepLog, make_optimizer, set_lr
 from ..evaluate import validation_psnr
 from ..models.predict import torch_predictor
 from ..models.vdsr import VDSR
-from ..runs import CHECKPOINT_FILE, MetricsLog, StopRequest, load_checkpoint, save_checkpoint
+from ..runs import (CHECKPOINT_FILE, Diverged, Interrupted, MetricsLog, StopRequest, load_checkpoint,
+                    restore_rng, rng_state, save_finite_checkpoint)
 from .patches import PatchSampler
 from .recipe import TeacherRecipe
 
@@ -117,8 +118,7 @@ class TeacherTrainer:
             "step": self.step, "horizon": self.horizon, "elapsed": self.elapsed,
             "model": self.model.state_dict(), "opt": self.opt.state_dict(),
             "log": {"sums": dict(self.log.sums), "counts": dict(self.log.counts)},
-            "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            **rng_state(),
         }
 
     def load_state_dict(self, st: dict) -> None:
@@ -126,15 +126,11 @@ class TeacherTrainer:
         self.model.load_state_dict(st["model"])
         self.opt.load_state_dict(st["opt"])
         self.log = StepLog(**st["log"])
-        torch.set_rng_state(st["rng"])
-        if st.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(st["cuda_rng"])
+        restore_rng(st)
 
     def checkpoint(self, run_dir: Path) -> None:
         """Write the checkpoint, unless any weight is non-finite (then stop: never save bad state)."""
-        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
-            raise Diverged(f"non-finite weights at step {self.step}; the previous checkpoint was kept")
-        save_checkpoint(self.state_dict(), run_dir / CHECKPOINT_FILE)
+        save_finite_checkpoint([self.model], self.state_dict, run_dir / CHECKPOINT_FILE, self.step)
 
     def resume(self, run_dir: Path) -> None:
         self.load_state_dict(load_checkpoint(run_dir / CHECKPOINT_FILE))
