@@ -10,6 +10,7 @@ from edgesr.config import load_recipe
 from edgesr.data.benchmark import degrade
 from edgesr.distill.trainer import Diverged, Interrupted
 from edgesr.errors import EdgesrError
+from edgesr.models.formats import save_safetensors
 from edgesr.models.zoo import load_model
 from edgesr.ops import modcrop
 from edgesr.runs import CHECKPOINT_FILE, MetricsLog, StopRequest, load_checkpoint, stop_on_signals
@@ -100,11 +101,24 @@ def test_loss_decreases_and_validation_beats_the_start(images, tmp_path):
     assert val[-1] > val[0] and set(t.validate()) == {"val_psnr", "val_psnr_x2", "val_psnr_x3"}
 
 
+def test_init_starts_from_given_weights_and_checks_their_shape(images, tmp_path):
+    first = _run(tiny_trainer(tiny_recipe(images, steps=20, checkpoint_every=100)), tmp_path)
+    weights = tmp_path / "first.safetensors"
+    save_safetensors(first.model, weights, {})
+    second = tiny_trainer(tiny_recipe(images, init=str(weights)))
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(),
+                                                 second.model.state_dict().values()))
+    assert second.validate() == pytest.approx(first.validate())
+    with pytest.raises(EdgesrError, match="8-wide, 5-layer VDSR; the recipe trains 8x6"):
+        tiny_trainer(tiny_recipe(images, depth=6, init=str(weights)))
+
+
 def test_resume_ends_with_the_same_weights(images, tmp_path):
     recipe = tiny_recipe(images, checkpoint_every=100)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    full = _run(tiny_trainer(recipe), tmp_path / "a")
+    full = _run(tiny_trainer(recipe), (tmp_path / "a"))
+    (tmp_path / "a").mkdir(exist_ok=True)
     stop = StopRequest()
 
     def stop_at_5(step, _rec):

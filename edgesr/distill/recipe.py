@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from ..errors import EdgesrError
+from ..models.zoo import Teachers
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,8 @@ class EvaluationConfig:
 class DistillRecipe:
     name: str = "distill"
     seed: int = 0
-    teacher: str = "pytorch-vdsr"
+    #: zoo name or weights file (default: ``Teachers.DEFAULT``)
+    teacher: str = Teachers.DEFAULT.value.name
     scales: tuple[int, ...] = (2, 3, 4)
     batch_size: int = 128
     #: student steps per generator step (DFSR: 50)

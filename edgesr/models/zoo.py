@@ -68,14 +68,16 @@ class Teachers(Enum):
         license="MIT (edgesr); trained on train291 (T91 + BSDS300 train images, no licence stated)",
         embedded="edgesr_vdsr_x234_fp16.safetensors",
         published_psnr={},
-        # `edgesr teacher train --recipe teacher --set budget_minutes=2.3` on one H200 (21,902 steps,
-        # 133 s), stored in fp16; measured on the CPU with `edgesr eval`
+        # `edgesr teacher train` on one H200: recipe `teacher` (343 s), then `teacher-finetune`
+        # from it (235 s), 9.6 min in all; stored in fp16; measured on the CPU with `edgesr eval`
         measured_psnr={
-            "Set5": {2: 37.451, 3: 33.542, 4: 31.240},
-            "Set14": {2: 32.966, 3: 29.724, 4: 27.919},
+            "Set5": {2: 37.562, 3: 33.666, 4: 31.360},
+            "Set14": {2: 33.065, 3: 29.803, 4: 27.993},
         },
     )
-    #: the paper's teacher stays the default: it is 0.2 dB better than edgesr-vdsr on Set5
+    #: the paper's teacher stays the default: edgesr-vdsr reaches the VDSR paper's Set5 numbers,
+    #: but `edgesr distill --recipe quick` with it as teacher ends below bicubic at x2 (Set5
+    #: 32.03 dB against 34.97 with pytorch-vdsr; benchmarks/results/distill_quick_edgesr_vdsr_teacher.json)
     DEFAULT = PYTORCH_VDSR
 
 

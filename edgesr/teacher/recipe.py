@@ -49,6 +49,9 @@ class TeacherRecipe:
     scales: tuple[int, ...] = (2, 3, 4)
     width: int = 64
     depth: int = 20
+    #: weights to start from (zoo name or file) instead of a random init: a second, fine-tuning
+    #: stage, e.g. larger patches at a lower learning rate (``recipes/teacher-finetune.yaml``)
+    init: Optional[str] = None
     batch_size: int = 64
     #: training steps (with ``budget_minutes``, an upper bound: see ``budget_minutes``)
     steps: int = 20000

@@ -20,7 +20,9 @@ from torch import nn
 from ..distill.schedule import lr_at
 from ..distill.trainer import StepLog, make_optimizer, set_lr
 from ..evaluate import validation_psnr
+from ..errors import EdgesrError
 from ..models.predict import torch_predictor
+from ..models.zoo import load_model
 from ..models.vdsr import VDSR
 from ..runs import (CHECKPOINT_FILE, Diverged, Interrupted, MetricsLog, StopRequest, load_checkpoint,
                     restore_rng, rng_state, save_finite_checkpoint)
@@ -32,6 +34,16 @@ from .recipe import TeacherRecipe
 SPEED_WINDOW = (50, 250)
 #: share of the remaining budget the schedule plans for (validation and checkpoints take the rest)
 BUDGET_SHARE = 0.95
+
+
+def start_from(model: VDSR, weights: str) -> None:
+    """Load ``weights`` into ``model``; their shape must be the recipe's (one clear error if not)."""
+    source, _ = load_model(weights)
+    have, want = (source.width, source.depth), (model.width, model.depth)
+    if have != want:
+        raise EdgesrError(f"recipe key init: {weights} is a {have[0]}-wide, {have[1]}-layer VDSR; "
+                          f"the recipe trains {want[0]}x{want[1]}")
+    model.load_state_dict(source.state_dict())
 
 
 class TeacherTrainer:
@@ -47,7 +59,10 @@ class TeacherTrainer:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed patch shapes: pick the fastest kernels once
         torch.manual_seed(recipe.seed)
-        model = VDSR(recipe.width, recipe.depth).to(device).train()
+        model = VDSR(recipe.width, recipe.depth)
+        if recipe.init:
+            start_from(model, recipe.init)
+        model = model.to(device).train()
         self.model = model.to(memory_format=torch.channels_last) if self.channels_last else model
         self.opt = make_optimizer(self.model.parameters(), recipe.optim)
         self.step = 0
