@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from .errors import EdgesrError
+from .export.pipeline import DEFAULT_FLOAT_LAYERS, DEFAULT_METHOD
 
 app = typer.Typer(
     help="Data-free distillation, export and on-device benchmarking of super-resolution models.",
@@ -118,7 +119,8 @@ def check_scales(scales: list[int]) -> list[int]:
 @app.command("eval")
 @user_errors
 def eval_cmd(
-    model: Annotated[str, typer.Option(help="zoo name (e.g. pytorch-vdsr) or weights file")] = "pytorch-vdsr",
+    model: Annotated[Optional[str], typer.Option(
+        help="zoo name (edgesr-vdsr, pytorch-vdsr) or weights file [default: the zoo's default teacher]")] = None,
     data: Annotated[list[Path], typer.Option(help="benchmark folder(s): prepared arrays or HR images")] = [],
     scales: Annotated[list[int], typer.Option(help="upscaling factors")] = [2, 3, 4],
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the scores here")] = None,
@@ -130,12 +132,13 @@ def eval_cmd(
     from .evaluate import evaluate
     from .io import write_json
     from .models.predict import torch_predictor
-    from .models.zoo import load_model
+    from .models.zoo import Teachers, load_model
     from .report import scores_table
 
     if not data:
         raise EdgesrError("give at least one --data folder (e.g. ../shared/data/Set5)")
     check_scales(scales)
+    model = model or Teachers.DEFAULT.value.name
     net, meta = load_model(model)
     sets = [open_set(d) for d in data]
     predict = torch_predictor(net, pick_device(device))
@@ -322,7 +325,8 @@ def demo_cmd(
 @app.command("export")
 @user_errors
 def export_cmd(
-    model: Annotated[str, typer.Option(help="zoo name (e.g. pytorch-vdsr) or weights file")] = "pytorch-vdsr",
+    model: Annotated[Optional[str], typer.Option(
+        help="zoo name (edgesr-vdsr, pytorch-vdsr) or weights file [default: the zoo's default teacher]")] = None,
     target: Annotated[str, typer.Option(help="onnx, tensorrt (deploy bundle; engine where TensorRT runs) or coreml")] = "onnx",
     scale: Annotated[int, typer.Option(help="upscaling factor: 2, 3 or 4")] = 2,
     precision: Annotated[str, typer.Option(help="fp32, fp16 or int8 (onnx: CPU QDQ; tensorrt: TensorRT QDQ; "
@@ -331,21 +335,23 @@ def export_cmd(
                                                             "bicubic: the network alone")] = "lr",
     calib: Annotated[Optional[str], typer.Option(help="INT8 calibration: a distill run folder (data-free, the "
                                                       "default when the model sits in one) or an image folder")] = None,
-    calib_method: Annotated[str, typer.Option(help="minmax, entropy or percentile")] = "percentile",
-    float_layers: Annotated[str, typer.Option(help="INT8: VDSR convs kept in float, by index (0 = first, "
-                                                   "-1 = last), comma-separated")] = "0,-1",
+    calib_method: Annotated[str, typer.Option(help="minmax, entropy, percentile or mse")] = DEFAULT_METHOD,
+    float_layers: Annotated[str, typer.Option(help="INT8: VDSR convs kept in float: auto:K (the K whose "
+                                                   "quantization costs most, measured per export; auto: "
+                                                   "3 for tensorrt, 2 for CPU), indices (0 = first, "
+                                                   "-1 = last) comma-separated, or none")] = DEFAULT_FLOAT_LAYERS,
     qad_steps: Annotated[int, typer.Option(help="INT8: quantization-aware distillation steps before "
                                                 "quantizing (0 = post-training only)")] = 0,
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output file or folder")] = None,
 ) -> None:
     """Export a model for devices: ONNX (FP32/FP16/INT8), a TensorRT bundle or a CoreML package."""
     from .export.pipeline import ExportRequest, export_model
+    from .models.zoo import Teachers
 
-    try:
-        floats = tuple(int(v) for v in float_layers.split(",") if v.strip())
-    except ValueError:
-        raise EdgesrError(f"--float-layers takes comma-separated integers, got {float_layers!r}") from None
-    req = ExportRequest(model, target, scale, precision, input_kind, calib, out, calib_method, floats, qad_steps)
+    model = model or Teachers.DEFAULT.value.name
+
+    req = ExportRequest(model, target, scale, precision, input_kind, calib, out, calib_method, float_layers,
+                        qad_steps)
     with console.status("exporting") as status:
         result = export_model(req, progress=lambda msg: status.update(msg))
     for note in result.notes:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -16,7 +19,10 @@ from edgesr.export.calibration import find_calibration, lr_samples, model_inputs
 from edgesr.export.deploy_net import DeployNet
 from edgesr.export.onnx_export import OPSET, read_metadata, save_onnx, set_metadata, torch_to_onnx
 from edgesr.export.qad import distill_quantized, fake_quantized
-from edgesr.export.quantize import calibrate, conv_layers, quantize
+from edgesr.export.clipping import mse_range, mse_threshold
+from edgesr.export.pipeline import FloatLayers
+from edgesr.export.quantize import (calibrate, conv_input_ranges, conv_layers, most_sensitive, quantize,
+                                    sensitivity)
 from edgesr.models import VDSR
 from edgesr.ops import imresize
 from edgesr.ops.resize_torch import imresize as torch_imresize
@@ -167,13 +173,68 @@ def test_qad_reduces_the_fake_quantized_error():
     rng = np.random.default_rng(0)
     pool = {2: rng.random((32, 1, 12, 12)).astype(np.float32)}
     x = torch_imresize(torch.from_numpy(pool[2][:8]), 2.0)
+    fp32 = torch_to_onnx(DeployNet(net, 2, "bicubic"))
+    with tempfile.TemporaryDirectory() as tmp:
+        in_ranges = conv_input_ranges(fp32, calibrate(fp32, x.numpy(), "minmax", Path(tmp) / "r.json"))
+    assert len(in_ranges) == 5 and in_ranges[1][0] == 0.0  # body convs read a ReLU's output
 
     def error(model: VDSR) -> float:
         with torch.no_grad():
-            return float((fake_quantized(model, x, [0, 4], "tensorrt")(x) - net(x)).abs().mean())
+            return float(((fake_quantized(model, in_ranges, [0, 4], "tensorrt")(x) - net(x)) ** 2).mean())
 
-    tuned = distill_quantized(net, pool, [0, 4], "tensorrt", steps=15, batch=8)
-    assert error(tuned) < 0.97 * error(net)
+    tuned = distill_quantized(net, pool, in_ranges, [0, 4], "tensorrt", steps=15, batch=8)
+    assert error(tuned) < 0.95 * error(net)
+
+
+def test_mse_threshold_minimises_the_quantization_error_of_the_samples():
+    rng = np.random.default_rng(0)
+    # post-ReLU-like: half zeros, a long right tail
+    x = np.where(rng.random(200_000) < 0.5, 0.0, rng.lognormal(-2.0, 1.0, 200_000)).astype(np.float32)
+    hist, edges = np.histogram(np.abs(x), bins=2048)
+
+    def sample_mse(t: float, levels: int) -> float:
+        step = t / levels
+        return float(np.mean((x - np.minimum(np.round(x / step), levels) * step) ** 2))
+
+    for levels in (127, 255):
+        t = mse_threshold(hist, edges, levels)
+        grid = np.linspace(x.max() / 200, x.max(), 200)
+        brute = min(sample_mse(g, levels) for g in grid)
+        assert sample_mse(t, levels) <= 1.02 * brute
+        assert sample_mse(t, levels) <= sample_mse(float(np.percentile(x, 99.999)), levels)
+        assert sample_mse(t, levels) < sample_mse(float(x.max()), levels)  # min-max
+    assert mse_threshold(hist, edges, 255) > mse_threshold(hist, edges, 127)  # a finer grid affords a wider range
+    assert mse_range(hist, edges, -1.0, symmetric=False)[0] < 0 and mse_range(hist, edges, 0.0, False)[0] == 0
+
+
+def test_mse_ranges_are_fitted_per_form(lr_onnx, tmp_path):
+    x = np.random.default_rng(0).random((16, 1, 16, 16), dtype=np.float32)
+    trt = calibrate(lr_onnx, x, "mse", tmp_path / "trt.json", "tensorrt")
+    cpu = calibrate(lr_onnx, x, "mse", tmp_path / "cpu.json", "cpu")
+    assert (trt.form, cpu.form) == ("tensorrt", "cpu")
+    with pytest.raises(ValueError, match="fitted to the cpu form"):
+        quantize(lr_onnx, cpu, "tensorrt")
+    layers = conv_layers(lr_onnx)
+    q = quantize(lr_onnx, trt, "tensorrt", [layers.net[0], layers.net[-1]])
+    y, ref = run(q, x[:1]), run(lr_onnx, x[:1])
+    assert 0 < np.abs(y - ref).max() < 0.1
+
+
+def test_sensitivity_ranks_layers_and_auto_keeps_the_costliest_float(lr_onnx, ranges):
+    x = np.random.default_rng(3).random((8, 1, 16, 16), dtype=np.float32)
+    costs = sensitivity(lr_onnx, ranges, "tensorrt", x)
+    assert len(costs) == 5 and all(c > 0 for c in costs)
+    keep = most_sensitive(costs, 2)
+    assert len(keep) == 2 and min(costs[i] for i in keep) >= max(c for i, c in enumerate(costs) if i not in keep)
+    assert FloatLayers.parse("auto:2").indices(5, costs) == keep
+    assert (FloatLayers.parse("auto", "tensorrt").auto, FloatLayers.parse("auto", "cpu").auto) == (3, 2)
+    assert FloatLayers.parse("0,-1").indices(5, None) == [0, 4]
+    assert FloatLayers.parse("none").indices(5, None) == []
+    for bad in ("auto:x", "a,b", "auto:-1"):
+        with pytest.raises(EdgesrError, match="--float-layers"):
+            FloatLayers.parse(bad)
+    with pytest.raises(EdgesrError, match="has 5 convs"):
+        FloatLayers.parse("7").indices(5, None)
 
 
 def test_coreml_package_spec(tmp_path):

@@ -48,7 +48,9 @@ def test_export_outputs_and_metadata(exported, run_dir):
     assert (meta.scale, meta.input_kind, meta.precision) == (2, "lr", "int8")
     assert meta.source_psnr == {"Set5": {"2": 30.5}} and len(meta.source_sha256) == 64
     assert meta.extra["calibration"]["kind"] == "generators"  # data-free by default, from the run folder
-    assert meta.extra["int8_form"] == "cpu" and meta.extra["float_layers"] == [0, 3]
+    costs = meta.extra["layer_sensitivity_mse"]  # default auto (CPU form: 2): the two costliest convs stay float
+    assert meta.extra["int8_form"] == "cpu" and len(costs) == 4
+    assert meta.extra["float_layers"] == sorted(np.argsort(costs)[::-1][:2].tolist())
     bundle = sorted(p.name for p in (exported / "trt").iterdir())
     assert bundle == ["BENCH.md", "README.md", "build_engine.py", "build_engine.sh", "model.meta.json",
                       "model.onnx", "requirements.txt"]
@@ -148,3 +150,12 @@ def test_teacher_onnx_matches_torch_on_set5(shared_data):
             p_onnx = score_pairs(lambda *_: y, [pair], "Set5", False).psnr
             p_torch = score_pairs(lambda *_: ref, [pair], "Set5", False).psnr
             assert abs(p_onnx - p_torch) <= 1e-3
+
+
+@pytest.mark.parametrize("spec, fragment", [("auto:two", "--float-layers takes auto"),
+                                            ("0,9", "--float-layers 9: the model has 4 convs")])
+def test_bad_float_layers(run_dir, tmp_path, spec, fragment):
+    r = run_cli("export", "--model", str(run_dir / "student.safetensors"), "--precision", "int8",
+                "--float-layers", spec, "-o", str(tmp_path / "m.onnx"))
+    assert_user_error(r, fragment)
+    _assert_nothing_written(tmp_path, set())

@@ -17,13 +17,50 @@ from ..errors import EdgesrError
 
 TARGETS = ("onnx", "tensorrt", "coreml")
 SCALES = (2, 3, 4)
-#: chosen by measurement (benchmarks/export_quality.py): the best drop of the three methods
+#: chosen by measurement (benchmarks/export_quality.py): the best drop of the methods
 DEFAULT_METHOD = "percentile"
-#: VDSR convs kept in float for INT8, by index (0 = head ... -1 = tail): the head sees the raw
-#: image and the tail writes the residual at full resolution; measured to matter most
-DEFAULT_FLOAT_LAYERS = (0, -1)
+#: VDSR convs kept in float for INT8: ``auto:K`` keeps the K whose quantization alone costs
+#: most (:func:`edgesr.export.quantize.sensitivity`), or fixed indices (0 = head, -1 = tail).
+#: ``auto`` is the form's K below, the fewest whose worst drop on held-out validation crops is
+#: within 0.01 dB (benchmarks/export_quality.py): symmetric int8 needs one more float conv
+DEFAULT_FLOAT_LAYERS = "auto"
+AUTO_FLOAT = {"tensorrt": 3, "cpu": 2}
 #: calibration patches per export (LR 24/16/12 for x2/x3/x4)
 CALIB_SAMPLES = 64
+
+
+@dataclass(frozen=True)
+class FloatLayers:
+    """Which VDSR convs stay float in INT8: the ``auto`` most sensitive by measurement, or ``fixed``."""
+
+    auto: int = 0
+    fixed: tuple[int, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str, form: str = "tensorrt") -> "FloatLayers":
+        """``auto`` (the form's measured K) / ``auto:K`` / ``0,-1`` / ``none``; one clear error otherwise."""
+        text = text.strip().lower()
+        try:
+            if text == "none":
+                return cls()
+            if text == "auto" or text.startswith("auto:"):
+                count = int(text[5:]) if ":" in text else AUTO_FLOAT[form]
+                if count < 0:
+                    raise ValueError
+                return cls(auto=count)
+            return cls(fixed=tuple(int(v) for v in text.split(",") if v.strip()))
+        except ValueError:
+            raise EdgesrError(f"--float-layers takes auto, auto:K, none or comma-separated indices, got {text!r}") from None
+
+    def indices(self, n_layers: int, costs: list[float] | None) -> list[int]:
+        from .quantize import most_sensitive
+
+        if self.auto:
+            return most_sensitive(costs or [], self.auto)
+        bad = [i for i in self.fixed if not -n_layers <= i < n_layers]
+        if bad:
+            raise EdgesrError(f"--float-layers {bad[0]}: the model has {n_layers} convs (0..{n_layers - 1})")
+        return sorted({i % n_layers for i in self.fixed})
 
 
 @dataclass
@@ -36,7 +73,7 @@ class ExportRequest:
     calib: str | None = None
     out: Path | None = None
     method: str = DEFAULT_METHOD
-    float_layers: tuple[int, ...] = DEFAULT_FLOAT_LAYERS
+    float_layers: str = DEFAULT_FLOAT_LAYERS
     qad_steps: int = 0
 
     def validate(self) -> None:
@@ -54,6 +91,7 @@ class ExportRequest:
             raise EdgesrError(f"unsupported calibration method {self.method!r}: use one of {', '.join(METHODS)}")
         if self.qad_steps < 0:
             raise EdgesrError("--qad-steps must be 0 or more")
+        FloatLayers.parse(self.float_layers)
 
     def default_out(self) -> Path:
         stem = Path(self.model).stem if Path(self.model).suffix else self.model
@@ -72,30 +110,39 @@ Progress = Callable[[str], None]
 
 
 def _int8_onnx(req: ExportRequest, net, calib, form: str, progress: Progress, extra: dict):
-    """Calibrate (and optionally distill) then quantize: the one INT8 path for both forms."""
+    """Calibrate, choose the float layers, optionally distill, then quantize: the one INT8 path
+    for both forms."""
     from .calibration import lr_samples, model_inputs
     from .deploy_net import DeployNet
     from .onnx_export import torch_to_onnx
     from .qad import distill_quantized
-    from .quantize import calibrate, conv_layers, quantize
+    from .quantize import calibrate, conv_input_ranges, conv_layers, quantize, sensitivity
 
     progress(f"calibration samples ({calib.kind})")
-    lr = lr_samples(calib, req.scale, CALIB_SAMPLES)
-    n_layers = len(net.body) + 2
-    float_idx = sorted({i % n_layers for i in req.float_layers})
-    if req.qad_steps:
-        progress(f"quantization-aware distillation ({req.qad_steps} steps)")
-        net = distill_quantized(net, {req.scale: lr_samples(calib, req.scale, 8 * CALIB_SAMPLES, seed=1)},
-                                float_idx, form, req.qad_steps)
-    progress("exporting the float graph")
-    fp32 = torch_to_onnx(DeployNet(net, req.scale, req.input_kind))
-    progress(f"calibrating ({req.method})")
+    inputs = model_inputs(lr_samples(calib, req.scale, CALIB_SAMPLES), req.scale, req.input_kind)
     with tempfile.TemporaryDirectory(prefix="edgesr-export-") as tmp:
-        ranges = calibrate(fp32, model_inputs(lr, req.scale, req.input_kind), req.method, Path(tmp) / "ranges.json")
+        progress("exporting the float graph")
+        fp32 = torch_to_onnx(DeployNet(net, req.scale, req.input_kind))
+        progress(f"calibrating ({req.method})")
+        ranges = calibrate(fp32, inputs, req.method, Path(tmp) / "ranges.json", form)
+        floats = FloatLayers.parse(req.float_layers, form)
+        costs = None
+        if floats.auto:
+            costs = sensitivity(fp32, ranges, form, inputs,
+                                lambda i, n: progress(f"per-layer sensitivity: conv {i}/{n}"))
+        float_idx = floats.indices(len(net.body) + 2, costs)
+        if req.qad_steps:
+            progress(f"quantization-aware distillation ({req.qad_steps} steps)")
+            pool = {req.scale: lr_samples(calib, req.scale, 8 * CALIB_SAMPLES, seed=1)}
+            net = distill_quantized(net, pool, conv_input_ranges(fp32, ranges), float_idx, form, req.qad_steps)
+            fp32 = torch_to_onnx(DeployNet(net, req.scale, req.input_kind))
+            ranges = calibrate(fp32, inputs, req.method, Path(tmp) / "ranges_qad.json", form)
         names = conv_layers(fp32).net
         model = quantize(fp32, ranges, form, [names[i] for i in float_idx])
     extra.update({"int8_form": form, "calibration": calib.describe(), "calibration_method": req.method,
                   "float_layers": float_idx, "qad_steps": req.qad_steps})
+    if costs is not None:
+        extra["layer_sensitivity_mse"] = [float(f"{c:.3g}") for c in costs]
     return model
 
 

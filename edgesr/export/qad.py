@@ -54,28 +54,18 @@ class _FakeQuantConv(nn.Module):
         return F.conv2d(x, w, padding=self.conv.padding)
 
 
-@torch.no_grad()
-def _input_ranges(net: VDSR, x: torch.Tensor) -> list[tuple[float, float]]:
-    ranges: list[tuple[float, float]] = []
-    hooks = [c.register_forward_pre_hook(lambda m, a: ranges.append((a[0].min().item(), a[0].max().item())))
-             for c in vdsr_convs(net)]
-    net(x)
-    for h in hooks:
-        h.remove()
-    return ranges
-
-
-def fake_quantized(net: VDSR, calib_inputs: torch.Tensor, float_layers: Sequence[int], form: str) -> VDSR:
-    """A copy of ``net`` with fake-quantized convs (input ranges: min-max on ``calib_inputs``).
+def fake_quantized(net: VDSR, input_ranges: Sequence[tuple[float, float]], float_layers: Sequence[int],
+                   form: str) -> VDSR:
+    """A copy of ``net`` whose convs (except ``float_layers``) fake-quantize their input with the
+    calibrated ``input_ranges`` (one per conv, graph order) and their weights per channel.
 
     The wrapped convs are the copy's own modules, so their trained weights can be read back
     with :func:`vdsr_convs` order kept in ``fq.convs``.
     """
     fq = copy.deepcopy(net)
-    ranges = _input_ranges(fq, calib_inputs)
     convs = vdsr_convs(fq)
     fq.convs = convs  # plain list: not registered twice
-    wrapped = [c if i in float_layers else _FakeQuantConv(c, *ranges[i], symmetric=form == "tensorrt")
+    wrapped = [c if i in float_layers else _FakeQuantConv(c, *input_ranges[i], symmetric=form == "tensorrt")
                for i, c in enumerate(convs)]
     fq.head, fq.tail = wrapped[0], wrapped[-1]
     for block, conv in zip(fq.body, wrapped[1:-1]):
@@ -83,13 +73,14 @@ def fake_quantized(net: VDSR, calib_inputs: torch.Tensor, float_layers: Sequence
     return fq
 
 
-def distill_quantized(net: VDSR, lr_pool: dict[int, np.ndarray], float_layers: Sequence[int], form: str,
-                      steps: int, batch: int = 8, lr: float = 1e-5, seed: int = 0,
-                      on_step: Callable[[int, float], None] | None = None) -> VDSR:
+def distill_quantized(net: VDSR, lr_pool: dict[int, np.ndarray], input_ranges: Sequence[tuple[float, float]],
+                      float_layers: Sequence[int], form: str, steps: int, batch: int = 8, lr: float = 1e-5,
+                      seed: int = 0, on_step: Callable[[int, float], None] | None = None) -> VDSR:
     """``net`` fine-tuned so that its fake-quantized self matches the float ``net``.
 
     ``lr_pool``: LR calibration patches per scale; each step draws a scale and a batch from it
-    and upscales it with MATLAB's bicubic, as the network sees images.
+    and upscales it with MATLAB's bicubic, as the network sees images. ``input_ranges``: the
+    export's calibrated conv input ranges (:func:`edgesr.export.quantize.conv_input_ranges`).
     """
     rng = np.random.default_rng(seed)
     teacher = copy.deepcopy(net).eval().requires_grad_(False)
@@ -101,8 +92,7 @@ def distill_quantized(net: VDSR, lr_pool: dict[int, np.ndarray], float_layers: S
         idx = rng.choice(len(pool), size=min(batch, len(pool)), replace=False)
         return imresize(torch.from_numpy(pool[idx]).float(), float(s))
 
-    calib = torch.cat([imresize(torch.from_numpy(lr_pool[s][:32]).float(), float(s)) for s in scales])
-    student = fake_quantized(net, calib, float_layers, form).train()
+    student = fake_quantized(net, input_ranges, float_layers, form).train()
     opt = torch.optim.Adam(student.parameters(), lr=lr)
     for step in range(steps):
         x = draw()

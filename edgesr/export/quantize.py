@@ -10,7 +10,8 @@ Only ``Conv`` layers are quantized. The VDSR convs that stay in float are chosen
 (:func:`sensitivity` measures what each one costs); the in-graph bicubic conv always stays in
 float (it sees the raw image), and the global skip ``Add`` is never quantized, so the output
 adds the *float* input to the residual. Calibration runs once per (method, data) and is cached
-as ranges, so trying several float-layer choices or both forms re-uses it.
+as ranges, so trying several float-layer choices or both forms re-uses it (``mse`` ranges
+depend on the form's grid, so they are made per form).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import contextlib
 import io
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import numpy as np
 import onnx
 
 FORMS = ("tensorrt", "cpu")
-METHODS = ("minmax", "entropy", "percentile")
+METHODS = ("minmax", "entropy", "percentile", "mse")
 #: Relu too, so its output (not the conv's, half of whose range Relu discards) is quantized
 OP_TYPES = ["Conv", "Relu"]
 
@@ -86,17 +87,20 @@ def _batched(model: onnx.ModelProto) -> onnx.ModelProto:
 
 @dataclass(frozen=True)
 class Ranges:
-    """Calibrated activation ranges (onnxruntime's cache file) and the method that made them."""
+    """Calibrated activation ranges (onnxruntime's cache file), the method that made them and,
+    for ``mse``, the form whose grid they were fitted to."""
 
     path: Path
     method: str
+    form: str | None = None
 
 
 def _method(name: str):
     from onnxruntime.quantization import CalibrationMethod
 
+    # mse collects |x| histograms with the percentile calibrator, then picks its own clips
     return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-            "percentile": CalibrationMethod.Percentile}[name]
+            "percentile": CalibrationMethod.Percentile, "mse": CalibrationMethod.Percentile}[name]
 
 
 #: Calibrator settings. onnxruntime's entropy default (128 histogram bins into 128 quantized
@@ -106,15 +110,23 @@ _CALIB_OPTIONS = {
     "minmax": {},
     "entropy": {"num_bins": 2048, "num_quantized_bins": 128},
     "percentile": {"num_bins": 2048, "percentile": 99.999},
+    "mse": {"num_bins": 2048, "percentile": 100.0, "symmetric": True},
 }
 
 
-def calibrate(model: onnx.ModelProto, inputs: np.ndarray, method: str, cache: Path) -> Ranges:
-    """Activation ranges of every conv's tensors on ``inputs`` with ``method``, saved to ``cache``."""
-    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+def calibrate(model: onnx.ModelProto, inputs: np.ndarray, method: str, cache: Path, form: str = "tensorrt") -> Ranges:
+    """Activation ranges of every conv's tensors on ``inputs`` with ``method``, saved to ``cache``.
+
+    ``form`` matters to ``mse`` only (symmetric int8 and uint8 grids clip differently).
+    """
+    from onnxruntime.quantization.calibrate import TensorData, create_calibrator, save_tensors_data
+
+    from .clipping import mse_range
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
     _quiet()
     with tempfile.TemporaryDirectory(prefix="edgesr-calib-") as tmp:
         src = Path(tmp) / "model.onnx"
@@ -123,8 +135,13 @@ def calibrate(model: onnx.ModelProto, inputs: np.ndarray, method: str, cache: Pa
                                        calibrate_method=_method(method), extra_options=_CALIB_OPTIONS[method])
         with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
             calibrator.collect_data(_Reader(inputs))
-            save_tensors_data(calibrator.compute_data(), cache)
-    return Ranges(cache, method)
+            data = calibrator.compute_data()
+        if method == "mse":
+            for name, (hist, edges, lowest, _) in calibrator.collector.get_histogram_dict().items():
+                low, high = mse_range(hist, edges, float(lowest), symmetric=form == "tensorrt")
+                data[name] = TensorData(lowest=np.float32(low), highest=np.float32(high))
+        save_tensors_data(data, cache)
+    return Ranges(cache, method, form if method == "mse" else None)
 
 
 _FORM_OPTIONS = {
@@ -144,6 +161,8 @@ def quantize(model: onnx.ModelProto, ranges: Ranges, form: str, float_layers: Se
 
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    if ranges.form not in (None, form):
+        raise ValueError(f"these {ranges.method} ranges were fitted to the {ranges.form} form, not {form}")
     _quiet()
     layers = conv_layers(model)
     activation = QuantType.QInt8 if form == "tensorrt" else QuantType.QUInt8
@@ -159,3 +178,51 @@ def quantize(model: onnx.ModelProto, ranges: Ranges, form: str, float_layers: Se
         quantized = onnx.load(str(out))
     del quantized.graph.value_info[:]
     return quantized
+
+
+def conv_input_ranges(model: onnx.ModelProto, ranges: Ranges) -> list[tuple[float, float]]:
+    """The calibrated ``(low, high)`` of each VDSR conv's input, in graph order: what QAD's
+    fake quantization uses, so the fine-tuned weights meet the ranges they will be exported with."""
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    data = load_tensors_data(ranges.path)
+    inputs = {node.name: node.input[0] for node in model.graph.node if node.op_type == "Conv"}
+    out = []
+    for name in conv_layers(model).net:
+        low, high = data[inputs[name]].range_value
+        out.append((float(np.ravel(low)[0]), float(np.ravel(high)[0])))
+    return out
+
+
+def run_batch(model: onnx.ModelProto, inputs: np.ndarray, threads: int = 2) -> np.ndarray:
+    """The model's outputs for a batch of inputs, on onnxruntime's CPU provider."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    session = ort.InferenceSession(_batched(model).SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": np.ascontiguousarray(inputs, np.float32)})[0]
+
+
+def sensitivity(model: onnx.ModelProto, ranges: Ranges, form: str, inputs: np.ndarray,
+                on_layer: Callable[[int, int], None] | None = None) -> list[float]:
+    """What quantizing each VDSR conv alone costs: the mean squared difference between the
+    float model's outputs and those of the model with only that conv quantized, in graph order.
+
+    Measured on the calibration inputs, so the choice of float layers stays data-free.
+    """
+    names = conv_layers(model).net
+    reference = run_batch(model, inputs)
+    costs = []
+    for i, name in enumerate(names):
+        single = quantize(model, ranges, form, [n for n in names if n != name])
+        costs.append(float(np.mean((run_batch(single, inputs) - reference) ** 2)))
+        if on_layer:
+            on_layer(i + 1, len(names))
+    return costs
+
+
+def most_sensitive(costs: Sequence[float], count: int) -> list[int]:
+    """Indices of the ``count`` costliest layers, ascending."""
+    return sorted(int(i) for i in np.argsort(costs)[::-1][:count])
