@@ -159,3 +159,13 @@ def test_bad_float_layers(run_dir, tmp_path, spec, fragment):
                 "--float-layers", spec, "-o", str(tmp_path / "m.onnx"))
     assert_user_error(r, fragment)
     _assert_nothing_written(tmp_path, set())
+
+
+def test_int8_with_qad_runs_the_whole_path(run_dir, tmp_path):
+    """Sweep, QAD with the calibrated ranges, re-calibration and quantization, in one export."""
+    from edgesr.export.pipeline import ExportRequest, export_model
+
+    res = export_model(ExportRequest(str(run_dir / "student.safetensors"), "onnx", 2, "int8",
+                                     float_layers="auto:1", qad_steps=3, out=tmp_path / "q.onnx"))
+    assert res.meta.extra["qad_steps"] == 3 and len(res.meta.extra["float_layers"]) == 1
+    assert (tmp_path / "q.onnx").is_file()
