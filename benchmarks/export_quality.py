@@ -194,7 +194,7 @@ def main() -> None:
     ap.add_argument("--qad-steps", type=int, default=300)
     ap.add_argument("--qad-lrs", default="1e-5 1e-4")
     ap.add_argument("--skip-torch", action="store_true", help="skip the torch comparison (slow on CPU)")
-    ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "export_quality.json")
+    ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "export_quality_student.json")
     args = ap.parse_args()
 
     torch.set_num_threads(2)
