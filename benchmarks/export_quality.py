@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 
 from edgesr.data.benchmark import degrade, open_set
@@ -42,7 +41,7 @@ from edgesr.export.deploy_net import DeployNet
 from edgesr.export.onnx_export import torch_to_onnx
 from edgesr.export.pipeline import CALIB_SAMPLES, ExportRequest, FloatLayers, export_model
 from edgesr.export.qad import distill_quantized
-from edgesr.export.quantize import (FORMS, METHODS, calibrate, conv_input_ranges, conv_layers,
+from edgesr.export.quantize import (FORMS, METHODS, calibrate, conv_input_ranges, conv_layers, cpu_session,
                                     quantize, sensitivity)
 from edgesr.export.source import load_source
 from edgesr.io import write_json
@@ -58,15 +57,8 @@ VAL_IMAGES, VAL_CROP = 8, 256
 VAL_MARGIN = 0.01
 
 
-def session(model: onnx.ModelProto, threads: int = 2) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-
-
 def predictor(model: onnx.ModelProto):
-    s = session(model)
+    s = cpu_session(model)
     return lambda y, scale: s.run(None, {"input": y[None, None]})[0][0, 0]
 
 
@@ -99,7 +91,7 @@ def worst(d: dict, name: str = "val") -> float:
 
 
 def latency(model: onnx.ModelProto, side: int, runs: int = 5) -> float:
-    s = session(model)
+    s = cpu_session(model)
     x = np.random.default_rng(0).random((1, 1, side, side), dtype=np.float32)
     s.run(None, {"input": x})
     times = []
@@ -115,7 +107,7 @@ def torch_vs_onnx(net, sets: Sets) -> dict:
     out: dict = {}
     torch_pred = torch_predictor(net)
     for s in SCALES:
-        sessions = {kind: session(torch_to_onnx(DeployNet(net, s, kind))) for kind in ("bicubic", "lr")}
+        sessions = {kind: cpu_session(torch_to_onnx(DeployNet(net, s, kind))) for kind in ("bicubic", "lr")}
         for name in ("Set5", "Set14"):
             stats = {kind: ([], [], []) for kind in sessions}
             for pair in sets.pairs[name][s]:

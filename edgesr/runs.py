@@ -76,6 +76,21 @@ def new_run_dir(base: str | Path, name: str) -> Path:
     return candidate
 
 
+def open_run(run_dir: Path | None, out: str | Path, recipe: Any, trainer: Any) -> tuple[Path, "MetricsLog", bool]:
+    """The run folder (a new one, with the resolved recipe, when ``run_dir`` is None), the
+    trainer resumed from its checkpoint when it has one, and the metrics log opened to match:
+    ``(run_dir, metrics, resumed)``. Shared by ``edgesr distill`` and ``edgesr teacher train``."""
+    from .config import dump_recipe
+
+    if run_dir is None:
+        run_dir = new_run_dir(out, recipe.name)
+        (run_dir / RECIPE_FILE).write_text(dump_recipe(recipe))
+    resumed = (run_dir / CHECKPOINT_FILE).is_file()
+    if resumed:
+        trainer.resume(run_dir)
+    return run_dir, MetricsLog(run_dir / METRICS_FILE, resume_step=trainer.step if resumed else None), resumed
+
+
 class MetricsLog:
     """Append-only JSONL of per-step metrics (``step`` = student steps completed); on resume,
     lines past the checkpoint are dropped so that the log of a resumed run equals that of an

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from ..config import dump_recipe, from_dict, load_recipe
+from ..config import from_dict, load_recipe
 from ..data.benchmark import existing_sets
 from ..data.splits import holdout, validation_pairs
 from ..errors import EdgesrError
@@ -24,8 +24,8 @@ from ..io import write_json
 from ..models.formats import save_safetensors
 from ..models.predict import torch_predictor
 from ..models.zoo import cache_dir, load_model
-from ..runs import (CHECKPOINT_FILE, METRICS_FILE, PLOT_FILE, RECIPE_FILE, RESULTS_FILE, MetricsLog,
-                    new_run_dir, plot_metrics, progress_bar, stop_on_signals)
+from ..runs import (METRICS_FILE, PLOT_FILE, RECIPE_FILE, RESULTS_FILE, open_run, plot_metrics, progress_bar,
+                    stop_on_signals)
 from .generator import save_generators
 from .recipe import DistillRecipe
 from .trainer import Distiller
@@ -109,14 +109,8 @@ def distill(recipe_name: str | None = None, overrides: list[str] | None = None, 
             val_pairs = validation_pairs(val_paths, list(recipe.scales), recipe.validation.crop)
         else:
             console.print(f"[yellow]validation folder {recipe.validation.data} not found: no validation[/]")
-    if run_dir is None:
-        run_dir = new_run_dir(out, recipe.name)
-        (run_dir / RECIPE_FILE).write_text(dump_recipe(recipe))
     trainer = Distiller(recipe, teacher_net, dev, val_pairs)
-    resumed = (run_dir / CHECKPOINT_FILE).is_file()
-    if resumed:
-        trainer.resume(run_dir)
-    metrics = MetricsLog(run_dir / METRICS_FILE, resume_step=trainer.step if resumed else None)
+    run_dir, metrics, resumed = open_run(run_dir, out, recipe, trainer)
     if val_pairs and not resumed:
         metrics.write({"step": 0, **_val_reference(recipe, val_pairs, teacher_net, dev), **trainer.validate()})
     console.print(f"[bold]distill[/] {recipe.name} -> {run_dir} on {dev} "

@@ -194,15 +194,20 @@ def conv_input_ranges(model: onnx.ModelProto, ranges: Ranges) -> list[tuple[floa
     return out
 
 
-def run_batch(model: onnx.ModelProto, inputs: np.ndarray, threads: int = 2) -> np.ndarray:
-    """The model's outputs for a batch of inputs, on onnxruntime's CPU provider."""
+def cpu_session(model: onnx.ModelProto, threads: int = 2):
+    """An onnxruntime CPU session of an in-memory model with a fixed thread count."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
     so.log_severity_level = 3
-    session = ort.InferenceSession(_batched(model).SerializeToString(), so, providers=["CPUExecutionProvider"])
-    return session.run(None, {"input": np.ascontiguousarray(inputs, np.float32)})[0]
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def run_batch(model: onnx.ModelProto, inputs: np.ndarray, threads: int = 2) -> np.ndarray:
+    """The model's outputs for a batch of inputs, on onnxruntime's CPU provider."""
+    return cpu_session(_batched(model), threads).run(None, {"input": np.ascontiguousarray(inputs, np.float32)})[0]
 
 
 def sensitivity(model: onnx.ModelProto, ranges: Ranges, form: str, inputs: np.ndarray,

@@ -16,7 +16,7 @@ import torch
 import yaml
 from rich.console import Console
 
-from ..config import dump_recipe, from_dict, load_recipe
+from ..config import from_dict, load_recipe
 from ..data.benchmark import existing_sets
 from ..data.splits import holdout, validation_pairs
 from ..distill.run import resolve_device
@@ -25,8 +25,8 @@ from ..evaluate import bicubic_predictor, evaluate, validation_psnr
 from ..io import write_json
 from ..models.formats import save_safetensors
 from ..models.predict import torch_predictor
-from ..runs import (CHECKPOINT_FILE, METRICS_FILE, PLOT_FILE, RECIPE_FILE, RESULTS_FILE, MetricsLog,
-                    new_run_dir, plot_metrics, progress_bar, stop_on_signals)
+from ..runs import (METRICS_FILE, PLOT_FILE, RECIPE_FILE, RESULTS_FILE, open_run, plot_metrics, progress_bar,
+                    stop_on_signals)
 from .patches import PatchSampler, read_y
 from .recipe import TeacherRecipe
 from .trainer import TeacherTrainer
@@ -78,14 +78,8 @@ def train_teacher(data: str | Path | None = None, scales: list[int] | None = Non
         val_pairs = validation_pairs(val_paths, list(recipe.scales), recipe.validation.crop)
     if sampler.dropped:
         console.print(f"[yellow]{sampler.dropped} training image(s) smaller than the patch were left out[/]")
-    if run_dir is None:
-        run_dir = new_run_dir(out, recipe.name)
-        (run_dir / RECIPE_FILE).write_text(dump_recipe(recipe))
     trainer = TeacherTrainer(recipe, sampler, dev, val_pairs)
-    resumed = (run_dir / CHECKPOINT_FILE).is_file()
-    if resumed:
-        trainer.resume(run_dir)
-    metrics = MetricsLog(run_dir / METRICS_FILE, resume_step=trainer.step if resumed else None)
+    run_dir, metrics, resumed = open_run(run_dir, out, recipe, trainer)
     if not resumed:
         metrics.write({"step": 0, "val_bicubic_psnr": validation_psnr(bicubic_predictor, val_pairs)["val_psnr"],
                        **trainer.validate()})
