@@ -77,7 +77,8 @@ class Teachers(Enum):
     )
     #: the paper's teacher stays the default: edgesr-vdsr reaches the VDSR paper's Set5 numbers,
     #: but `edgesr distill --recipe quick` with it as teacher ends below bicubic at x2 (Set5
-    #: 32.03 dB against 34.97 with pytorch-vdsr; benchmarks/results/distill_quick_edgesr_vdsr_teacher.json)
+    #: 32.03 dB against 34.97 with pytorch-vdsr; benchmarks/results/distill_quick_edgesr_vdsr_teacher.json),
+    #: and no recipe variant tried closes the gap (benchmarks/results/teacher_distillability.json)
     DEFAULT = PYTORCH_VDSR
 
 
