@@ -33,6 +33,7 @@ import numpy as np
 import onnx
 import torch
 
+from edgesr.bench.measure import time_calls
 from edgesr.data.benchmark import degrade, open_set
 from edgesr.data.splits import holdout, validation_pairs
 from edgesr.evaluate import score_pairs
@@ -91,15 +92,10 @@ def worst(d: dict, name: str = "val") -> float:
 
 
 def latency(model: onnx.ModelProto, side: int, runs: int = 5) -> float:
+    """Median milliseconds of one call on a ``side x side`` input, after one untimed call."""
     s = cpu_session(model)
     x = np.random.default_rng(0).random((1, 1, side, side), dtype=np.float32)
-    s.run(None, {"input": x})
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        s.run(None, {"input": x})
-        times.append(time.perf_counter() - t)
-    return round(1000 * float(np.median(times)), 1)
+    return round(1000 * float(np.median(time_calls(lambda: s.run(None, {"input": x}), warmup=1, runs=runs))), 1)
 
 
 def torch_vs_onnx(net, sets: Sets) -> dict:
@@ -157,7 +153,7 @@ class Bench:
         return self._costs[key]
 
     def float_idx(self, spec: str, method: str, form: str, s: int) -> list[int]:
-        fl = FloatLayers.parse(spec)
+        fl = FloatLayers.parse(spec, form)
         return fl.indices(len(self.layers), self.costs(method, form, s) if fl.auto else None)
 
     def int8_drop(self, calib: str, method: str, form: str, spec: str, names, qad: tuple[int, float] = (0, 0.0)):
@@ -277,7 +273,7 @@ def main() -> None:
         ranges = calibrate(lr_graph, lat_inputs, best_method[form], work / f"lat_{form}.json", form)
         names = conv_layers(lr_graph).net
         for spec in dict.fromkeys(("0,-1", best_float[form])):
-            fl = FloatLayers.parse(spec)
+            fl = FloatLayers.parse(spec, form)
             idx = fl.indices(len(names), sensitivity(lr_graph, ranges, form, lat_inputs) if fl.auto else None)
             forms[f"int8 {form} float {spec} {idx}"] = quantize(lr_graph, ranges, form, [names[i] for i in idx])
     result["latency_ms_512_out_2threads"] = {k: latency(m, 256) for k, m in forms.items()}
