@@ -18,7 +18,7 @@ from rich.table import Table
 
 from edgesr.config import load_recipe
 from edgesr.distill.recipe import DistillRecipe
-from edgesr.distill.run import resolve_device
+from edgesr.train.command import resolve_device
 from edgesr.distill.throughput import measure
 from edgesr.models.zoo import load_model
 

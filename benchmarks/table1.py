@@ -27,10 +27,11 @@ from rich.console import Console
 from edgesr.config import load_recipe
 from edgesr.data.benchmark import open_set
 from edgesr.distill.recipe import DistillRecipe
-from edgesr.distill.run import distill, resolve_device, teacher_scores
+from edgesr.distill.command import distill, teacher_scores
 from edgesr.distill.throughput import measure
 from edgesr.models.zoo import load_model
-from edgesr.runs import CHECKPOINT_FILE, RESULTS_FILE
+from edgesr.train.command import describe_device, resolve_device
+from edgesr.train.run_folder import CHECKPOINT_FILE, RESULTS_FILE
 
 #: The paper's Table 1 (PSNR / SSIM as printed), for comparison only.
 PAPER = {
@@ -148,7 +149,7 @@ def main() -> None:
     for key, label in (("dfsr", "DFSR (paper)"), ("paper", "DFSR + CMI (paper)"), ("teacher", "teacher (paper)"),
                        ("bicubic", "bicubic (paper)")):
         table[label] = PAPER[key]
-    out = {"device": str(device) + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""),
+    out = {"device": describe_device(device),
            "budget_minutes": args.budget_minutes, "total_seconds": round(time.time() - started, 1),
            "speed": speed, "runs": {n: {k: v for k, v in r.items() if k not in ("student", "teacher")}
                                     for n, r in results.items()},

@@ -39,7 +39,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgesr.data.splits import holdout, validation_pairs
-from edgesr.distill.run import distill
+from edgesr.distill.command import distill
 from edgesr.evaluate import bicubic_predictor, validation_psnr
 from edgesr.models.predict import torch_predictor
 from edgesr.models.zoo import load_model

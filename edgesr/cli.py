@@ -18,6 +18,7 @@ from rich.console import Console
 
 from .errors import EdgesrError
 from .export.pipeline import DEFAULT_FLOAT_LAYERS, DEFAULT_METHOD
+from .scales import check_scales
 
 app = typer.Typer(
     help="Data-free distillation, export and on-device benchmarking of super-resolution models.",
@@ -88,32 +89,12 @@ def _root(
     """Data-free distillation, export and on-device benchmarking of super-resolution models."""
 
 
-def pick_device(device: str) -> str:
-    """``auto`` means CUDA when torch sees a GPU; asking for CUDA without one is a user error."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EdgesrError("--device cuda was asked for, but torch sees no CUDA GPU")
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise EdgesrError(f"unknown device {device!r}: use auto, cpu or cuda")
-    return device
-
-
 def _torch_installed() -> bool:
     """Whether torch could be imported, without importing it (device-side commands stay light)."""
     try:
         return importlib.util.find_spec("torch") is not None
     except ImportError:
         return False
-
-
-def check_scales(scales: list[int]) -> list[int]:
-    bad = [s for s in scales if s < 2 or s > 8]
-    if bad:
-        raise EdgesrError(f"unsupported scale(s) {bad}: use integers from 2 to 8")
-    return scales
 
 
 @app.command("eval")
@@ -133,7 +114,8 @@ def eval_cmd(
     from .io import write_json
     from .models.predict import torch_predictor
     from .models.zoo import Teachers, load_model
-    from .report import scores_table
+    from .scores_table import scores_table
+    from .train.command import resolve_device
 
     if not data:
         raise EdgesrError("give at least one --data folder (e.g. ../shared/data/Set5)")
@@ -141,7 +123,7 @@ def eval_cmd(
     model = model or Teachers.DEFAULT.value.name
     net, meta = load_model(model)
     sets = [open_set(d) for d in data]
-    predict = torch_predictor(net, pick_device(device))
+    predict = torch_predictor(net, resolve_device(device))
     with console.status("evaluating") as status:
         scores = evaluate(predict, sets, scales, with_ssim=ssim,
                           on_done=lambda s: status.update(f"{s.set} x{s.scale}: {s.psnr:.3f} dB"))
@@ -161,7 +143,7 @@ def distill_cmd(
     set_: Annotated[list[str], typer.Option("--set", help="override recipe keys: --set batch_size=64 cmi.temperature=0.2")] = [],
 ) -> None:
     """Data-free distillation of a VDSR teacher into a half-width student (DFSR + CMI)."""
-    from .distill.run import distill
+    from .distill.command import distill
 
     distill(recipe, set_, teacher, out, device, resume, console=console)
 
@@ -185,7 +167,7 @@ def teacher_train_cmd(
     """Supervised VDSR training on HR images: MATLAB-bicubic degradations, random patches with
     flips and rotations, several scales in one network, a held-out validation split; writes
     teacher.safetensors and a Set5/Set14 table into the run folder."""
-    from .teacher.run import train_teacher
+    from .teacher.command import train_teacher
 
     if len(data) > 1:
         raise EdgesrError("give one --data folder")
@@ -217,8 +199,8 @@ def bench_cmd(
     plot_out: Annotated[Optional[Path], typer.Option("--plot", help="write a latency-vs-PSNR plot (PNG) here")] = None,
 ) -> None:
     """Latency (p50/p90/p99), throughput, memory and PSNR/SSIM of exported models on this device."""
-    from .bench.report import plot, rich_table, write_results
-    from .bench.run import run_bench
+    from .bench.outputs import plot, rich_table, write_results
+    from .bench.rows import run_bench
     from .data.benchmark import open_set
 
     check_scales(scales)
@@ -270,7 +252,7 @@ def upscale_cmd(
     from .runtime.batch import plan_jobs, upscale_file
 
     if scale is not None:
-        check_scales([scale])
+        check_scales([scale], "--scale")
     _positive("--tile", tile)
     _positive("--threads", threads)
     jobs = plan_jobs(inputs, output, overwrite)
@@ -328,7 +310,7 @@ def export_cmd(
     model: Annotated[Optional[str], typer.Option(
         help="zoo name (edgesr-vdsr, pytorch-vdsr) or weights file [default: the zoo's default teacher]")] = None,
     target: Annotated[str, typer.Option(help="onnx, tensorrt (deploy bundle; engine where TensorRT runs) or coreml")] = "onnx",
-    scale: Annotated[int, typer.Option(help="upscaling factor: 2, 3 or 4")] = 2,
+    scale: Annotated[int, typer.Option(help="upscaling factor, 2 to 8, one the model was made for")] = 2,
     precision: Annotated[str, typer.Option(help="fp32, fp16 or int8 (onnx: CPU QDQ; tensorrt: TensorRT QDQ; "
                                                 "coreml: 8-bit weights)")] = "fp32",
     input_kind: Annotated[str, typer.Option("--input", help="lr: LR in, MATLAB bicubic inside the model; "

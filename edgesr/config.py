@@ -1,8 +1,10 @@
 """Recipes: YAML files validated into typed, frozen dataclasses; CLI overrides; saved with each run.
 
 Every hyperparameter of a job lives in its recipe, so a run folder's ``recipe.yaml`` is enough
-to reproduce it. Validation is strict: an unknown key or a value of the wrong type is an error
-that names the key (``student_optim.lr: expected a number, got 'fast'``).
+to reproduce it. Validation is strict and happens before anything is written: an unknown key,
+a value of the wrong type or one outside the range its type declares (``Annotated[int,
+Range(1)]``) is a one-line error that names the key (``recipe key log_every: must be >= 1,
+got 0``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -20,51 +22,93 @@ from .errors import EdgesrError
 T = TypeVar("T")
 
 
-def _fail(key: str, msg: str) -> typing.NoReturn:
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric recipe key, declared in its type: ``Annotated[int, Range(1)]``.
+
+    ``low``/``high`` are inclusive unless ``*_open``; ``None`` leaves that side unbounded.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, v: float) -> bool:
+        above = self.low is None or (v > self.low if self.low_open else v >= self.low)
+        below = self.high is None or (v < self.high if self.high_open else v <= self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+#: the ranges recipes use most, by name
+Count = Annotated[int, Range(1)]
+NonNegativeInt = Annotated[int, Range(0)]
+NonNegative = Annotated[float, Range(0)]
+Positive = Annotated[float, Range(0, low_open=True)]
+#: momentum-like factors: 1 would never forget
+Decay = Annotated[float, Range(0, 1, high_open=True)]
+#: shares of a whole: 0 is nothing, 1 everything
+Share = Annotated[float, Range(0, 1, low_open=True)]
+
+
+def fail(key: str, msg: str) -> typing.NoReturn:
+    """The one-line error of a recipe key (for cross-key checks in a recipe's ``validate``)."""
     raise EdgesrError(f"recipe key {key}: {msg}")
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = get_origin(tp)
+    if origin is Annotated:
+        base, *extras = get_args(tp)
+        value = _coerce(value, base, key)
+        for extra in extras:
+            if isinstance(extra, Range) and value not in extra:
+                fail(key, f"must be {extra}, got {value!r}")
+        return value
     if origin in (Union, types.UnionType):
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, arg, key)
-            except EdgesrError as exc:
-                errors.append(str(exc))
-        _fail(key, f"got {value!r}, which matches none of {tp}")
+        (inner,) = [a for a in args if a is not type(None)]  # recipes use unions only as Optional
+        return _coerce(value, inner, key)
     if origin is Literal:
         if value not in get_args(tp):
-            _fail(key, f"expected one of {list(get_args(tp))}, got {value!r}")
+            fail(key, f"expected one of {list(get_args(tp))}, got {value!r}")
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            _fail(key, f"expected a list, got {value!r}")
-        (inner, *_) = get_args(tp) or (Any,)
-        return tuple(_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value))
+            fail(key, f"expected a list, got {value!r}")
+        args = get_args(tp) or (Any, ...)
+        if args[-1] is not Ellipsis and len(value) != len(args):
+            fail(key, f"expected {len(args)} values, got {len(value)}")
+        inner = [args[0] if args[-1] is Ellipsis else a for a in args]
+        return tuple(_coerce(v, inner[min(i, len(inner) - 1)], f"{key}[{i}]") for i, v in enumerate(value))
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            _fail(key, f"expected a mapping, got {value!r}")
+            fail(key, f"expected a mapping, got {value!r}")
         return from_dict(tp, value, prefix=f"{key}.")
     if tp is bool:
         if not isinstance(value, bool):
-            _fail(key, f"expected true or false, got {value!r}")
+            fail(key, f"expected true or false, got {value!r}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            _fail(key, f"expected an integer, got {value!r}")
+            fail(key, f"expected an integer, got {value!r}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            _fail(key, f"expected a number, got {value!r}")
+            fail(key, f"expected a number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            _fail(key, f"expected a string, got {value!r}")
+            fail(key, f"expected a string, got {value!r}")
         return value
     if tp is Any:
         return value
@@ -72,23 +116,40 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 
 def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
-    """Build dataclass ``cls`` from ``data``; unknown keys and bad types name the key."""
-    hints = get_type_hints(cls)
+    """Build dataclass ``cls`` from ``data``; unknown keys, bad types and values out of their
+    declared range name the key."""
+    hints = get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        _fail(prefix + unknown[0], f"unknown key (known: {', '.join(fields)})")
+        fail(prefix + unknown[0], f"unknown key (known: {', '.join(fields)})")
     kwargs = {name: _coerce(value, hints[name], prefix + name) for name, value in data.items()}
-    try:
-        obj = cls(**kwargs)
-    except TypeError as exc:
-        missing = [n for n, f in fields.items() if n not in data
-                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-        _fail(prefix + (missing[0] if missing else "?"), f"required ({exc})")
+    obj = cls(**kwargs)  # every field has a default
     check = getattr(obj, "validate", None)
     if check:
         check()
     return obj
+
+
+def numeric_keys(cls: type, prefix: str = "") -> dict[str, Range | None]:
+    """Every numeric key of recipe class ``cls`` (``section.key``; ``key[]`` for the values of a
+    list) with the range its type declares, or None where it declares none."""
+    out: dict[str, Range | None] = {}
+    for name, tp in get_type_hints(cls, include_extras=True).items():
+        key = prefix + name
+        if get_origin(tp) in (Union, types.UnionType):
+            (tp,) = [a for a in get_args(tp) if a is not type(None)]
+        if get_origin(tp) in (list, tuple):
+            tp, key = get_args(tp)[0], key + "[]"
+        if dataclasses.is_dataclass(tp):
+            out.update(numeric_keys(tp, key + "."))
+            continue
+        extras: tuple = ()
+        if get_origin(tp) is Annotated:
+            tp, *extras = get_args(tp)
+        if tp in (int, float):
+            out[key] = next((e for e in extras if isinstance(e, Range)), None)
+    return out
 
 
 def to_dict(obj: Any) -> Any:
@@ -141,6 +202,8 @@ def load_recipe(cls: type[T], name_or_path: str, overrides: list[str] | None = N
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise EdgesrError(f"recipe {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EdgesrError(f"recipe {path} is not a readable text file ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise EdgesrError(f"recipe {path} must be a mapping of keys to values")
     return from_dict(cls, apply_overrides(data, overrides or []))

@@ -1,7 +1,7 @@
 """The torch model an artifact was exported from, as a reference row of ``edgesr bench``.
 
 Host-side (it imports torch), so it lives beside the CLI rather than in ``bench/``, which must
-run on devices without torch; the CLI passes it to :func:`edgesr.bench.run.run_bench` only
+run on devices without torch; the CLI passes it to :func:`edgesr.bench.rows.run_bench` only
 when torch is installed.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .bench.measure import PeakMemory
-from .bench.run import BenchRow, Progress, latencies
+from .bench.rows import BenchRow, Progress, latencies
 from .data.benchmark import BenchmarkSet
 from .evaluate import evaluate
 

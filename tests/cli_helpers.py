@@ -9,28 +9,33 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: Python source that makes every later ``import torch`` fail: the device side's world
+BLOCK_TORCH = (
+    "import sys\n"
+    "class _Block:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name == 'torch' or name.startswith('torch.'):\n"
+    "            raise ImportError('torch is blocked in this test')\n"
+    "sys.meta_path.insert(0, _Block())\n"
+)
 
-def run_cli(*args: str, env: dict | None = None, timeout: int = 600, block_torch: bool = False
-            ) -> subprocess.CompletedProcess:
+
+def run_python(code: str, block_torch: bool = False, timeout: int = 120) -> subprocess.CompletedProcess:
+    """``python -c code`` from the repository root, with torch unimportable if asked."""
+    return subprocess.run([sys.executable, "-c", (BLOCK_TORCH if block_torch else "") + code],
+                          capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: int = 600, block_torch: bool = False,
+            cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """``python -m edgesr ARGS``; with ``block_torch`` any ``import torch`` fails."""
-    full_env = {**os.environ, **(env or {})}
-    prelude = []
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     if block_torch:
-        prelude = ["-c", (
-            "import sys\n"
-            "class _Block:\n"
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name == 'torch' or name.startswith('torch.'):\n"
-            "            raise ImportError('torch is blocked in this test')\n"
-            "sys.meta_path.insert(0, _Block())\n"
-            "from edgesr.cli import main\n"
-            "sys.argv = ['edgesr'] + sys.argv[1:]\n"
-            "main()\n"
-        )]
-        cmd = [sys.executable, *prelude, *args]
+        main = "from edgesr.cli import main\nsys.argv = ['edgesr'] + sys.argv[1:]\nmain()\n"
+        cmd = [sys.executable, "-c", BLOCK_TORCH + main, *args]
     else:
         cmd = [sys.executable, "-m", "edgesr", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=timeout)
+    return subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout)
 
 
 def assert_user_error(result: subprocess.CompletedProcess, fragment: str) -> None:

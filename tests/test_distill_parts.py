@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from edgesr.distill.cmi import MemoryBank, info_nce, random_views
-from edgesr.distill.schedule import StagePlan, lr_at
-from edgesr.distill.recipe import OptimConfig, ProgressiveConfig
+from edgesr.distill.recipe import ProgressiveConfig
+from edgesr.distill.stages import StagePlan
+from edgesr.train.optim import OptimConfig, lr_at
 from tests.distill_helpers import tiny_distiller
 
 
@@ -104,6 +105,7 @@ def test_growth_carries_student_weights_exactly():
     d = tiny_distiller()
     for _ in range(3):
         d.train_step()
+        d.step += 1
     before = {k: v.clone() for k, v in d.student.state_dict().items()}
     d._grow(1)
     after = d.student.state_dict()

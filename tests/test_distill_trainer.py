@@ -8,9 +8,12 @@ import time
 import pytest
 import torch
 
-from edgesr.distill.trainer import Distiller, Diverged, Interrupted
+from edgesr.distill.trainer import Distiller
 from edgesr.models.formats import save_safetensors
-from edgesr.runs import CHECKPOINT_FILE, MetricsLog, StopRequest, load_checkpoint
+from edgesr.train.checkpoint import Diverged, load_checkpoint, save_checkpoint
+from edgesr.train.checkpoint import resume as resume_from
+from edgesr.train.loop import Interrupted, StopRequest, fit
+from edgesr.train.run_folder import CHECKPOINT_FILE, MetricsLog
 from tests.cli_helpers import ROOT
 from tests.distill_helpers import tiny_recipe, tiny_teacher
 
@@ -18,7 +21,7 @@ from tests.distill_helpers import tiny_recipe, tiny_teacher
 def _train(run_dir, recipe, stop_at: int | None = None, resume: bool = False) -> Distiller:
     d = Distiller(recipe, tiny_teacher(), torch.device("cpu"))
     if resume:
-        d.resume(run_dir)
+        resume_from(d, run_dir / CHECKPOINT_FILE)
     stop = StopRequest()
 
     def on_step(step, _rec):
@@ -27,7 +30,7 @@ def _train(run_dir, recipe, stop_at: int | None = None, resume: bool = False) ->
 
     log = MetricsLog(run_dir / "metrics.jsonl", resume_step=d.step if resume else None)
     try:
-        d.run(run_dir, log, stop, on_step)
+        fit(d, run_dir, log, stop, on_step)
     finally:
         log.close()
     return d
@@ -63,7 +66,7 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
             d.teacher.head.weight.data.fill_(float("nan"))
 
     with pytest.raises(Diverged, match="non-finite"):
-        d.run(tmp_path, log, stop, poison)
+        fit(d, tmp_path, log, stop, poison)
     state = load_checkpoint(tmp_path / CHECKPOINT_FILE)
     assert state["step"] == 2
     assert all(torch.isfinite(v).all() for v in state["student"].values())
@@ -73,11 +76,11 @@ def test_checkpoint_refuses_non_finite_weights(tmp_path):
     d = Distiller(tiny_recipe(), tiny_teacher(), torch.device("cpu"))
     d.student.tail.weight.data[0, 0, 0, 0] = float("inf")
     with pytest.raises(Diverged):
-        d.checkpoint(tmp_path)
+        save_checkpoint(d, tmp_path / CHECKPOINT_FILE)
     assert not (tmp_path / CHECKPOINT_FILE).exists()
 
 
-def test_cli_sigterm_then_resume(tmp_path):
+def test_cli_sigterm_thenresume(tmp_path):
     """The real command: SIGTERM mid-run writes a checkpoint; --resume completes the run."""
     teacher = tmp_path / "teacher.safetensors"
     save_safetensors(tiny_teacher(), teacher)

@@ -11,7 +11,7 @@ import torch
 from edgesr.distill.generator import Generator, save_generators
 from edgesr.models import VDSR
 from edgesr.models.formats import save_safetensors
-from tests.cli_helpers import assert_user_error, run_cli
+from tests.cli_helpers import assert_user_error, run_cli, run_python
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +60,6 @@ def test_export_outputs_and_metadata(exported, run_dir):
 def test_device_side_runs_without_torch(exported):
     """Metadata and models load and run with only numpy and onnxruntime (torch import blocked)."""
     code = f"""
-import sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name == 'torch' or name.startswith('torch.'):
-            raise ImportError('torch is blocked')
-sys.meta_path.insert(0, Block())
 import json, numpy as np, onnxruntime as ort
 from edgesr.artifact import ArtifactMeta
 out = {str(exported)!r}
@@ -80,12 +74,7 @@ ArtifactMeta.from_props(json.load(open(out + '/trt/model.meta.json')), 'bundle')
 assert 'torch' not in sys.modules
 print('ok')
 """
-    import subprocess
-    import sys
-
-    from tests.cli_helpers import ROOT
-
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    r = run_python(code, block_torch=True)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 

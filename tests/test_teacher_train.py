@@ -8,16 +8,18 @@ import torch
 
 from edgesr.config import load_recipe
 from edgesr.data.benchmark import degrade
-from edgesr.distill.trainer import Diverged, Interrupted
 from edgesr.errors import EdgesrError
 from edgesr.models.formats import save_safetensors
 from edgesr.models.zoo import load_model
 from edgesr.ops import modcrop
-from edgesr.runs import CHECKPOINT_FILE, MetricsLog, StopRequest, load_checkpoint, stop_on_signals
 from edgesr.teacher import trainer as trainer_mod
+from edgesr.teacher.command import train_teacher
 from edgesr.teacher.patches import PatchSampler, read_y
 from edgesr.teacher.recipe import TeacherRecipe
-from edgesr.teacher.run import train_teacher
+from edgesr.train.checkpoint import Diverged, load_checkpoint, save_checkpoint
+from edgesr.train.checkpoint import resume as resume_from
+from edgesr.train.loop import Interrupted, StopRequest, fit, stop_on_signals
+from edgesr.train.run_folder import CHECKPOINT_FILE, MetricsLog
 from tests.cli_helpers import assert_user_error, run_cli
 from tests.teacher_helpers import tiny_recipe, tiny_trainer, write_images
 
@@ -29,10 +31,10 @@ def images(tmp_path_factory):
 
 def _run(trainer, run_dir, stop=None, on_step=None, resume=False):
     if resume:
-        trainer.resume(run_dir)
+        resume_from(trainer, run_dir / CHECKPOINT_FILE)
     log = MetricsLog(run_dir / "metrics.jsonl", resume_step=trainer.step if resume else None)
     try:
-        trainer.run(run_dir, log, stop or StopRequest(), on_step)
+        fit(trainer, run_dir, log, stop or StopRequest(), on_step)
     finally:
         log.close()
     return trainer
@@ -118,7 +120,6 @@ def test_resume_ends_with_the_same_weights(images, tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     full = _run(tiny_trainer(recipe), (tmp_path / "a"))
-    (tmp_path / "a").mkdir(exist_ok=True)
     stop = StopRequest()
 
     def stop_at_5(step, _rec):
@@ -169,7 +170,7 @@ def test_checkpoint_refuses_non_finite_weights(images, tmp_path):
     t = tiny_trainer(tiny_recipe(images))
     t.model.tail.weight.data[0, 0, 0, 0] = float("inf")
     with pytest.raises(Diverged):
-        t.checkpoint(tmp_path)
+        save_checkpoint(t, tmp_path / CHECKPOINT_FILE)
     assert not (tmp_path / CHECKPOINT_FILE).exists()
 
 

@@ -25,13 +25,18 @@ def measure(recipe: DistillRecipe, teacher: VDSR, device: torch.device, seconds:
     """
     d = Distiller(recipe, teacher, device)
     k = recipe.student_steps_per_gen_step
-    for _ in range(max(warmup_cycles, 1) * k):
-        d.train_step()
+
+    def cycle() -> None:
+        for _ in range(k):
+            d.train_step()
+            d.step += 1
+
+    for _ in range(max(warmup_cycles, 1)):
+        cycle()
     _sync(device)
     start, steps = time.perf_counter(), 0
     while time.perf_counter() - start < seconds or steps == 0:
-        for _ in range(k):
-            d.train_step()
+        cycle()
         steps += k
         _sync(device)
     elapsed = time.perf_counter() - start

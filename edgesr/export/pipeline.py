@@ -14,9 +14,9 @@ from pathlib import Path
 
 from ..artifact import INPUT_KINDS, PRECISIONS, ArtifactMeta
 from ..errors import EdgesrError
+from ..scales import check_scales
 
 TARGETS = ("onnx", "tensorrt", "coreml")
-SCALES = (2, 3, 4)
 #: chosen by measurement (benchmarks/export_quality.py): the best drop of the methods
 DEFAULT_METHOD = "percentile"
 #: VDSR convs kept in float for INT8: ``auto:K`` keeps the K whose quantization alone costs
@@ -84,8 +84,7 @@ class ExportRequest:
 
         if self.target not in TARGETS:
             raise EdgesrError(f"unsupported target {self.target!r}: use one of {', '.join(TARGETS)}")
-        if self.scale not in SCALES:
-            raise EdgesrError(f"unsupported scale {self.scale}: use one of {', '.join(map(str, SCALES))}")
+        check_scales([self.scale], "--scale")
         if self.precision not in PRECISIONS:
             raise EdgesrError(f"unsupported precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
         if self.input_kind not in INPUT_KINDS:

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ..errors import EdgesrError
 from ..io import atomic_path, write_json, write_text
-from .run import BenchRow
+from .rows import BenchRow
 
 
 def quality_keys(rows: Sequence[BenchRow]) -> list[tuple[str, int]]:

@@ -1,28 +1,11 @@
-"""Learning-rate schedules and the progressive stage plan, as pure functions of the step.
-
-Pure functions (rather than torch scheduler objects) make resume trivial: the learning rate at
-step t is recomputed from t, so nothing about the schedule needs saving.
-"""
+"""The progressive student's stage plan, as pure functions of the global student step."""
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_right
 from itertools import accumulate
 
-from .recipe import OptimConfig, ProgressiveConfig
-
-
-def lr_at(cfg: OptimConfig, step: int, total: int) -> float:
-    """Learning rate after ``step`` of ``total`` steps."""
-    if cfg.warmup and step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    if cfg.schedule == "step":
-        return cfg.lr * cfg.gamma ** (step // max(cfg.step_every, 1))
-    if cfg.schedule == "cosine":
-        t = (step - cfg.warmup) / max(total - cfg.warmup, 1)
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-    return cfg.lr
+from .recipe import ProgressiveConfig
 
 
 class StagePlan:

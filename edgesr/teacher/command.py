@@ -1,0 +1,92 @@
+"""``edgesr teacher train``: a run folder around the :class:`TeacherTrainer`, from recipe to results.
+
+The run folder (``runs/teacher/<name>/``) holds ``recipe.yaml`` (resolved, including the data
+folder and scales), ``metrics.jsonl``, ``metrics.png``, ``checkpoint.pt`` (atomic;
+``--resume`` continues from it), ``teacher.safetensors`` (float32; loadable by
+``edgesr.models.zoo.load_model`` and every ``--model``/``--teacher`` option) and
+``results.json`` (Set5/Set14, evaluated once at the end, never used for selection).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from ..data.splits import holdout, validation_pairs
+from ..errors import EdgesrError
+from ..io import write_json
+from ..models.formats import save_safetensors
+from ..train.command import (benchmark_sets, recipe_for, resolve_device, results_skeleton, score_and_show,
+                             train_in_folder, val_text)
+from ..train.run_folder import RESULTS_FILE, open_run
+from .patches import PatchSampler, read_y
+from .recipe import TeacherRecipe
+from .trainer import TeacherTrainer
+
+TEACHER_FILE = "teacher.safetensors"
+PLOT_PANELS = [
+    ("training loss", ["loss"]),
+    ("learning rate", ["lr"]),
+    ("validation PSNR (held-out images)", ["val_psnr", "val_bicubic_psnr"]),
+]
+
+
+def _split(recipe: TeacherRecipe) -> tuple[list[Path], list[Path]]:
+    """``(train, validation)`` image files: the last ``validation.images`` of ``data`` held out,
+    or all of ``data`` and the last ones of another ``validation.data``."""
+    val_folder = recipe.validation.data or recipe.data
+    if Path(val_folder).resolve() == Path(recipe.data).resolve():
+        return holdout(recipe.data, recipe.validation.images)
+    return holdout(recipe.data, 0)[0], holdout(val_folder, recipe.validation.images)[1]
+
+
+def train_teacher(data: str | Path | None = None, scales: list[int] | None = None, recipe_name: str | None = None,
+                  overrides: list[str] | None = None, out: str | Path = "runs/teacher", device: str | None = None,
+                  resume: str | Path | None = None, console: Console | None = None) -> Path:
+    """Train (or resume training) a VDSR teacher; returns the run folder."""
+    console = console or Console()
+    flags = {"data": str(data) if data else None, "scales": list(scales or [])}
+    recipe, run_dir = recipe_for(TeacherRecipe, resume, recipe_name, "teacher", overrides, flags, device)
+    if not recipe.data:
+        raise EdgesrError("give the training images with --data DIR (e.g. ../shared/data/train291)")
+    dev = resolve_device(device or recipe.device)
+    train_paths, val_paths = _split(recipe)
+    with console.status(f"reading and degrading {len(train_paths)} training images on {dev}"):
+        sampler = PatchSampler(read_y(train_paths), recipe.scales, recipe.patches.size, dev,
+                               recipe.patches.augment, recipe.patches.downsizes)
+        val_pairs = validation_pairs(val_paths, list(recipe.scales), recipe.validation.crop)
+    if sampler.dropped:
+        console.print(f"[yellow]{sampler.dropped} training image(s) smaller than the patch were left out[/]")
+    trainer = TeacherTrainer(recipe, sampler, dev, val_pairs)
+    run_dir, metrics, resumed = open_run(run_dir, out, recipe, trainer)
+    budget = f", budget {recipe.budget_minutes:g} min" if recipe.budget_minutes else ""
+    console.print(f"[bold]teacher[/] {recipe.name} -> {run_dir} on {dev}: VDSR {recipe.width}x{recipe.depth}, "
+                  f"x{'/'.join(map(str, recipe.scales))}, {sampler.images} training images "
+                  f"({len(train_paths)} files), {len(val_paths)} held out, up to {recipe.steps} steps{budget}"
+                  f"{', resumed at step %d' % trainer.step if resumed else ''}")
+
+    def info(record: dict) -> str:
+        return (f"loss {record['loss']:.5f}" if record.get("loss") is not None else "") + val_text(record)
+
+    train_in_folder(trainer, run_dir, metrics, resumed, console, PLOT_PANELS, info)
+    return finish(run_dir, recipe, trainer, console)
+
+
+def finish(run_dir: Path, recipe: TeacherRecipe, trainer: TeacherTrainer, console: Console) -> Path:
+    """Save the weights; evaluate once on the benchmark sets; write the results."""
+    val = trainer.validate()
+    model = trainer.model.eval()
+    save_safetensors(model, run_dir / TEACHER_FILE, {
+        "recipe": recipe.name, "trained_on": Path(recipe.data).name, "scales": json.dumps(list(recipe.scales)),
+        "steps": str(trainer.step), "val_psnr": json.dumps(val)})
+    results = {**results_skeleton(run_dir, trainer, val), "teacher": []}
+    sets = benchmark_sets(recipe.evaluation, console)
+    if sets:
+        scores = score_and_show(model, sets, list(recipe.scales), recipe.evaluation.ssim, trainer.device, console,
+                                f"teacher ({run_dir.name})")
+        results["teacher"] = [s.to_dict() for s in scores]
+    write_json(run_dir / RESULTS_FILE, results)
+    console.print(f"teacher: {run_dir / TEACHER_FILE}   results: {run_dir / RESULTS_FILE}")
+    return run_dir

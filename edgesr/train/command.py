@@ -1,0 +1,148 @@
+"""What the training commands share around the loop: the device, new-or-resume, the progress
+bar, the metrics plot, and the end-of-run evaluation and results.
+
+``edgesr distill`` and ``edgesr teacher train`` are each a recipe, a :class:`Trainer` and a
+``finish``; everything else is here, so the two commands cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from rich.console import Console
+
+from ..config import load_recipe
+from ..data.benchmark import BenchmarkSet, existing_sets
+from ..errors import EdgesrError
+from ..evaluate import evaluate
+from ..models.predict import torch_predictor
+from ..scores_table import scores_table
+from .loop import fit, stop_on_signals
+from .recipe import EvaluationConfig, RunRecipe
+from .run_folder import METRICS_FILE, PLOT_FILE, RECIPE_FILE, RESULTS_FILE, MetricsLog
+from .trainer import Trainer
+
+R = TypeVar("R", bound=RunRecipe)
+#: ``(title, [metric keys])`` per panel of ``metrics.png``
+Panels = list[tuple[str, list[str]]]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` means CUDA when torch sees a GPU; asking for CUDA without one is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise EdgesrError(f"device {name} was asked for, but torch sees no CUDA GPU")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise EdgesrError(f"unknown device {name!r}: use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def describe_device(device: torch.device) -> str:
+    """The device as results files name it: ``cpu``, or ``cuda (NVIDIA H200)``."""
+    return f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
+
+
+def recipe_for(cls: type[R], resume: str | Path | None, name: str | None, default: str,
+               overrides: list[str] | None, flags: dict[str, Any], device: str | None) -> tuple[R, Path | None]:
+    """The recipe of a new run (``name`` or ``default``, then ``--set`` overrides, then the
+    command's flags, each a recipe key) with ``run_dir`` None, or the saved recipe of the run
+    being resumed with its folder. ``device`` may change on resume; nothing else may."""
+    if resume:
+        run_dir = Path(resume)
+        if not (run_dir / RECIPE_FILE).is_file():
+            raise EdgesrError(f"{run_dir} is not a run folder (no {RECIPE_FILE})")
+        given = (["--recipe"] if name else []) + (["--set"] if overrides else []) + [
+            f"--{key}" for key, value in flags.items() if value]
+        if given:
+            raise EdgesrError(f"--resume continues a run with its saved recipe; drop {'/'.join(given)}")
+        if (run_dir / RESULTS_FILE).is_file():
+            raise EdgesrError(f"{run_dir} is already complete (see {RESULTS_FILE})")
+        return load_recipe(cls, str(run_dir / RECIPE_FILE)), run_dir
+    extra = [*(overrides or []), *(f"{key}={json.dumps(value)}" for key, value in flags.items() if value)]
+    if device:
+        extra.append(f"device={device}")
+    return load_recipe(cls, name or default, extra), None
+
+
+def progress_bar(console: Console):
+    """The progress bar of long training jobs: description, bar, steps, times, live info."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console, transient=False)
+
+
+def plot_metrics(records: list[dict[str, Any]], path: Path, panels: Panels) -> None:
+    """One PNG, one panel per ``(title, [metric keys])``; keys absent from the log are skipped."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..io import atomic_path
+
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)), sharex=True)
+    axes = list(getattr(axes, "flat", [axes]))
+    for ax, (title, keys) in zip(axes, panels):
+        for key in keys:
+            pts = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts), label=key, marker="." if len(pts) < 50 else None)
+        ax.set_title(title, fontsize=9)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    axes[-1].set_xlabel("step")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+
+
+def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog, resumed: bool, console: Console,
+                    panels: Panels, info: Callable[[dict], str]) -> None:
+    """:func:`fit` with a progress bar (``info`` turns a record into its text), stop-on-signal,
+    the step-0 validation line of a new run and, however it ends, the metrics plot."""
+    try:
+        if trainer.val_pairs and not resumed:
+            metrics.write({"step": 0, **trainer.reference_scores(), **trainer.validate()})
+        with stop_on_signals() as stop, progress_bar(console) as progress:
+            task = progress.add_task(trainer.command.removeprefix("edgesr "), total=trainer.horizon, completed=trainer.step, info="")
+
+            def on_step(step: int, record: dict) -> None:
+                progress.update(task, completed=step, total=trainer.horizon, info=info(record))
+
+            fit(trainer, run_dir, metrics, stop, on_step)
+    finally:
+        metrics.close()
+        if (run_dir / METRICS_FILE).stat().st_size:
+            plot_metrics(metrics.read(), run_dir / PLOT_FILE, panels)
+
+
+def val_text(record: dict) -> str:
+    return f" val {record['val_psnr']:.2f} dB" if record.get("val_psnr") is not None else ""
+
+
+def benchmark_sets(cfg: EvaluationConfig, console: Console) -> list[BenchmarkSet]:
+    return existing_sets(cfg.sets, lambda folder: console.print(f"[yellow]evaluation set {folder} not found: skipped[/]"))
+
+
+def results_skeleton(run_dir: Path, trainer: Trainer, validation: dict[str, float]) -> dict:
+    """The fields every training run's ``results.json`` has; commands add their scores."""
+    return {"run": str(run_dir), "steps": trainer.step, "seconds": round(trainer.elapsed, 1),
+            "steps_per_second": round(trainer.step / max(trainer.elapsed, 1e-9), 3),
+            "device": describe_device(trainer.device), "validation": validation}
+
+
+def score_and_show(model: torch.nn.Module, sets: list[BenchmarkSet], scales: list[int], ssim: bool,
+                   device: torch.device, console: Console, title: str) -> list:
+    """Benchmark scores of ``model`` (printed as a table), evaluated once at the end of a run."""
+    with console.status(f"evaluating the {title.split()[0]} on the benchmark sets"):
+        scores = evaluate(torch_predictor(model, device), sets, scales, ssim)
+    console.print(scores_table(scores, title=title))
+    return scores

@@ -1,0 +1,70 @@
+"""The run-level keys every training recipe has, validated once for every trainer.
+
+A method's recipe subclasses :class:`RunRecipe` and adds its own keys, so ``--set log_every=0``
+is refused by the same range, with the same one-line error, whatever the command.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from ..config import Count, NonNegative, NonNegativeInt, Range, fail
+
+SET5, SET14 = "../shared/data/Set5", "../shared/data/Set14"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """The held-out split trainers are judged on during training (never Set5/Set14)."""
+
+    #: folder of HR images whose last ``images`` (sorted) are held out; teacher training holds
+    #: them out of its own ``data`` when this is empty
+    data: str | None = None
+    images: Count = 8
+    #: centre crop of each validation image (HR pixels), to keep validation cheap
+    crop: Annotated[int, Range(16)] = 96
+    every: Count = 500
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """The benchmark sets evaluated once, at the end, and never used to choose anything."""
+
+    #: missing folders are reported and skipped, not a failure of a finished run
+    sets: tuple[str, ...] = (SET5, SET14)
+    ssim: bool = True
+    #: distillation: also evaluate the teacher (cached per teacher checksum in $EDGESR_HOME)
+    teacher: bool = True
+
+
+@dataclass(frozen=True)
+class RunRecipe:
+    """Keys of every training run: what the loop and the run folder read."""
+
+    #: the run folder's name (``runs/<command>/<name>``)
+    name: str = "run"
+    seed: NonNegativeInt = 0
+    #: auto (CUDA when torch sees a GPU), cpu, cuda or cuda:N
+    device: str = "auto"
+    #: CUDA only: bf16 autocast for the networks (data, losses, resizes and validation stay float32)
+    bf16: bool = True
+    #: CUDA only: channels-last memory format for the networks and their inputs
+    channels_last: bool = True
+    checkpoint_every: Count = 1000
+    log_every: Count = 50
+    #: stop after this many consecutive non-finite losses
+    max_bad_steps: Count = 5
+    #: stop training after this many minutes of wall time (0 = no budget)
+    budget_minutes: NonNegative = 0.0
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    def validate(self) -> None:
+        if not _NAME.fullmatch(self.name):
+            fail("name", f"{self.name!r} is not a folder name (letters, digits, '.', '_', '-')")
+        if not _DEVICE.fullmatch(self.device):
+            fail("device", f"expected auto, cpu, cuda or cuda:N, got {self.device!r}")

@@ -1,0 +1,126 @@
+"""What a training method gives the loop: :class:`Trainer`.
+
+The loop (:func:`edgesr.train.loop.fit`) owns the order of things; a method owns its networks,
+optimisers, data and the step that advances them. Everything the loop reads is here, so a new
+way to draw samples, a cache of teacher outputs or a closed-form initialisation changes a
+method's ``__init__`` or ``train_step``, never the loop. For data-parallel training the
+networks a method builds are the ones to wrap, and seeding (:meth:`Trainer.__init__`) is the
+one place a rank enters the random streams.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..evaluate import bicubic_predictor, validation_psnr
+from ..models.predict import torch_predictor
+from .recipe import RunRecipe
+
+
+@dataclass
+class LossLog:
+    """Running means of the losses between two log lines (checkpointed: a resumed run logs the same)."""
+
+    sums: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, **values: float) -> None:
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+            self.counts[k] = self.counts.get(k, 0) + 1
+
+    def flush(self) -> dict[str, float]:
+        out = {k: self.sums[k] / self.counts[k] for k in self.sums}
+        self.sums, self.counts = {}, {}
+        return out
+
+
+def finite(t: torch.Tensor) -> bool:
+    return bool(torch.isfinite(t).all())
+
+
+class Trainer(ABC):
+    """One training run's state and the step that advances it.
+
+    The loop advances ``step`` (steps completed) and ``elapsed`` (seconds of training) and
+    checkpoints them with ``losses``, the RNG states and :meth:`state_dict`. A subclass sets
+    ``horizon`` (the step the run ends at; it may shrink while training) and ``model`` (the
+    network validated and saved), and implements the methods marked abstract.
+    """
+
+    #: the command that resumes a run of this trainer, for messages
+    command: str = ""
+    horizon: int
+    model: nn.Module
+
+    def __init__(self, recipe: RunRecipe, device: torch.device, val_pairs: dict | None = None) -> None:
+        self.recipe = recipe
+        self.device = device
+        self.val_pairs = val_pairs or {}
+        self.step = 0
+        self.elapsed = 0.0
+        self.losses = LossLog()
+        cuda = device.type == "cuda"
+        self.amp = cuda and recipe.bf16
+        self.channels_last = cuda and recipe.channels_last
+        if cuda:
+            torch.backends.cudnn.benchmark = True  # fixed patch shapes: pick the fastest kernels once
+        torch.manual_seed(recipe.seed)
+
+    # ------------------------------------------------------------------ what a method provides
+    @abstractmethod
+    def train_step(self) -> bool:
+        """Step number ``self.step`` (the loop counts it); False, and no update, if a loss was
+        non-finite. Loss values for the log go to ``self.losses``."""
+
+    @abstractmethod
+    def networks(self) -> list[nn.Module]:
+        """Every trained network: all must be finite before a checkpoint is written."""
+
+    @abstractmethod
+    def state_dict(self) -> dict:
+        """The method's state: tensors and plain data only (checkpoints are read without unpickling code)."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict) -> None: ...
+
+    def after_step(self) -> None:
+        """Called after each counted step (``step`` and ``elapsed`` updated)."""
+
+    def stage_ended(self) -> bool:
+        """Whether the step just taken ended a stage of the method: the loop then logs and validates."""
+        return False
+
+    def log_fields(self) -> dict:
+        """Values for each log line besides the losses (learning rate, stage, ...)."""
+        return {}
+
+    # ------------------------------------------------------------------ shared by every method
+    def prepare(self, net: nn.Module) -> nn.Module:
+        """``net`` on the training device, in the memory format the recipe asks for."""
+        net = net.to(self.device)
+        return net.to(memory_format=torch.channels_last) if self.channels_last else net
+
+    def as_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def autocast(self) -> AbstractContextManager:
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp)
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """PSNR of ``model`` on the held-out crops (float32, whole crops), per scale and mean."""
+        if not self.val_pairs:
+            return {}
+        out = validation_psnr(torch_predictor(self.model, self.device), self.val_pairs)
+        self.model.train()
+        return out
+
+    def reference_scores(self) -> dict[str, float]:
+        """What validation is read against, logged once at step 0: the bicubic floor."""
+        return {"val_bicubic_psnr": validation_psnr(bicubic_predictor, self.val_pairs)["val_psnr"]}
