@@ -42,7 +42,7 @@ from edgesr.data.splits import holdout, validation_pairs
 from edgesr.distill.command import distill
 from edgesr.evaluate import bicubic_predictor, validation_psnr
 from edgesr.models.predict import torch_predictor
-from edgesr.models.zoo import load_model
+from edgesr.models.zoo import is_zoo_name, load_model
 
 #: variant -> recipe overrides on top of `quick`; each is run with every teacher
 VARIANTS: dict[str, list[str]] = {
@@ -59,7 +59,7 @@ def teacher_label(teacher: str) -> str:
     """The run folder's parent: a zoo name as is, a weights file as ``<its folder>-<its stem>``
     (``edgesr teacher train`` names every file ``teacher.safetensors``)."""
     path = Path(teacher)
-    return f"{path.parent.name}-{path.stem}" if path.suffix else teacher
+    return teacher if is_zoo_name(teacher) else f"{path.parent.name}-{path.stem}"
 
 
 def run_variant(teacher: str, variant: str, extra: list[str], out: Path, console: Console) -> Path:

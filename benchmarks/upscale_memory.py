@@ -45,19 +45,18 @@ def child(model: str, tile: int, out_w: int, out_h: int, scale: int) -> None:
 def export_random_student(path: Path) -> None:
     import torch
 
+    import onnx
+
     from edgesr.artifact import ArtifactMeta
+    from edgesr.export.onnx_export import set_metadata
     from edgesr.models import student_arch
 
     torch.manual_seed(0)
     torch.onnx.export(student_arch().eval(), torch.rand(1, 1, 32, 32), str(path), input_names=["input"],
                       output_names=["output"], dynamic_axes={"input": {2: "h", 3: "w"}, "output": {2: "h", 3: "w"}},
                       opset_version=17, dynamo=False)
-    import onnx
-
-    model = onnx.load(str(path))
-    for k, v in ArtifactMeta(scale=2, input_kind="bicubic", precision="fp32", model="random VDSR-half").to_props().items():
-        model.metadata_props.add(key=k, value=v)
-    onnx.save(model, str(path))
+    meta = ArtifactMeta(scale=2, input_kind="bicubic", precision="fp32", model="random VDSR-half")
+    onnx.save(set_metadata(onnx.load(str(path)), meta), str(path))
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 A *predictor* maps a bicubic-upscaled Y image (float32, [0, 1], ``HxW``) to the super-resolved
 Y image; torch models, ONNX sessions and TensorRT engines all provide one. Deployable models
-that do the bicubic pre-upscaling themselves take the LR Y instead (``feed="lr"``): it is the
+that do the bicubic pre-upscaling themselves take the LR Y instead (``input_kind="lr"``): it is the
 protocol's own LR, ``imresize(gt, 1/s)``, the image that the bicubic input was made from. The
 loop applies the field's protocol (:mod:`edgesr.ops.metrics`) and reports bicubic alongside.
 No torch here.
@@ -15,12 +15,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .artifact import INPUT_KINDS
 from .data.benchmark import BenchmarkSet, SRPair
 from .errors import EdgesrError
 from .ops import imresize, psnr, ssim
 
 Predictor = Callable[[np.ndarray, int], np.ndarray]
-FEEDS = ("bicubic", "lr")
 
 
 @dataclass
@@ -39,24 +39,24 @@ class Score:
         return asdict(self)
 
 
-def model_input(pair: SRPair, feed: str = "bicubic") -> np.ndarray:
-    """The float32 [0, 1] Y image a model of the given feed sees for ``pair``."""
-    if feed == "bicubic":
+def model_input(pair: SRPair, input_kind: str = "bicubic") -> np.ndarray:
+    """The float32 [0, 1] Y image a model of ``input_kind`` sees for ``pair``."""
+    if input_kind == "bicubic":
         return (pair.bicubic_y / 255.0).astype(np.float32)
-    if feed == "lr":
+    if input_kind == "lr":
         return imresize(pair.gt_y / 255.0, 1.0 / pair.scale).astype(np.float32)
-    raise ValueError(f"feed must be one of {FEEDS}, got {feed!r}")
+    raise ValueError(f"input_kind must be one of {INPUT_KINDS}, got {input_kind!r}")
 
 
 def score_pairs(predict: Predictor, pairs: list[SRPair], set_name: str, with_ssim: bool = True,
-                feed: str = "bicubic") -> Score:
+                input_kind: str = "bicubic") -> Score:
     """Average PSNR/SSIM over ``pairs`` (per image, border = scale, prediction clipped)."""
     if not pairs:
         raise ValueError(f"{set_name} has no images")
     scale = pairs[0].scale
     p, s, bp, bs = [], [], [], []
     for pair in pairs:
-        sr = np.asarray(predict(model_input(pair, feed), scale), np.float64) * 255.0
+        sr = np.asarray(predict(model_input(pair, input_kind), scale), np.float64) * 255.0
         if sr.shape != pair.gt_y.shape:
             raise EdgesrError(f"the model made a {sr.shape} image from {set_name}/{pair.name} x{scale}, "
                               f"expected {pair.gt_y.shape}")
@@ -71,12 +71,12 @@ def score_pairs(predict: Predictor, pairs: list[SRPair], set_name: str, with_ssi
 
 def evaluate(predict: Predictor, sets: Iterable[BenchmarkSet], scales: Iterable[int],
              with_ssim: bool = True, on_done: Callable[[Score], None] | None = None,
-             feed: str = "bicubic") -> list[Score]:
+             input_kind: str = "bicubic") -> list[Score]:
     """Scores for every set and scale, in that order."""
     scores = []
     for bset in sets:
         for scale in scales:
-            score = score_pairs(predict, bset.pairs(scale), bset.name, with_ssim, feed)
+            score = score_pairs(predict, bset.pairs(scale), bset.name, with_ssim, input_kind)
             scores.append(score)
             if on_done:
                 on_done(score)

@@ -16,6 +16,7 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from edgesr.artifact import ArtifactMeta
+from edgesr.export.onnx_export import set_metadata
 from edgesr.models import VDSR
 
 
@@ -32,10 +33,7 @@ def export_onnx(net: nn.Module, path: Path, meta: ArtifactMeta | None) -> Path:
                           dynamic_axes={"input": {2: "h", 3: "w"}, "output": {2: "H", 3: "W"}},
                           opset_version=17, dynamo=False)
     if meta is not None:
-        model = onnx.load(str(path))
-        for k, v in meta.to_props().items():
-            model.metadata_props.add(key=k, value=v)
-        onnx.save(model, str(path))
+        onnx.save(set_metadata(onnx.load(str(path)), meta), str(path))
     return path
 
 
@@ -78,7 +76,5 @@ def affine_artifact(path: Path, a: float = 0.9, b: float = 0.05, scale: int = 2)
     nodes = [helper.make_node("Mul", ["input", "a"], ["ax"]), helper.make_node("Add", ["ax", "b"], ["output"])]
     model = helper.make_model(helper.make_graph(nodes, "affine", [x], [y], initializer=consts),
                               opset_imports=[helper.make_opsetid("", 17)])
-    for k, v in ArtifactMeta(scale=scale, input_kind="bicubic", precision="fp32").to_props().items():
-        model.metadata_props.add(key=k, value=v)
-    onnx.save(model, str(path))
+    onnx.save(set_metadata(model, ArtifactMeta(scale=scale, input_kind="bicubic", precision="fp32")), str(path))
     return path

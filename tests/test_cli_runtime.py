@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from tests.artifacts import bicubic_artifact, foreign_onnx
-from tests.cli_helpers import assert_user_error, run_cli
+from tests.cli_helpers import assert_user_error, run_cli, run_python
 
 
 @pytest.fixture(scope="module")
@@ -108,11 +108,6 @@ def test_bench_foreign_artifact(tmp_path):
 
 def test_device_modules_never_import_torch(tmp_path, model):
     """Not just tolerant of a missing torch: with torch installed, they still leave it alone."""
-    import subprocess
-    import sys
-
-    from tests.cli_helpers import ROOT
-
     code = (
         "import sys, numpy as np\n"
         "from edgesr.runtime import open_upscaler\n"
@@ -122,6 +117,6 @@ def test_device_modules_never_import_torch(tmp_path, model):
         "upscale_photo(u, Photo(np.zeros((9, 9, 3), np.uint8)), 2)\n"
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    r = run_python(code)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"

@@ -47,12 +47,12 @@ def test_onnx_matches_torch_and_reads_metadata(bic_path):
 def test_bench_psnr_equals_torch_evaluation(bic_path, lr_path, image_set):
     """Acceptance 1 on a small case: the runtime's PSNR is torch's within 0.001 dB, both kinds."""
     u = open_upscaler(bic_path)
-    ours = evaluate(u.predictor(), [image_set], [2, 3], feed="bicubic")
+    ours = evaluate(u.predictor(), [image_set], [2, 3], input_kind="bicubic")
     ref = evaluate(torch_predictor(tiny_vdsr()), [image_set], [2, 3])
     lr = open_upscaler(lr_path)
-    ours += evaluate(lr.predictor(), [image_set], [3], feed="lr")
+    ours += evaluate(lr.predictor(), [image_set], [3], input_kind="lr")
     lr_net = NearestThenNet(tiny_vdsr(), 3).eval()
-    ref += evaluate(torch_predictor(lr_net), [image_set], [3], feed="lr")
+    ref += evaluate(torch_predictor(lr_net), [image_set], [3], input_kind="lr")
     for a, b in zip(ours, ref):
         assert abs(a.psnr - b.psnr) < 1e-3 and abs(a.ssim - b.ssim) < 1e-5, (a, b)
 

@@ -108,7 +108,7 @@ def bench_artifact(open_fn: Callable[[], Upscaler], sizes: Sequence[int], warmup
     if sets and eval_scales:
         if progress:
             progress(f"scoring {u.path.name}")
-        row.scores = evaluate(u.predictor(), sets, eval_scales, with_ssim=with_ssim, feed=m.input_kind)
+        row.scores = evaluate(u.predictor(), sets, eval_scales, with_ssim=with_ssim, input_kind=m.input_kind)
     return row
 
 

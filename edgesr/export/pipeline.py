@@ -96,7 +96,9 @@ class ExportRequest:
         FloatLayers.parse(self.float_layers)
 
     def default_out(self) -> Path:
-        stem = Path(self.model).stem if Path(self.model).suffix else self.model
+        from ..models.zoo import is_zoo_name
+
+        stem = self.model if is_zoo_name(self.model) else Path(self.model).stem
         base = f"{stem}_x{self.scale}_{self.input_kind}_{self.precision}"
         return Path({"onnx": f"{base}.onnx", "tensorrt": f"{base}_tensorrt", "coreml": f"{base}.mlpackage"}[self.target])
 
@@ -132,7 +134,7 @@ def _int8_onnx(req: ExportRequest, net, calib, form: str, progress: Progress, ex
         if floats.auto:
             costs = sensitivity(fp32, ranges, form, inputs,
                                 lambda i, n: progress(f"per-layer sensitivity: conv {i}/{n}"))
-        float_idx = floats.indices(len(net.body) + 2, costs)
+        float_idx = floats.indices(len(net.convs()), costs)
         if req.qad_steps:
             progress(f"quantization-aware distillation ({req.qad_steps} steps)")
             pool = {req.scale: lr_samples(calib, req.scale, 8 * CALIB_SAMPLES, seed=1)}

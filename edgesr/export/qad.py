@@ -26,11 +26,6 @@ from ..models.vdsr import VDSR
 from ..ops.resize_torch import imresize
 
 
-def vdsr_convs(net: VDSR) -> list[nn.Conv2d]:
-    """The convs in graph order (head, body blocks, tail): the indices ``float_layers`` use."""
-    return [net.head, *(b.conv for b in net.body), net.tail]
-
-
 class _FakeQuantConv(nn.Module):
     """A conv whose input and weights are fake-quantized the way the exported QDQ model is."""
 
@@ -59,12 +54,12 @@ def fake_quantized(net: VDSR, input_ranges: Sequence[tuple[float, float]], float
     """A copy of ``net`` whose convs (except ``float_layers``) fake-quantize their input with the
     calibrated ``input_ranges`` (one per conv, graph order) and their weights per channel.
 
-    The wrapped convs are the copy's own modules, so their trained weights can be read back
-    with :func:`vdsr_convs` order kept in ``fq.convs``.
+    The wrapped convs are the copy's own modules, kept in graph order in ``fq.plain_convs`` so
+    that their trained weights can be read back.
     """
     fq = copy.deepcopy(net)
-    convs = vdsr_convs(fq)
-    fq.convs = convs  # plain list: not registered twice
+    convs = fq.convs()
+    fq.plain_convs = convs  # a plain list: not registered twice
     wrapped = [c if i in float_layers else _FakeQuantConv(c, *input_ranges[i], symmetric=form == "tensorrt")
                for i, c in enumerate(convs)]
     fq.head, fq.tail = wrapped[0], wrapped[-1]
@@ -106,6 +101,6 @@ def distill_quantized(net: VDSR, lr_pool: dict[int, np.ndarray], input_ranges: S
             on_step(step, loss.item())
     tuned = copy.deepcopy(net)
     with torch.no_grad():
-        for dst, src in zip(vdsr_convs(tuned), student.convs):
+        for dst, src in zip(tuned.convs(), student.plain_convs):
             dst.weight.copy_(src.weight)
     return tuned.eval()

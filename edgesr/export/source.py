@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..errors import EdgesrError
 from ..models.vdsr import VDSR
@@ -46,8 +45,7 @@ def load_source(model: str) -> SourceModel:
     net, meta = zoo.load_model(model)
     psnr_table: dict = {}
     scales: tuple[int, ...] = ()
-    is_path = Path(model).suffix or Path(model).exists()
-    if not is_path:
+    if zoo.is_zoo_name(model):
         e = zoo.entry(model)
         psnr_table = e.measured_psnr or e.published_psnr
     else:

@@ -64,6 +64,10 @@ class VDSR(nn.Module):
     def blocks(self) -> int:
         return len(self.body)
 
+    def convs(self) -> list[nn.Module]:
+        """The convs in graph order (head, body blocks, tail): what ``float_layers`` indices count."""
+        return [self.head, *(b.conv for b in self.body), self.tail]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.residual(x)
 
@@ -99,11 +103,6 @@ class VDSR(nn.Module):
                 f"unexpected {sorted(unexpected)}"
             )
         return new
-
-
-def vdsr(width: int, depth: int = DEPTH) -> VDSR:
-    """A full VDSR of the given width (randomly initialised)."""
-    return VDSR(width, depth)
 
 
 def teacher_arch() -> VDSR:

@@ -123,10 +123,17 @@ def _download(e: WeightsEntry, dest: Path) -> None:
         ) from None
 
 
+def is_zoo_name(model: str) -> bool:
+    """Whether ``model`` names a zoo entry: a bare name (no suffix, no folder) that is not an
+    existing file. Anything else is a path."""
+    path = Path(model).expanduser()
+    return not (path.suffix or os.sep in model or "/" in model or path.exists())
+
+
 def resolve(model: str, download: bool = True) -> Path:
     """The local file for a path or a zoo name (see module docstring for the order)."""
     path = Path(model).expanduser()
-    if path.suffix or os.sep in model or path.exists():
+    if not is_zoo_name(model):
         if not path.is_file():
             raise EdgesrError(f"weights file not found: {model}")
         return path

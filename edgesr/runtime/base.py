@@ -72,7 +72,7 @@ class Upscaler(ABC):
         return self.infer(imresize(lr_y, float(scale)))
 
     def predictor(self) -> Callable[[np.ndarray, int], np.ndarray]:
-        """The callable :func:`edgesr.evaluate.evaluate` needs, with ``feed=meta.input_kind``."""
+        """The callable :func:`edgesr.evaluate.evaluate` needs, with ``input_kind=meta.input_kind``."""
         if self.meta.input_kind == "lr":
             return self.upscale_y
         return lambda bicubic_y, scale: self.infer(bicubic_y)
