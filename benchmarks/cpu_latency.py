@@ -159,7 +159,7 @@ def main() -> None:
                         if path is None:
                             with torch.inference_mode():
                                 t = torch.from_numpy(x)[None, None]
-                                p50, p90 = measure(lambda _: net(t), x, args.warmup, args.runs)
+                                p50, p90 = measure(lambda _, net=net, t=t: net(t), x, args.warmup, args.runs)
                         else:
                             up = open_upscaler(path, threads=threads, providers=["cpu"])
                             p50, p90 = measure(up.infer, x, args.warmup, args.runs)
@@ -200,7 +200,8 @@ def markdown(result: dict, rows: list[Row]) -> str:
                  f"{t} thread(s) FP32 {v['fp32']:.0f} GFLOP/s, INT8 {v['int8']:.0f} GOP/s (onnxruntime MatMul, "
                  f"u8xs8 MatMulInteger)" for t, v in result["peak_g_per_s"].items()) + ".",
              f"ONNX rows: {result['export']}. Student weights: {result['student_weights']}.", "",
-             "| model | runtime | precision | threads | p50 ms | p90 ms | GFLOP/s or GOP/s | % of peak | speed-up vs FP32 teacher (ORT, same threads) |",
+             "| model | runtime | precision | threads | p50 ms | p90 ms | GFLOP/s or GOP/s | % of peak "
+             "| speed-up vs FP32 teacher (ORT, same threads) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r.threads, r.p50_ms)):
         lines.append(f"| {r.model} | {r.runtime} | {r.precision} | {r.threads} | {r.p50_ms:.1f} | {r.p90_ms:.1f} | "

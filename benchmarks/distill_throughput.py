@@ -18,9 +18,9 @@ from rich.table import Table
 
 from edgesr.config import load_recipe
 from edgesr.distill.recipe import DistillRecipe
-from edgesr.train.command import resolve_device
 from edgesr.distill.throughput import measure
 from edgesr.models.zoo import load_model
+from edgesr.train.command import resolve_device
 
 
 def main() -> None:

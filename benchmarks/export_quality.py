@@ -42,8 +42,16 @@ from edgesr.export.deploy_net import DeployNet
 from edgesr.export.onnx_export import torch_to_onnx
 from edgesr.export.pipeline import CALIB_SAMPLES, ExportRequest, FloatLayers, export_model
 from edgesr.export.qad import distill_quantized
-from edgesr.export.quantize import (FORMS, METHODS, calibrate, conv_input_ranges, conv_layers, cpu_session,
-                                    quantize, sensitivity)
+from edgesr.export.quantize import (
+    FORMS,
+    METHODS,
+    calibrate,
+    conv_input_ranges,
+    conv_layers,
+    cpu_session,
+    quantize,
+    sensitivity,
+)
 from edgesr.export.source import load_source
 from edgesr.io import write_json
 from edgesr.models.predict import torch_predictor
@@ -109,13 +117,13 @@ def torch_vs_onnx(net, sets: Sets) -> dict:
             for pair in sets.pairs[name][s]:
                 bic = (pair.bicubic_y / 255).astype(np.float32)
                 y_torch = torch_pred(bic, s)
-                p_torch = score_pairs(lambda *_: y_torch, [pair], name, False).psnr
+                p_torch = score_pairs(lambda *_, y=y_torch: y, [pair], name, False).psnr
                 for kind, sess in sessions.items():
                     x = degrade(pair.gt_y / 255, s)[0].astype(np.float32) if kind == "lr" else bic
                     y = sess.run(None, {"input": x[None, None]})[0][0, 0]
                     diffs, p_onnx, p_ref = stats[kind]
                     diffs.append(float(np.abs(y - y_torch).max()))
-                    p_onnx.append(score_pairs(lambda *_: y, [pair], name, False).psnr)
+                    p_onnx.append(score_pairs(lambda *_, y=y: y, [pair], name, False).psnr)
                     p_ref.append(p_torch)
             for kind, (diffs, p_onnx, p_ref) in stats.items():
                 out.setdefault(kind, {}).setdefault(name, {})[str(s)] = {

@@ -26,8 +26,8 @@ from rich.console import Console
 
 from edgesr.config import load_recipe
 from edgesr.data.benchmark import open_set
-from edgesr.distill.recipe import DistillRecipe
 from edgesr.distill.command import distill, teacher_scores
+from edgesr.distill.recipe import DistillRecipe
 from edgesr.distill.throughput import measure
 from edgesr.models.zoo import load_model
 from edgesr.train.command import describe_device, resolve_device
@@ -79,13 +79,6 @@ def run_recipe(name: str, rate: float, budget_min: float, base: list[str], runs:
     return json.loads((run_dir / RESULTS_FILE).read_text())
 
 
-def cell(scores: list[dict], set_name: str, scale: int, key: str = "psnr") -> float | None:
-    for s in scores:
-        if s["set"] == set_name and s["scale"] == scale:
-            return s[key]
-    return None
-
-
 def markdown(table: dict, sets: list[str], scales: list[int], budget: float, device: str) -> str:
     head = " | ".join(f"{s} x{k}" for s in sets for k in scales)
     lines = [f"Table 1, measured on {device}; budget {budget:g} min of training per student. "
@@ -99,7 +92,8 @@ def markdown(table: dict, sets: list[str], scales: list[int], budget: float, dev
                 if v is None:
                     cells.append("")
                 elif isinstance(v, dict):
-                    cells.append(f"{v['psnr']:.2f} / {v['ssim']:.4f}" if v.get("ssim") is not None else f"{v['psnr']:.2f}")
+                    ssim = f" / {v['ssim']:.4f}" if v.get("ssim") is not None else ""
+                    cells.append(f"{v['psnr']:.2f}{ssim}")
                 else:
                     cells.append(f"{v:.2f}")
         lines.append(f"| {row} | " + " | ".join(cells) + " |")

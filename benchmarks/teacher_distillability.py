@@ -100,11 +100,14 @@ def weight_norm(model: torch.nn.Module) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--teachers", nargs="+", default=["pytorch-vdsr", "edgesr-vdsr"], help="zoo names or weights files")
+    ap.add_argument("--teachers", nargs="+", default=["pytorch-vdsr", "edgesr-vdsr"],
+                    help="zoo names or weights files")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    ap.add_argument("--set", nargs="*", default=[], help="overrides for every run (a smaller student for a smaller teacher)")
+    ap.add_argument("--set", nargs="*", default=[],
+                    help="overrides for every run (a smaller student for a smaller teacher)")
     ap.add_argument("--out", type=Path, default=Path("runs/distillability"))
-    ap.add_argument("--data", default="../shared/data/train291", help="the folder the recipe's validation split comes from")
+    ap.add_argument("--data", default="../shared/data/train291",
+                    help="the folder the recipe's validation split comes from")
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "teacher_distillability.json")
     args = ap.parse_args()
     console = Console(width=160)  # the table stays readable when written to a log file
@@ -117,7 +120,8 @@ def main() -> None:
         run_dir = run_variant(teacher, variant, args.set, args.out, console)
         val = json.loads((run_dir / "results.json").read_text())["validation"]
         student, _ = load_model(str(run_dir / "student.safetensors"))
-        rows.append({"variant": variant, "teacher": teacher, "overrides": [*args.set, *VARIANTS[variant]], "run": str(run_dir),
+        rows.append({"variant": variant, "teacher": teacher, "overrides": [*args.set, *VARIANTS[variant]],
+                     "run": str(run_dir),
                      "val_psnr": {s: val[f"val_psnr_x{s}"] for s in SCALES},
                      "gain_over_bicubic": {s: val[f"val_psnr_x{s}"] - bicubic[s] for s in SCALES},
                      "residual": residual_fit(student.float(), pairs)})

@@ -43,9 +43,8 @@ def child(model: str, tile: int, out_w: int, out_h: int, scale: int) -> None:
 
 
 def export_random_student(path: Path) -> None:
-    import torch
-
     import onnx
+    import torch
 
     from edgesr.artifact import ArtifactMeta
     from edgesr.export.onnx_export import set_metadata

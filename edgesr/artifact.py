@@ -53,7 +53,7 @@ class ArtifactMeta:
         return out
 
     @classmethod
-    def from_props(cls, props: dict[str, str], source: str = "artifact") -> "ArtifactMeta":
+    def from_props(cls, props: dict[str, str], source: str = "artifact") -> ArtifactMeta:
         if props.get(f"{PREFIX}format") != FORMAT_VERSION:
             raise EdgesrError(f"{source} was not exported by edgesr (no edgesr metadata)")
         kw = {}

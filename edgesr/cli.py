@@ -11,7 +11,7 @@ import functools
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -100,11 +100,11 @@ def _torch_installed() -> bool:
 @app.command("eval")
 @user_errors
 def eval_cmd(
-    model: Annotated[Optional[str], typer.Option(
+    model: Annotated[str | None, typer.Option(
         help="zoo name (edgesr-vdsr, pytorch-vdsr) or weights file [default: the zoo's default teacher]")] = None,
     data: Annotated[list[Path], typer.Option(help="benchmark folder(s): prepared arrays or HR images")] = [],
     scales: Annotated[list[int], typer.Option(help="upscaling factors")] = [2, 3, 4],
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the scores here")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the scores here")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     ssim: Annotated[bool, typer.Option(help="also compute SSIM")] = True,
 ) -> None:
@@ -135,12 +135,13 @@ def eval_cmd(
 @app.command("distill")
 @user_errors
 def distill_cmd(
-    recipe: Annotated[Optional[str], typer.Option(help="recipe name (quick, dfsr, paper, ...) or YAML path")] = None,
-    teacher: Annotated[Optional[str], typer.Option(help="teacher zoo name or weights path (overrides the recipe)")] = None,
+    recipe: Annotated[str | None, typer.Option(help="recipe name (quick, dfsr, paper, ...) or YAML path")] = None,
+    teacher: Annotated[str | None, typer.Option(help="teacher zoo name or weights path (overrides the recipe)")] = None,
     out: Annotated[Path, typer.Option(help="parent folder of the run folder")] = Path("runs/distill"),
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda (overrides the recipe)")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="continue this run folder from its checkpoint")] = None,
-    set_: Annotated[list[str], typer.Option("--set", help="override recipe keys: --set batch_size=64 cmi.temperature=0.2")] = [],
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (overrides the recipe)")] = None,
+    resume: Annotated[Path | None, typer.Option(help="continue this run folder from its checkpoint")] = None,
+    set_: Annotated[list[str], typer.Option(
+        "--set", help="override recipe keys: --set batch_size=64 cmi.temperature=0.2")] = [],
 ) -> None:
     """Data-free distillation of a VDSR teacher into a half-width student (DFSR + CMI)."""
     from .distill.command import distill
@@ -155,14 +156,17 @@ app.add_typer(teacher_app, name="teacher")
 @teacher_app.command("train")
 @user_errors
 def teacher_train_cmd(
-    data: Annotated[list[Path], typer.Option(help="folder of ground-truth training images (e.g. ../shared/data/train291); "
+    data: Annotated[list[Path], typer.Option(help="folder of ground-truth training images "
+                                                  "(e.g. ../shared/data/train291); "
                                                   "its last validation.images files are held out")] = [],
-    scales: Annotated[list[int], typer.Option(help="upscaling factors one network learns (default: the recipe's)")] = [],
-    recipe: Annotated[Optional[str], typer.Option(help="recipe name (teacher, teacher-tiny) or YAML path")] = None,
+    scales: Annotated[list[int], typer.Option(
+        help="upscaling factors one network learns (default: the recipe's)")] = [],
+    recipe: Annotated[str | None, typer.Option(help="recipe name (teacher, teacher-tiny) or YAML path")] = None,
     out: Annotated[Path, typer.Option(help="parent folder of the run folder")] = Path("runs/teacher"),
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda (overrides the recipe)")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="continue this run folder from its checkpoint")] = None,
-    set_: Annotated[list[str], typer.Option("--set", help="override recipe keys: --set budget_minutes=2.5 optim.lr=5e-4")] = [],
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (overrides the recipe)")] = None,
+    resume: Annotated[Path | None, typer.Option(help="continue this run folder from its checkpoint")] = None,
+    set_: Annotated[list[str], typer.Option(
+        "--set", help="override recipe keys: --set budget_minutes=2.5 optim.lr=5e-4")] = [],
 ) -> None:
     """Supervised VDSR training on HR images: MATLAB-bicubic degradations, random patches with
     flips and rotations, several scales in one network, a held-out validation split; writes
@@ -189,14 +193,14 @@ def bench_cmd(
     sizes: Annotated[list[int], typer.Option(help="square output sizes to time, in pixels")] = [256, 512],
     warmup: Annotated[int, typer.Option(help="untimed runs before timing")] = 3,
     runs: Annotated[int, typer.Option(help="timed runs per size")] = 20,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads (onnxruntime intra-op; torch)")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (onnxruntime intra-op; torch)")] = None,
     providers: Annotated[list[str], typer.Option(help="onnxruntime providers in order: cpu, cuda, tensorrt")] = [],
-    torch_ref: Annotated[bool, typer.Option("--torch/--no-torch",
-                                            help="add the source torch model as a reference row, if torch is installed")] = True,
+    torch_ref: Annotated[bool, typer.Option(
+        "--torch/--no-torch", help="add the source torch model as a reference row, if torch is installed")] = True,
     ssim: Annotated[bool, typer.Option(help="also compute SSIM")] = True,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="write all numbers here")] = None,
-    markdown_out: Annotated[Optional[Path], typer.Option("--markdown", help="write the table here")] = None,
-    plot_out: Annotated[Optional[Path], typer.Option("--plot", help="write a latency-vs-PSNR plot (PNG) here")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write all numbers here")] = None,
+    markdown_out: Annotated[Path | None, typer.Option("--markdown", help="write the table here")] = None,
+    plot_out: Annotated[Path | None, typer.Option("--plot", help="write a latency-vs-PSNR plot (PNG) here")] = None,
 ) -> None:
     """Latency (p50/p90/p99), throughput, memory and PSNR/SSIM of exported models on this device."""
     from .bench.outputs import plot, rich_table, write_results
@@ -239,9 +243,9 @@ def upscale_cmd(
     inputs: Annotated[list[Path], typer.Argument(help="image files and/or folders of images")],
     output: Annotated[Path, typer.Option("-o", "--output", help="output file (one input) or folder")],
     model: Annotated[Path, typer.Option(help="exported model (.onnx, .engine, .mlpackage)")],
-    scale: Annotated[Optional[int], typer.Option(help="upscaling factor (default: the model's)")] = None,
+    scale: Annotated[int | None, typer.Option(help="upscaling factor (default: the model's)")] = None,
     tile: Annotated[int, typer.Option(help="output tile side above which images are tiled (bounds memory)")] = 512,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for onnxruntime")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for onnxruntime")] = None,
     providers: Annotated[list[str], typer.Option(help="onnxruntime providers in order: cpu, cuda, tensorrt")] = [],
     overwrite: Annotated[bool, typer.Option(help="replace existing output files (never an input)")] = False,
 ) -> None:
@@ -289,7 +293,7 @@ def demo_cmd(
     model: Annotated[Path, typer.Option(help="exported model (.onnx, .engine, .mlpackage)")],
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for onnxruntime")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for onnxruntime")] = None,
 ) -> None:
     """Serve a small web page that upscales the images you drop on it."""
     from .demo import make_server
@@ -307,15 +311,16 @@ def demo_cmd(
 @app.command("export")
 @user_errors
 def export_cmd(
-    model: Annotated[Optional[str], typer.Option(
+    model: Annotated[str | None, typer.Option(
         help="zoo name (edgesr-vdsr, pytorch-vdsr) or weights file [default: the zoo's default teacher]")] = None,
-    target: Annotated[str, typer.Option(help="onnx, tensorrt (deploy bundle; engine where TensorRT runs) or coreml")] = "onnx",
+    target: Annotated[str, typer.Option(
+        help="onnx, tensorrt (deploy bundle; engine where TensorRT runs) or coreml")] = "onnx",
     scale: Annotated[int, typer.Option(help="upscaling factor, 2 to 8, one the model was made for")] = 2,
     precision: Annotated[str, typer.Option(help="fp32, fp16 or int8 (onnx: CPU QDQ; tensorrt: TensorRT QDQ; "
                                                 "coreml: 8-bit weights)")] = "fp32",
     input_kind: Annotated[str, typer.Option("--input", help="lr: LR in, MATLAB bicubic inside the model; "
                                                             "bicubic: the network alone")] = "lr",
-    calib: Annotated[Optional[str], typer.Option(help="INT8 calibration: a distill run folder (data-free, the "
+    calib: Annotated[str | None, typer.Option(help="INT8 calibration: a distill run folder (data-free, the "
                                                       "default when the model sits in one) or an image folder")] = None,
     calib_method: Annotated[str, typer.Option(help="minmax, entropy, percentile or mse")] = DEFAULT_METHOD,
     float_layers: Annotated[str, typer.Option(help="INT8: VDSR convs kept in float: auto:K (the K whose "
@@ -324,7 +329,7 @@ def export_cmd(
                                                    "-1 = last) comma-separated, or none")] = DEFAULT_FLOAT_LAYERS,
     qad_steps: Annotated[int, typer.Option(help="INT8: quantization-aware distillation steps before "
                                                 "quantizing (0 = post-training only)")] = 0,
-    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output file or folder")] = None,
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="output file or folder")] = None,
 ) -> None:
     """Export a model for devices: ONNX (FP32/FP16/INT8), a TensorRT bundle or a CoreML package."""
     from .export.pipeline import ExportRequest, export_model
@@ -338,7 +343,8 @@ def export_cmd(
         result = export_model(req, progress=lambda msg: status.update(msg))
     for note in result.notes:
         console.print(note)
-    console.print(f"wrote {result.path} (x{result.meta.scale}, {result.meta.input_kind} input, {result.meta.precision})")
+    m = result.meta
+    console.print(f"wrote {result.path} (x{m.scale}, {m.input_kind} input, {m.precision})")
 
 
 def main() -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-# Tests run tiny models, for which intra-op threads only add synchronisation; on a loaded
-# machine two OpenMP threads made a tiny training step 100x slower than one. Subprocesses
-# (CLI tests) inherit the variable.
+# Tests run tiny models, for which intra-op threads only add synchronisation, and two threads
+# per process oversubscribe a 2-core machine that runs anything else. Subprocesses (CLI tests)
+# inherit the variable.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 try:
     import torch

@@ -39,8 +39,8 @@ def test_unreadable_image(tmp_path):
 
 
 def test_eval_on_image_folder_writes_json(tmp_path):
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     torch.save(VDSR(4, depth=3).state_dict(), tmp_path / "m.pth")
     data = tmp_path / "imgs"

@@ -84,7 +84,7 @@ def test_views_shapes_flips_and_gradient():
         assert torch.allclose(glob[i], x[i], atol=1e-5) or torch.allclose(glob[i], x[i].flip(-1), atol=1e-5)
     (glob.sum() + local.sum()).backward()
     assert x.grad.abs().sum() > 0
-    g2, l2 = random_views(x, pad=3, local_scale=(0.25, 0.5))
+    _, l2 = random_views(x, pad=3, local_scale=(0.25, 0.5))
     assert not torch.allclose(l2, x)
 
 

@@ -16,13 +16,12 @@ from edgesr.artifact import ArtifactMeta
 from edgesr.errors import EdgesrError
 from edgesr.export.bicubic_graph import BicubicUpscale, phase_filters
 from edgesr.export.calibration import find_calibration, lr_samples, model_inputs
+from edgesr.export.clipping import mse_range, mse_threshold
 from edgesr.export.deploy_net import DeployNet
 from edgesr.export.onnx_export import OPSET, read_metadata, save_onnx, set_metadata, torch_to_onnx
-from edgesr.export.qad import distill_quantized, fake_quantized
-from edgesr.export.clipping import mse_range, mse_threshold
 from edgesr.export.pipeline import FloatLayers
-from edgesr.export.quantize import (calibrate, conv_input_ranges, conv_layers, most_sensitive, quantize,
-                                    sensitivity)
+from edgesr.export.qad import distill_quantized, fake_quantized
+from edgesr.export.quantize import calibrate, conv_input_ranges, conv_layers, most_sensitive, quantize, sensitivity
 from edgesr.models import VDSR
 from edgesr.ops import imresize
 from edgesr.ops.resize_torch import imresize as torch_imresize
@@ -160,7 +159,8 @@ def test_calibration_sources(tmp_path):
     with pytest.raises(EdgesrError, match="no generator for x3"):
         lr_samples(calib, 3, 2)
     (tmp_path / "imgs").mkdir()
-    Image.fromarray((np.random.default_rng(0).random((60, 70, 3)) * 255).astype("uint8")).save(tmp_path / "imgs" / "a.png")
+    pixels = (np.random.default_rng(0).random((60, 70, 3)) * 255).astype("uint8")
+    Image.fromarray(pixels).save(tmp_path / "imgs" / "a.png")
     lr = lr_samples(find_calibration(str(tmp_path / "imgs"), "m"), 3, 4)
     assert lr.shape == (4, 1, 16, 16)
     (tmp_path / "empty").mkdir()

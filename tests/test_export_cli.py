@@ -89,7 +89,8 @@ def test_unsupported_target(tmp_path):
 
 
 def test_scale_not_in_model_metadata(run_dir, tmp_path):
-    r = run_cli("export", "--model", str(run_dir / "student.safetensors"), "--scale", "4", "-o", str(tmp_path / "m.onnx"))
+    r = run_cli("export", "--model", str(run_dir / "student.safetensors"), "--scale", "4",
+                "-o", str(tmp_path / "m.onnx"))
     assert_user_error(r, "scale 4 is not in the model's metadata")
     _assert_nothing_written(tmp_path, set())
 
@@ -136,8 +137,8 @@ def test_teacher_onnx_matches_torch_on_set5(shared_data):
             y = sess.run(None, {"input": x[None, None]})[0][0, 0]
             ref = predict(bic, 3)
             assert np.abs(y - ref).max() <= 1e-4, (kind, pair.name)
-            p_onnx = score_pairs(lambda *_: y, [pair], "Set5", False).psnr
-            p_torch = score_pairs(lambda *_: ref, [pair], "Set5", False).psnr
+            p_onnx = score_pairs(lambda *_, y=y: y, [pair], "Set5", False).psnr
+            p_torch = score_pairs(lambda *_, ref=ref: ref, [pair], "Set5", False).psnr
             assert abs(p_onnx - p_torch) <= 1e-3
 
 

@@ -8,7 +8,7 @@ import sys
 
 from safetensors import safe_open
 
-from edgesr.models.zoo import Teachers, sha256_of, resolve
+from edgesr.models.zoo import Teachers, resolve, sha256_of
 
 
 def test_quick_recipe_runs_offline_without_shared_data(tmp_path):

@@ -13,7 +13,7 @@ from edgesr.models.formats import save_safetensors
 from edgesr.models.zoo import load_model
 from edgesr.ops import modcrop
 from edgesr.teacher import trainer as trainer_mod
-from edgesr.teacher.command import train_teacher
+from edgesr.teacher.command import split_images, train_teacher
 from edgesr.teacher.patches import PatchSampler, read_y
 from edgesr.teacher.recipe import TeacherRecipe
 from edgesr.train.checkpoint import Diverged, load_checkpoint, save_checkpoint
@@ -91,6 +91,14 @@ def test_shipped_recipes_validate():
 def test_recipe_errors_name_the_key(images, override, key):
     with pytest.raises(EdgesrError, match=f"recipe key {key}"):
         tiny_recipe(images, **override)
+
+
+def test_validation_comes_from_data_or_another_folder(images, tmp_path):
+    files = sorted(images.iterdir())
+    assert split_images(tiny_recipe(images)) == (files[:-2], files[-2:])
+    other = write_images(tmp_path / "other", n=3, seed=2)
+    train, val = split_images(tiny_recipe(images, validation={"data": str(other), "images": 2, "crop": 48}))
+    assert train == files and val == sorted(other.iterdir())[-2:]
 
 
 # ------------------------------------------------------------------ training

@@ -76,7 +76,7 @@ class PeakMemory:
         self.peak_mb: float | None = None
         self.resettable = False
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         self.base_kb = proc_status_kb("VmRSS")
         try:
             Path("/proc/self/clear_refs").write_text("5")

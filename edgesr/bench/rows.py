@@ -51,7 +51,8 @@ class BenchRow:
 
     def to_dict(self) -> dict:
         return {
-            "name": self.name, "kind": self.kind, "runtime": self.runtime, "source": self.source, "precision": self.precision,
+            "name": self.name, "kind": self.kind, "runtime": self.runtime, "source": self.source,
+            "precision": self.precision,
             "input_kind": self.input_kind, "scale": self.scale, "file_mb": self.file_mb, "peak_mb": self.peak_mb,
             "latency": [lat.to_dict() for lat in self.latency], "scores": [s.to_dict() for s in self.scores],
             "notes": self.notes,
@@ -76,7 +77,7 @@ def latencies(run: Callable[[np.ndarray], object], input_side: Callable[[int], i
         x = _test_image(side).astype(np.float32)
         if progress:
             progress(f"timing {size}x{size}")
-        out.append(summarize(size, time_calls(lambda: run(x), warmup, runs)))
+        out.append(summarize(size, time_calls(lambda x=x: run(x), warmup, runs)))
     return out
 
 
@@ -87,7 +88,8 @@ def artifact_scales(upscaler: Upscaler, scales: Sequence[int] | None) -> tuple[l
     if upscaler.meta.input_kind == "bicubic":
         return list(scales), []
     skipped = [s for s in scales if s != upscaler.meta.scale]
-    notes = [f"x{', x'.join(map(str, skipped))} skipped: an lr artifact upscales by x{upscaler.meta.scale} only"] if skipped else []
+    notes = ([f"x{', x'.join(map(str, skipped))} skipped: an lr artifact upscales by x{upscaler.meta.scale} only"]
+             if skipped else [])
     return [s for s in scales if s == upscaler.meta.scale], notes
 
 

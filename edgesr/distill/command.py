@@ -25,8 +25,15 @@ from ..models.predict import torch_predictor
 from ..models.vdsr import VDSR
 from ..models.zoo import cache_dir, load_model
 from ..scores_table import scores_table
-from ..train.command import (benchmark_sets, recipe_for, resolve_device, results_skeleton, score_and_show,
-                             train_in_folder, val_text)
+from ..train.command import (
+    benchmark_sets,
+    recipe_for,
+    resolve_device,
+    results_skeleton,
+    score_and_show,
+    train_in_folder,
+    val_text,
+)
 from ..train.run_folder import RESULTS_FILE, open_run
 from .generator import save_generators
 from .recipe import DistillRecipe
@@ -85,7 +92,7 @@ def distill(recipe_name: str | None = None, overrides: list[str] | None = None, 
     run_dir, metrics, resumed = open_run(run_dir, out, recipe, trainer)
     console.print(f"[bold]distill[/] {recipe.name} -> {run_dir} on {dev} "
                   f"({recipe.total_steps} student steps, {recipe.progressive.stages} stage(s)"
-                  f"{', resumed at step %d' % trainer.step if resumed else ''})")
+                  f"{f', resumed at step {trainer.step}' if resumed else ''})")
 
     def info(record: dict) -> str:
         kd = f" kd {record['kd']:.4f}" if "kd" in record else ""

@@ -27,8 +27,7 @@ DEFAULT_FLOAT_LAYERS = "auto"
 AUTO_FLOAT = {"tensorrt": 3, "cpu": 2}
 #: calibration patches per export (LR 24/16/12 for x2/x3/x4)
 CALIB_SAMPLES = 64
-#: QAD learning rate: of 1e-5 and 1e-4 (300 steps), 1e-4 gave the smaller worst val drop in the
-#: TensorRT form; neither improved the CPU form on val (benchmarks/export_quality.py)
+#: QAD learning rate, chosen on the validation split (benchmarks/export_quality.py)
 QAD_LR = 1e-4
 
 
@@ -40,7 +39,7 @@ class FloatLayers:
     fixed: tuple[int, ...] = ()
 
     @classmethod
-    def parse(cls, text: str, form: str = "tensorrt") -> "FloatLayers":
+    def parse(cls, text: str, form: str = "tensorrt") -> FloatLayers:
         """``auto`` (the form's measured K) / ``auto:K`` / ``0,-1`` / ``none``; one clear error otherwise."""
         text = text.strip().lower()
         try:
@@ -53,7 +52,8 @@ class FloatLayers:
                 return cls(auto=count)
             return cls(fixed=tuple(int(v) for v in text.split(",") if v.strip()))
         except ValueError:
-            raise EdgesrError(f"--float-layers takes auto, auto:K, none or comma-separated indices, got {text!r}") from None
+            raise EdgesrError(f"--float-layers takes auto, auto:K, none or comma-separated indices, "
+                              f"got {text!r}") from None
 
     def indices(self, n_layers: int, costs: list[float] | None) -> list[int]:
         from .quantize import most_sensitive
@@ -100,7 +100,8 @@ class ExportRequest:
 
         stem = self.model if is_zoo_name(self.model) else Path(self.model).stem
         base = f"{stem}_x{self.scale}_{self.input_kind}_{self.precision}"
-        return Path({"onnx": f"{base}.onnx", "tensorrt": f"{base}_tensorrt", "coreml": f"{base}.mlpackage"}[self.target])
+        suffix = {"onnx": ".onnx", "tensorrt": "_tensorrt", "coreml": ".mlpackage"}[self.target]
+        return Path(base + suffix)
 
 
 @dataclass
@@ -153,7 +154,7 @@ def _int8_onnx(req: ExportRequest, net, calib, form: str, progress: Progress, ex
 
 def export_model(req: ExportRequest, progress: Progress = lambda msg: None) -> ExportResult:
     """Run one export; see the module docstring for the failure guarantees."""
-    from ..io import atomic_dir, atomic_path
+    from ..io import atomic_dir
     from .calibration import find_calibration
     from .deploy_net import DeployNet
     from .source import load_source
@@ -180,7 +181,7 @@ def export_model(req: ExportRequest, progress: Progress = lambda msg: None) -> E
             to_coreml(DeployNet(source.net, req.scale, req.input_kind), meta, tmp)
         return ExportResult(out, meta)
 
-    from .onnx_export import OPSET, set_metadata, save_onnx, torch_to_onnx
+    from .onnx_export import OPSET, save_onnx, set_metadata, torch_to_onnx
 
     if int8_onnx:
         form = "tensorrt" if req.target == "tensorrt" else "cpu"
@@ -192,8 +193,7 @@ def export_model(req: ExportRequest, progress: Progress = lambda msg: None) -> E
     meta = ArtifactMeta(**meta_kw, extra=extra)
     set_metadata(model, meta)
     if req.target == "onnx":
-        with atomic_path(out) as tmp:
-            save_onnx(model, tmp)
+        save_onnx(model, out)
         return ExportResult(out, meta)
 
     from .tensorrt import write_bundle

@@ -84,7 +84,7 @@ class VDSR(nn.Module):
             feats.append(h)
         return x + self.tail(h), feats
 
-    def grown(self, blocks: int) -> "VDSR":
+    def grown(self, blocks: int) -> VDSR:
         """A copy with ``blocks`` body blocks; existing weights carried over exactly.
 
         The new blocks go just before the tail (paper sec. 3.1). The set of parameter names the

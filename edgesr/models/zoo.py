@@ -31,7 +31,6 @@ class WeightsEntry:
     url: str
     sha256: str
     filename: str
-    format: str
     license: str
     #: a copy shipped in ``edgesr/weights`` (safetensors of the same tensors), if any
     embedded: str | None = None
@@ -50,7 +49,6 @@ class Teachers(Enum):
         ),
         sha256="eab4d79ae5a6e5acef4c55e46015aed225ade207679bcb6695b07af8fb18e876",
         filename="vdsr_pytorch_x234.pth",
-        format="pytorch-vdsr-pickle",
         license="MIT (c) 2017- Jiu XU; Rakuten, Inc; Rakuten Institute of Technology",
         embedded="pytorch_vdsr_x234.safetensors",
         published_psnr={"Set5": {2: 37.65, 3: 33.77, 4: 31.45}},
@@ -64,21 +62,16 @@ class Teachers(Enum):
         url="",  # shipped with the package only
         sha256="",
         filename="edgesr_vdsr_x234_fp16.safetensors",
-        format="safetensors",
         license="MIT (edgesr); trained on train291 (T91 + BSDS300 train images, no licence stated)",
         embedded="edgesr_vdsr_x234_fp16.safetensors",
         published_psnr={},
-        # `edgesr teacher train` on one H200: recipe `teacher` (343 s), then `teacher-finetune`
-        # from it (235 s), 9.6 min in all; stored in fp16; measured on the CPU with `edgesr eval`
+        # stored in fp16; measured on the CPU with `edgesr eval` (how it was made: README, "Train a teacher")
         measured_psnr={
             "Set5": {2: 37.562, 3: 33.666, 4: 31.360},
             "Set14": {2: 33.065, 3: 29.803, 4: 27.993},
         },
     )
-    #: the paper's teacher stays the default: edgesr-vdsr reaches the VDSR paper's Set5 numbers,
-    #: but `edgesr distill --recipe quick` with it as teacher ends below bicubic at x2 (Set5
-    #: 32.03 dB against 34.97 with pytorch-vdsr; benchmarks/results/distill_quick_edgesr_vdsr_teacher.json),
-    #: and no recipe variant tried closes the gap (benchmarks/results/teacher_distillability.json)
+    #: the paper's teacher: students distilled from edgesr-vdsr score lower (README, "Train a teacher")
     DEFAULT = PYTORCH_VDSR
 
 

@@ -18,8 +18,15 @@ from ..data.splits import holdout, validation_pairs
 from ..errors import EdgesrError
 from ..io import write_json
 from ..models.formats import save_safetensors
-from ..train.command import (benchmark_sets, recipe_for, resolve_device, results_skeleton, score_and_show,
-                             train_in_folder, val_text)
+from ..train.command import (
+    benchmark_sets,
+    recipe_for,
+    resolve_device,
+    results_skeleton,
+    score_and_show,
+    train_in_folder,
+    val_text,
+)
 from ..train.run_folder import RESULTS_FILE, open_run
 from .patches import PatchSampler, read_y
 from .recipe import TeacherRecipe
@@ -33,7 +40,7 @@ PLOT_PANELS = [
 ]
 
 
-def _split(recipe: TeacherRecipe) -> tuple[list[Path], list[Path]]:
+def split_images(recipe: TeacherRecipe) -> tuple[list[Path], list[Path]]:
     """``(train, validation)`` image files: the last ``validation.images`` of ``data`` held out,
     or all of ``data`` and the last ones of another ``validation.data``."""
     val_folder = recipe.validation.data or recipe.data
@@ -52,7 +59,7 @@ def train_teacher(data: str | Path | None = None, scales: list[int] | None = Non
     if not recipe.data:
         raise EdgesrError("give the training images with --data DIR (e.g. ../shared/data/train291)")
     dev = resolve_device(device or recipe.device)
-    train_paths, val_paths = _split(recipe)
+    train_paths, val_paths = split_images(recipe)
     with console.status(f"reading and degrading {len(train_paths)} training images on {dev}"):
         sampler = PatchSampler(read_y(train_paths), recipe.scales, recipe.patches.size, dev,
                                recipe.patches.augment, recipe.patches.downsizes)
@@ -65,7 +72,7 @@ def train_teacher(data: str | Path | None = None, scales: list[int] | None = Non
     console.print(f"[bold]teacher[/] {recipe.name} -> {run_dir} on {dev}: VDSR {recipe.width}x{recipe.depth}, "
                   f"x{'/'.join(map(str, recipe.scales))}, {sampler.images} training images "
                   f"({len(train_paths)} files), {len(val_paths)} held out, up to {recipe.steps} steps{budget}"
-                  f"{', resumed at step %d' % trainer.step if resumed else ''}")
+                  f"{f', resumed at step {trainer.step}' if resumed else ''}")
 
     def info(record: dict) -> str:
         return (f"loss {record['loss']:.5f}" if record.get("loss") is not None else "") + val_text(record)

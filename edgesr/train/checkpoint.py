@@ -74,4 +74,5 @@ def resume(trainer: Trainer, path: Path) -> None:
         restore_rng(state)
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
         detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-        raise EdgesrError(f"checkpoint {path} does not fit this run's recipe ({type(exc).__name__}: {detail})") from None
+        raise EdgesrError(f"checkpoint {path} does not fit this run's recipe "
+                          f"({type(exc).__name__}: {detail})") from None

@@ -71,8 +71,14 @@ def recipe_for(cls: type[R], resume: str | Path | None, name: str | None, defaul
 
 def progress_bar(console: Console):
     """The progress bar of long training jobs: description, bar, steps, times, live info."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console, transient=False)
@@ -112,7 +118,8 @@ def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog, resume
         if trainer.val_pairs and not resumed:
             metrics.write({"step": 0, **trainer.reference_scores(), **trainer.validate()})
         with stop_on_signals() as stop, progress_bar(console) as progress:
-            task = progress.add_task(trainer.command.removeprefix("edgesr "), total=trainer.horizon, completed=trainer.step, info="")
+            task = progress.add_task(trainer.command.removeprefix("edgesr "), total=trainer.horizon,
+                                     completed=trainer.step, info="")
 
             def on_step(step: int, record: dict) -> None:
                 progress.update(task, completed=step, total=trainer.horizon, info=info(record))
@@ -129,7 +136,8 @@ def val_text(record: dict) -> str:
 
 
 def benchmark_sets(cfg: EvaluationConfig, console: Console) -> list[BenchmarkSet]:
-    return existing_sets(cfg.sets, lambda folder: console.print(f"[yellow]evaluation set {folder} not found: skipped[/]"))
+    return existing_sets(cfg.sets,
+                         lambda folder: console.print(f"[yellow]evaluation set {folder} not found: skipped[/]"))
 
 
 def results_skeleton(run_dir: Path, trainer: Trainer, validation: dict[str, float]) -> dict:

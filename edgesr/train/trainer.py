@@ -89,7 +89,7 @@ class Trainer(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict) -> None: ...
 
-    def after_step(self) -> None:
+    def after_step(self) -> None:  # noqa: B027 (a hook: doing nothing is the default)
         """Called after each counted step (``step`` and ``elapsed`` updated)."""
 
     def stage_ended(self) -> bool:
