@@ -20,20 +20,11 @@ from ..data.splits import holdout, validation_pairs
 from ..errors import EdgesrError
 from ..evaluate import Score, evaluate
 from ..io import write_json
-from ..models.formats import save_safetensors
 from ..models.predict import torch_predictor
 from ..models.vdsr import VDSR
 from ..models.zoo import cache_dir, load_model
 from ..scores_table import scores_table
-from ..train.command import (
-    benchmark_sets,
-    recipe_for,
-    resolve_device,
-    results_skeleton,
-    score_and_show,
-    train_in_folder,
-    val_text,
-)
+from ..train.command import finish_run, recipe_for, resolve_device, train_in_folder
 from ..train.run_folder import RESULTS_FILE, open_run
 from .generator import save_generators
 from .recipe import DistillRecipe
@@ -96,38 +87,26 @@ def distill(recipe_name: str | None = None, overrides: list[str] | None = None, 
 
     def info(record: dict) -> str:
         kd = f" kd {record['kd']:.4f}" if "kd" in record else ""
-        return f"stage {trainer.stage + 1}/{recipe.progressive.stages}{kd}{val_text(record)}"
+        return f"stage {trainer.stage + 1}/{recipe.progressive.stages}{kd}"
 
     train_in_folder(trainer, run_dir, metrics, resumed, console, PLOT_PANELS, info)
     return finish(run_dir, recipe, trainer, teacher_meta, console)
 
 
 def finish(run_dir: Path, recipe: DistillRecipe, trainer: Distiller, teacher_meta: dict, console: Console) -> Path:
-    """Save the student and generators; evaluate once on the benchmark sets; write results."""
-    student = trainer.student.eval()
-    val = trainer.validate()
-    student_meta = {"recipe": recipe.name, "teacher": recipe.teacher, "teacher_sha256": teacher_meta["sha256"],
-                    "steps": str(trainer.step), "val_psnr": json.dumps(val), "scales": json.dumps(list(recipe.scales))}
-    save_safetensors(student, run_dir / STUDENT_FILE, student_meta)  # saved before the slow evaluation
+    """Save the student and generators; evaluate once on the benchmark sets (the teacher too,
+    cached); write results."""
     save_generators(trainer.gens, run_dir)
-    sets = benchmark_sets(recipe.evaluation, console)
-    scales = list(recipe.scales)
-    results = {**results_skeleton(run_dir, trainer, val), "student": [], "teacher": []}
-    if sets:
-        student_scores = score_and_show(student, sets, scales, recipe.evaluation.ssim, trainer.device, console,
-                                        f"student ({run_dir.name})")
-        results["student"] = [s.to_dict() for s in student_scores]
-        measured: dict = {}
-        for sc in student_scores:
-            measured.setdefault(sc.set, {})[str(sc.scale)] = round(sc.psnr, 4)
-        # exported artifacts carry the source's measured PSNR (edgesr.export.source)
-        save_safetensors(student, run_dir / STUDENT_FILE, {**student_meta, "measured_psnr": json.dumps(measured)})
-        if recipe.evaluation.teacher:
-            with console.status("evaluating the teacher (cached after the first time)"):
-                t_scores = teacher_scores(trainer.teacher, teacher_meta["sha256"], sets, scales,
-                                          recipe.evaluation.ssim, trainer.device)
-            results["teacher"] = [s.to_dict() for s in t_scores]
-            console.print(scores_table(t_scores, title=f"teacher ({recipe.teacher})"))
+    results, sets = finish_run(trainer, run_dir, recipe.evaluation, list(recipe.scales), STUDENT_FILE,
+                               {"recipe": recipe.name, "teacher": recipe.teacher,
+                                "teacher_sha256": teacher_meta["sha256"]}, console)
+    results["teacher"] = []
+    if sets and recipe.evaluation.teacher:
+        with console.status("evaluating the teacher (cached after the first time)"):
+            t_scores = teacher_scores(trainer.teacher, teacher_meta["sha256"], sets, list(recipe.scales),
+                                      recipe.evaluation.ssim, trainer.device)
+        results["teacher"] = [s.to_dict() for s in t_scores]
+        console.print(scores_table(t_scores, title=f"teacher ({recipe.teacher})"))
     write_json(run_dir / RESULTS_FILE, results)
     console.print(f"student: {run_dir / STUDENT_FILE}   results: {run_dir / RESULTS_FILE}")
     return run_dir

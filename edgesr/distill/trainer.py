@@ -34,14 +34,15 @@ def _values(losses: dict[str, torch.Tensor]) -> dict[str, float]:
 
 
 class Distiller(Trainer):
-    """The state of one distillation run and the steps that advance it."""
+    """One distillation run: the frozen teacher, the progressively grown student, a generator
+    per scale, the CMI head and memory banks, and the cycle of steps that advances them."""
 
+    recipe: DistillRecipe
     command = "edgesr distill"
 
     def __init__(self, recipe: DistillRecipe, teacher: VDSR, device: torch.device,
                  val_pairs: dict | None = None) -> None:
         super().__init__(recipe, device, val_pairs)
-        self.r = recipe
         self.teacher = self.prepare(teacher.eval()).requires_grad_(False)
         self.plan = StagePlan(recipe.progressive, recipe.student.depth - 2)
         self.stage = 0
@@ -72,7 +73,7 @@ class Distiller(Trainer):
 
     # ----------------------------------------------------------------- setup
     def _initial_student(self) -> VDSR:
-        cfg = self.r.student
+        cfg = self.recipe.student
         blocks = self.plan.blocks(0)
         if cfg.init == "teacher-prune":
             return prune_to_width(self.teacher, cfg.width, blocks).train()
@@ -84,18 +85,18 @@ class Distiller(Trainer):
     def _grow(self, stage: int) -> None:
         """Move to ``stage``: append its blocks before the tail, fresh student optimizer."""
         self.student = self.prepare(self.student.grown(self.plan.blocks(stage)).train())
-        self.student_opt = build_optimizer(self.student.parameters(), self.r.student_optim)
+        self.student_opt = build_optimizer(self.student.parameters(), self.recipe.student_optim)
         self.stage = stage
 
     def _input(self, lr: torch.Tensor, scale: int) -> torch.Tensor:
-        return self.as_input(upscale(lr, scale, self.r.generator.round_bicubic))
+        return self.as_input(upscale(lr, scale, self.recipe.generator.round_bicubic))
 
     # ----------------------------------------------------------------- steps
     def _student_batch(self, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
         """What the student learns from: network inputs and the teacher's outputs on them."""
         g = self.gens[scale]
         with torch.no_grad():
-            x = self._input(g(g.noise(self.r.batch_size)), scale)
+            x = self._input(g(g.noise(self.recipe.batch_size)), scale)
             with self.autocast():
                 return x, self.teacher(x)
 
@@ -110,12 +111,12 @@ class Distiller(Trainer):
         loss = kd_loss(t_out, s_out)
         value = loss.item()
         if math.isfinite(value):
-            descend(self.student_opt, loss, self.r.student_optim)
+            descend(self.student_opt, loss, self.recipe.student_optim)
         return value
 
     def generator_losses(self, scale: int, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """Eq. 13 for the generator of ``scale``: adversarial + W_R L_R + W_C L_cr (all means)."""
-        r = self.r
+        r = self.recipe
         lr = self.gens[scale](z)
         x = self._input(lr, scale)
         self.student.requires_grad_(False)
@@ -149,7 +150,7 @@ class Distiller(Trainer):
 
         Returns the loss values, or None (and no update) when the total is non-finite.
         """
-        r = self.r
+        r = self.recipe
         if r.generator.frozen:
             with torch.no_grad():
                 losses = self.generator_losses(scale, self.gens[scale].noise(r.batch_size))
@@ -172,7 +173,7 @@ class Distiller(Trainer):
         return _values(losses)
 
     def _set_lrs(self) -> None:
-        r = self.r
+        r = self.recipe
         stage_len = self.plan.lengths[self.stage]
         set_lr(self.student_opt, lr_at(r.student_optim, self.plan.step_in_stage(self.step), stage_len))
         k = r.student_steps_per_gen_step
@@ -182,7 +183,7 @@ class Distiller(Trainer):
 
     def train_step(self) -> bool:
         """One student step (and, at the end of a cycle, one generator step)."""
-        r = self.r
+        r = self.recipe
         k = r.student_steps_per_gen_step
         stage = self.plan.stage_of(self.step)
         if stage != self.stage:
@@ -230,7 +231,7 @@ class Distiller(Trainer):
         self.scale = st["scale"]
         if st["student_blocks"] != self.student.blocks:
             self.student = self.prepare(self.student.grown(st["student_blocks"]).train())
-            self.student_opt = build_optimizer(self.student.parameters(), self.r.student_optim)
+            self.student_opt = build_optimizer(self.student.parameters(), self.recipe.student_optim)
         self.stage = st["stage"]
         self.student.load_state_dict(st["student"])
         self.student_opt.load_state_dict(st["student_opt"])

@@ -9,7 +9,6 @@ folder and scales), ``metrics.jsonl``, ``metrics.png``, ``checkpoint.pt`` (atomi
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rich.console import Console
@@ -17,16 +16,7 @@ from rich.console import Console
 from ..data.splits import holdout, validation_pairs
 from ..errors import EdgesrError
 from ..io import write_json
-from ..models.formats import save_safetensors
-from ..train.command import (
-    benchmark_sets,
-    recipe_for,
-    resolve_device,
-    results_skeleton,
-    score_and_show,
-    train_in_folder,
-    val_text,
-)
+from ..train.command import finish_run, recipe_for, resolve_device, train_in_folder
 from ..train.run_folder import RESULTS_FILE, open_run
 from .patches import PatchSampler, read_y
 from .recipe import TeacherRecipe
@@ -75,7 +65,7 @@ def train_teacher(data: str | Path | None = None, scales: list[int] | None = Non
                   f"{f', resumed at step {trainer.step}' if resumed else ''}")
 
     def info(record: dict) -> str:
-        return (f"loss {record['loss']:.5f}" if record.get("loss") is not None else "") + val_text(record)
+        return f"loss {record['loss']:.5f}" if record.get("loss") is not None else ""
 
     train_in_folder(trainer, run_dir, metrics, resumed, console, PLOT_PANELS, info)
     return finish(run_dir, recipe, trainer, console)
@@ -83,17 +73,8 @@ def train_teacher(data: str | Path | None = None, scales: list[int] | None = Non
 
 def finish(run_dir: Path, recipe: TeacherRecipe, trainer: TeacherTrainer, console: Console) -> Path:
     """Save the weights; evaluate once on the benchmark sets; write the results."""
-    val = trainer.validate()
-    model = trainer.model.eval()
-    save_safetensors(model, run_dir / TEACHER_FILE, {
-        "recipe": recipe.name, "trained_on": Path(recipe.data).name, "scales": json.dumps(list(recipe.scales)),
-        "steps": str(trainer.step), "val_psnr": json.dumps(val)})
-    results = {**results_skeleton(run_dir, trainer, val), "teacher": []}
-    sets = benchmark_sets(recipe.evaluation, console)
-    if sets:
-        scores = score_and_show(model, sets, list(recipe.scales), recipe.evaluation.ssim, trainer.device, console,
-                                f"teacher ({run_dir.name})")
-        results["teacher"] = [s.to_dict() for s in scores]
+    results, _ = finish_run(trainer, run_dir, recipe.evaluation, list(recipe.scales), TEACHER_FILE,
+                            {"recipe": recipe.name, "trained_on": Path(recipe.data).name}, console)
     write_json(run_dir / RESULTS_FILE, results)
     console.print(f"teacher: {run_dir / TEACHER_FILE}   results: {run_dir / RESULTS_FILE}")
     return run_dir

@@ -39,14 +39,14 @@ def start_from(model: VDSR, weights: str) -> None:
 
 
 class TeacherTrainer(Trainer):
-    """The state of one teacher-training run and the step that advances it."""
+    """One VDSR trained on patches of real images, its optimiser, and the step that advances it."""
 
+    recipe: TeacherRecipe
     command = "edgesr teacher train"
 
     def __init__(self, recipe: TeacherRecipe, sampler: PatchSampler, device: torch.device,
                  val_pairs: dict | None = None) -> None:
         super().__init__(recipe, device, val_pairs)
-        self.r = recipe
         self.sampler = sampler
         model = VDSR(recipe.width, recipe.depth)
         if recipe.init:
@@ -62,30 +62,30 @@ class TeacherTrainer(Trainer):
 
     def train_step(self) -> bool:
         """One optimiser step on a fresh batch; a non-finite loss skips the update."""
-        set_lr(self.opt, lr_at(self.r.optim, self.step, self.horizon))
-        x, y = self.sampler.sample(self.r.batch_size)
+        set_lr(self.opt, lr_at(self.recipe.optim, self.step, self.horizon))
+        x, y = self.sampler.sample(self.recipe.batch_size)
         with self.autocast():
             out = self.model(self.as_input(x))
         diff = out.float() - y
-        loss = diff.abs().mean() if self.r.loss == "l1" else diff.square().mean()
+        loss = diff.abs().mean() if self.recipe.loss == "l1" else diff.square().mean()
         value = loss.item()
         if not math.isfinite(value):
             return False
-        descend(self.opt, loss, self.r.optim)
+        descend(self.opt, loss, self.recipe.optim)
         self.losses.add(loss=value)
         return True
 
     def after_step(self) -> None:
         """Once, early in a budgeted run: shorten the horizon to the steps the budget allows."""
-        if self.r.budget_minutes <= 0 or self.horizon < self.r.steps:
+        if self.recipe.budget_minutes <= 0 or self.horizon < self.recipe.steps:
             return
         if self.step == SPEED_WINDOW[0]:
             self._speed_mark = (self.step, self.elapsed)
         elif self.step == SPEED_WINDOW[1] and self._speed_mark:
             s0, t0 = self._speed_mark
             rate = (self.step - s0) / max(self.elapsed - t0, 1e-9)
-            left = BUDGET_SHARE * (60 * self.r.budget_minutes - self.elapsed)
-            self.horizon = min(self.r.steps, self.step + max(int(rate * left), 1))
+            left = BUDGET_SHARE * (60 * self.recipe.budget_minutes - self.elapsed)
+            self.horizon = min(self.recipe.steps, self.step + max(int(rate * left), 1))
 
     def log_fields(self) -> dict:
         return {"lr": self.opt.param_groups[0]["lr"]}

@@ -1,5 +1,5 @@
 """What the training commands share around the loop: the device, new-or-resume, the progress
-bar, the metrics plot, and the end-of-run evaluation and results.
+bar, the metrics plot, and the end of a run (weights saved, evaluated once, results).
 
 ``edgesr distill`` and ``edgesr teacher train`` are each a recipe, a :class:`Trainer` and a
 ``finish``; everything else is here, so the two commands cannot drift apart.
@@ -19,6 +19,7 @@ from ..config import load_recipe
 from ..data.benchmark import BenchmarkSet, existing_sets
 from ..errors import EdgesrError
 from ..evaluate import evaluate
+from ..models.formats import save_safetensors
 from ..models.predict import torch_predictor
 from ..scores_table import scores_table
 from .loop import fit, stop_on_signals
@@ -112,8 +113,9 @@ def plot_metrics(records: list[dict[str, Any]], path: Path, panels: Panels) -> N
 
 def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog, resumed: bool, console: Console,
                     panels: Panels, info: Callable[[dict], str]) -> None:
-    """:func:`fit` with a progress bar (``info`` turns a record into its text), stop-on-signal,
-    the step-0 validation line of a new run and, however it ends, the metrics plot."""
+    """:func:`fit` with a progress bar (``info`` turns a record into its text; the validation
+    PSNR is added), stop-on-signal, the step-0 validation line of a new run and, however it
+    ends, the metrics plot."""
     try:
         if trainer.val_pairs and not resumed:
             metrics.write({"step": 0, **trainer.reference_scores(), **trainer.validate()})
@@ -122,7 +124,8 @@ def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog, resume
                                      completed=trainer.step, info="")
 
             def on_step(step: int, record: dict) -> None:
-                progress.update(task, completed=step, total=trainer.horizon, info=info(record))
+                val = f" val {record['val_psnr']:.2f} dB" if record.get("val_psnr") is not None else ""
+                progress.update(task, completed=step, total=trainer.horizon, info=info(record) + val)
 
             fit(trainer, run_dir, metrics, stop, on_step)
     finally:
@@ -131,26 +134,28 @@ def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog, resume
             plot_metrics(metrics.read(), run_dir / PLOT_FILE, panels)
 
 
-def val_text(record: dict) -> str:
-    return f" val {record['val_psnr']:.2f} dB" if record.get("val_psnr") is not None else ""
-
-
-def benchmark_sets(cfg: EvaluationConfig, console: Console) -> list[BenchmarkSet]:
-    return existing_sets(cfg.sets,
+def finish_run(trainer: Trainer, run_dir: Path, cfg: EvaluationConfig, scales: list[int], weights: str,
+               metadata: dict[str, str], console: Console) -> tuple[dict, list[BenchmarkSet]]:
+    """Save the trained model as ``weights`` (before the slow evaluation, then again with the
+    PSNR it measured, which exports carry), evaluate it once on the benchmark sets, and return
+    the results (not yet written; the model's scores under its file's stem) and the sets."""
+    val = trainer.validate()
+    model = trainer.model.eval()
+    role = Path(weights).stem
+    meta = {**metadata, "steps": str(trainer.step), "val_psnr": json.dumps(val), "scales": json.dumps(scales)}
+    save_safetensors(model, run_dir / weights, meta)
+    results = {"run": str(run_dir), "steps": trainer.step, "seconds": round(trainer.elapsed, 1),
+               "steps_per_second": round(trainer.step / max(trainer.elapsed, 1e-9), 3),
+               "device": describe_device(trainer.device), "validation": val, role: []}
+    sets = existing_sets(cfg.sets,
                          lambda folder: console.print(f"[yellow]evaluation set {folder} not found: skipped[/]"))
-
-
-def results_skeleton(run_dir: Path, trainer: Trainer, validation: dict[str, float]) -> dict:
-    """The fields every training run's ``results.json`` has; commands add their scores."""
-    return {"run": str(run_dir), "steps": trainer.step, "seconds": round(trainer.elapsed, 1),
-            "steps_per_second": round(trainer.step / max(trainer.elapsed, 1e-9), 3),
-            "device": describe_device(trainer.device), "validation": validation}
-
-
-def score_and_show(model: torch.nn.Module, sets: list[BenchmarkSet], scales: list[int], ssim: bool,
-                   device: torch.device, console: Console, title: str) -> list:
-    """Benchmark scores of ``model`` (printed as a table), evaluated once at the end of a run."""
-    with console.status(f"evaluating the {title.split()[0]} on the benchmark sets"):
-        scores = evaluate(torch_predictor(model, device), sets, scales, ssim)
-    console.print(scores_table(scores, title=title))
-    return scores
+    if sets:
+        with console.status(f"evaluating the {role} on the benchmark sets"):
+            scores = evaluate(torch_predictor(model, trainer.device), sets, scales, cfg.ssim)
+        console.print(scores_table(scores, title=f"{role} ({run_dir.name})"))
+        results[role] = [s.to_dict() for s in scores]
+        measured: dict = {}
+        for sc in scores:
+            measured.setdefault(sc.set, {})[str(sc.scale)] = round(sc.psnr, 4)
+        save_safetensors(model, run_dir / weights, {**meta, "measured_psnr": json.dumps(measured)})
+    return results, sets
