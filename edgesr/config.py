@@ -85,11 +85,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             fail(key, f"expected a list, got {value!r}")
-        args = get_args(tp) or (Any, ...)
-        if args[-1] is not Ellipsis and len(value) != len(args):
+        args = get_args(tp) or (Any,)
+        any_length = origin is list or len(args) == 1 or args[-1] is Ellipsis
+        if not any_length and len(value) != len(args):
             fail(key, f"expected {len(args)} values, got {len(value)}")
-        inner = [args[0] if args[-1] is Ellipsis else a for a in args]
-        return tuple(_coerce(v, inner[min(i, len(inner) - 1)], f"{key}[{i}]") for i, v in enumerate(value))
+        return tuple(_coerce(v, args[0] if any_length else args[i], f"{key}[{i}]") for i, v in enumerate(value))
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             fail(key, f"expected a mapping, got {value!r}")
@@ -120,7 +120,7 @@ def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
     declared range name the key."""
     hints = get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(str(k) for k in data if k not in fields)
     if unknown:
         fail(prefix + unknown[0], f"unknown key (known: {', '.join(fields)})")
     kwargs = {name: _coerce(value, hints[name], prefix + name) for name, value in data.items()}
