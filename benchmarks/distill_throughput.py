@@ -1,4 +1,5 @@
-"""Student steps per second of distillation recipes on this machine (CPU by default).
+"""Student steps per second of distillation recipes on this machine (CPU by default),
+measured on the real training step (``benchmarks/table1.py`` uses :func:`measure` too).
 
     python benchmarks/distill_throughput.py --recipes quick --seconds 60 [--device cpu] [--threads 2]
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import time
 from pathlib import Path
 
 import torch
@@ -18,9 +20,44 @@ from rich.table import Table
 
 from edgesr.config import load_recipe
 from edgesr.distill.recipe import DistillRecipe
-from edgesr.distill.throughput import measure
+from edgesr.distill.trainer import Distiller
+from edgesr.models.vdsr import VDSR
 from edgesr.models.zoo import load_model
 from edgesr.train.command import resolve_device
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(recipe: DistillRecipe, teacher: VDSR, device: torch.device, seconds: float = 10.0,
+            warmup_cycles: int = 1) -> dict[str, float]:
+    """Run whole training cycles for about ``seconds`` after a warm-up; report the rate.
+
+    Whole cycles (``student_steps_per_gen_step`` student steps + one generator step) are timed,
+    so the generator and CMI costs are included in proportion.
+    """
+    d = Distiller(recipe, teacher, device)
+    k = recipe.student_steps_per_gen_step
+
+    def cycle() -> None:
+        for _ in range(k):
+            d.train_step()
+            d.step += 1
+
+    for _ in range(max(warmup_cycles, 1)):
+        cycle()
+    _sync(device)
+    start, steps = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds or steps == 0:
+        cycle()
+        steps += k
+        _sync(device)
+    elapsed = time.perf_counter() - start
+    rate = steps / elapsed
+    return {"steps_per_second": rate, "patches_per_second": rate * recipe.batch_size,
+            "steps": steps, "seconds": elapsed}
 
 
 def main() -> None:

@@ -22,13 +22,13 @@ import time
 from pathlib import Path
 
 import torch
+from distill_throughput import measure  # the script beside this one
 from rich.console import Console
 
 from edgesr.config import load_recipe
 from edgesr.data.benchmark import open_set
 from edgesr.distill.command import distill, teacher_scores
 from edgesr.distill.recipe import DistillRecipe
-from edgesr.distill.throughput import measure
 from edgesr.models.zoo import load_model
 from edgesr.train.command import describe_device, resolve_device
 from edgesr.train.run_folder import CHECKPOINT_FILE, RESULTS_FILE

@@ -175,7 +175,8 @@ def teacher_train_cmd(
 
     if len(data) > 1:
         raise EdgesrError("give one --data folder")
-    check_scales(scales)
+    if scales:
+        check_scales(scales)
     train_teacher(data[0] if data else None, scales, recipe, set_, out, device, resume, console=console)
 
 
@@ -207,7 +208,8 @@ def bench_cmd(
     from .bench.rows import run_bench
     from .data.benchmark import open_set
 
-    check_scales(scales)
+    if scales:
+        check_scales(scales)
     if warmup < 0:
         raise EdgesrError(f"--warmup must be 0 or more, got {warmup}")
     for name, v in [("--runs", runs), ("--threads", threads), *(("--sizes", n) for n in sizes)]:

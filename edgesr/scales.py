@@ -18,9 +18,10 @@ MIN_SCALE, MAX_SCALE = 2, 8
 Scale = Annotated[int, Range(MIN_SCALE, MAX_SCALE)]
 
 
-def check_scales(scales: Sequence[int], what: str = "--scales", empty_ok: bool = True) -> list[int]:
-    """``scales`` if every one is an integer from 2 to 8 and none repeats; else a one-line error."""
-    if not scales and not empty_ok:
+def check_scales(scales: Sequence[int], what: str = "--scales") -> list[int]:
+    """``scales`` if there is one or more, each an integer from 2 to 8, none repeated; else a
+    one-line error."""
+    if not scales:
         raise EdgesrError(f"{what}: give at least one scale")
     bad = [s for s in scales if not MIN_SCALE <= s <= MAX_SCALE]
     if bad:

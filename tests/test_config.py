@@ -1,10 +1,11 @@
 import pytest
 
-from edgesr.config import apply_overrides, from_dict, load_recipe, numeric_keys
+from edgesr.config import apply_overrides, from_dict, load_recipe
 from edgesr.distill.recipe import DistillRecipe
 from edgesr.errors import EdgesrError
 from edgesr.teacher.recipe import TeacherRecipe
 from tests.cli_helpers import ROOT
+from tests.recipe_keys import numeric_keys
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "recipes").glob("*.yaml")), ids=lambda p: p.stem)

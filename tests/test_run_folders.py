@@ -18,7 +18,6 @@ import pytest
 import torch
 from rich.console import Console
 
-from edgesr.config import numeric_keys
 from edgesr.distill.command import distill
 from edgesr.errors import EdgesrError
 from edgesr.models.formats import read_weights, save_safetensors
@@ -26,6 +25,7 @@ from edgesr.teacher.command import train_teacher
 from edgesr.train.recipe import RunRecipe
 from tests.cli_helpers import ROOT, assert_user_error, run_cli
 from tests.distill_helpers import tiny_teacher
+from tests.recipe_keys import numeric_keys
 from tests.teacher_helpers import write_images
 
 OLD_RUNS = ROOT / "tests" / "data" / "old_runs"

@@ -100,7 +100,7 @@ class DistillRecipe(RunRecipe):
 
     def validate(self) -> None:
         super().validate()
-        check_scales(self.scales, "recipe key scales", empty_ok=False)
+        check_scales(self.scales, "recipe key scales")
         if len(self.generator.lr_sizes) != len(self.scales):
             fail("generator.lr_sizes", "needs one LR size per scale")
         if any(s % 4 for s in self.generator.lr_sizes):

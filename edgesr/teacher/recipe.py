@@ -49,6 +49,6 @@ class TeacherRecipe(RunRecipe):
 
     def validate(self) -> None:
         super().validate()
-        check_scales(self.scales, "recipe key scales", empty_ok=False)
+        check_scales(self.scales, "recipe key scales")
         if not self.patches.downsizes:
             fail("patches.downsizes", "give at least one factor (1.0 = the images as they are)")

@@ -1,10 +1,8 @@
 """Checkpoints: written atomically and only with finite weights; read without running code.
 
-A checkpoint is the loop's progress (``step``, ``elapsed``, ``log``), the torch RNG states
-(``rng``, ``cuda_rng``) and the method's :meth:`~edgesr.train.trainer.Trainer.state_dict`, all
-tensors and plain containers. It is read with ``torch.load(weights_only=True)``, which rebuilds
-tensors and containers and refuses any other object a file names, so a run folder from
-someone else cannot execute anything when resumed.
+A checkpoint is the loop's progress (``step``, ``elapsed``, ``log``), the torch RNG states and
+the method's state, all tensors and plain containers, read with ``torch.load(weights_only=True)``:
+a run folder from someone else cannot execute anything when resumed.
 """
 
 from __future__ import annotations

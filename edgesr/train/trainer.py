@@ -1,11 +1,9 @@
 """What a training method gives the loop: :class:`Trainer`.
 
-The loop (:func:`edgesr.train.loop.fit`) owns the order of things; a method owns its networks,
-optimisers, data and the step that advances them. Everything the loop reads is here, so a new
-way to draw samples, a cache of teacher outputs or a closed-form initialisation changes a
-method's ``__init__`` or ``train_step``, never the loop. For data-parallel training the
-networks a method builds are the ones to wrap, and seeding (:meth:`Trainer.__init__`) is the
-one place a rank enters the random streams.
+The loop owns the order of things; a method owns its networks, optimisers, data and step. New
+sample sources, cached teacher outputs or another initialisation change a method's
+``__init__`` or ``train_step``, never the loop; data-parallel training wraps the networks a
+method builds and seeds each rank in :meth:`Trainer.__init__`.
 """
 
 from __future__ import annotations
