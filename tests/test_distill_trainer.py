@@ -80,7 +80,7 @@ def test_checkpoint_refuses_non_finite_weights(tmp_path):
     assert not (tmp_path / CHECKPOINT_FILE).exists()
 
 
-def test_cli_sigterm_thenresume(tmp_path):
+def test_cli_sigterm_then_resume(tmp_path):
     """The real command: SIGTERM mid-run writes a checkpoint; --resume completes the run."""
     teacher = tmp_path / "teacher.safetensors"
     save_safetensors(tiny_teacher(), teacher)
