@@ -125,7 +125,8 @@ def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog, resume
 
             def on_step(step: int, record: dict) -> None:
                 val = f" val {record['val_psnr']:.2f} dB" if record.get("val_psnr") is not None else ""
-                progress.update(task, completed=step, total=trainer.horizon, info=info(record) + val)
+                text = info(record) + val  # empty between log lines: keep the last one shown
+                progress.update(task, completed=step, total=trainer.horizon, **({"info": text} if text else {}))
 
             fit(trainer, run_dir, metrics, stop, on_step)
     finally:
