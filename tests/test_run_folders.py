@@ -1,7 +1,7 @@
 """Run folders across versions and from strangers: what both training commands share.
 
-* folders written by the code before the training layer resume and end with exactly the
-  weights that code reached uninterrupted;
+* folders written by the code before the training layer resume and end with the weights that
+  code reached uninterrupted;
 * a checkpoint carrying a pickle payload is refused without running it;
 * every run-level recipe key out of its declared range is the same one-line error on both
   commands, before any folder is made.
@@ -71,7 +71,9 @@ def test_old_run_folders_resume_to_the_weights_of_an_uninterrupted_run(old_run, 
         got, want, steps = "teacher.safetensors", "expected_model.safetensors", 12
     assert json.loads((run / "results.json").read_text())["steps"] == steps
     mine, theirs = read_weights(run / got)[0], read_weights(run / want)[0]
-    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    assert mine.keys() == theirs.keys()
+    for k in mine:  # identical on the machine that wrote them; another CPU may round differently
+        torch.testing.assert_close(mine[k], theirs[k], rtol=0, atol=1e-6, msg=k)
     logged = [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
     assert [s for s in logged if s] == list(range(1, steps + 1))  # log_every 1: each step once
     assert set(torch.load(run / "checkpoint.pt", weights_only=True)) == OLD_KEYS[kind]
