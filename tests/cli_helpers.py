@@ -29,7 +29,9 @@ def run_python(code: str, block_torch: bool = False, timeout: int = 120) -> subp
 def run_cli(*args: str, env: dict | None = None, timeout: int = 600, block_torch: bool = False,
             cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """``python -m edgesr ARGS``; with ``block_torch`` any ``import torch`` fails."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    # from another working folder too (``cwd``), edgesr is this checkout
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    full_env = {**os.environ, "PYTHONPATH": path, **(env or {})}
     if block_torch:
         main = "from edgesr.cli import main\nsys.argv = ['edgesr'] + sys.argv[1:]\nmain()\n"
         cmd = [sys.executable, "-c", BLOCK_TORCH + main, *args]
