@@ -10,18 +10,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: int = 600, block_torch: bool = False
-            ) -> subprocess.CompletedProcess:
-    """``python -m edgesr ARGS``; with ``block_torch`` any ``import torch`` fails."""
+def run_cli(*args: str, env: dict | None = None, timeout: int = 600, block_torch: bool = False,
+            block: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """``python -m edgesr ARGS``; importing torch (``block_torch``) or any module in ``block``
+    fails as it does where the package is not installed."""
     full_env = {**os.environ, **(env or {})}
+    blocked = (*block, "torch") if block_torch else block
     prelude = []
-    if block_torch:
+    if blocked:
         prelude = ["-c", (
             "import sys\n"
             "class _Block:\n"
             "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name == 'torch' or name.startswith('torch.'):\n"
-            "            raise ImportError('torch is blocked in this test')\n"
+            f"        if name.partition('.')[0] in {blocked!r}:\n"
+            "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
             "sys.meta_path.insert(0, _Block())\n"
             "from edgesr.cli import main\n"
             "sys.argv = ['edgesr'] + sys.argv[1:]\n"
