@@ -3,7 +3,9 @@ install command, and converters that leave the process's logging as they found i
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
 import sys
 import tomllib
 
@@ -107,19 +109,32 @@ def test_quiet_restores_levels_and_handlers(capsys):
 
 
 def test_export_leaves_logging_as_it_was(tmp_path):
-    """The ONNX export, calibration and quantization used to set the root logger to ERROR for good."""
-    import numpy as np
-    import torch
+    """ONNX export, calibration and quantization in a fresh process (no pytest handlers on the
+    root logger, so ``logging.warning`` inside onnxruntime would call ``basicConfig``): every
+    logger's level and the root's handlers are as before. Quantization used to set the root
+    logger to ERROR for good."""
+    code = f"""
+import json, logging
+import numpy as np, torch
+from edgesr.export.deploy_net import DeployNet
+from edgesr.export.onnx_export import torch_to_onnx
+from edgesr.export.quantize import calibrate, quantize
+from edgesr.models import VDSR
 
-    from edgesr.export.deploy_net import DeployNet
-    from edgesr.export.onnx_export import torch_to_onnx
-    from edgesr.export.quantize import calibrate, quantize
-    from edgesr.models import VDSR
+def state():
+    levels = {{n: lg.level for n, lg in logging.root.manager.loggerDict.items() if isinstance(lg, logging.Logger)}}
+    return logging.root.level, len(logging.root.handlers), levels
 
-    logging.getLogger("torch.onnx")  # exists before, so its level is compared too
-    before = _logging_state()
-    torch.manual_seed(0)
-    fp32 = torch_to_onnx(DeployNet(VDSR(4, depth=3), 2, "bicubic"))
-    inputs = np.random.default_rng(0).random((8, 1, 16, 16), dtype=np.float32)
-    quantize(fp32, calibrate(fp32, inputs, "minmax", tmp_path / "ranges.json", "cpu"), "cpu")
-    _assert_unchanged(before)
+before = state()
+torch.manual_seed(0)
+fp32 = torch_to_onnx(DeployNet(VDSR(4, depth=3), 2, "bicubic"))
+inputs = np.random.default_rng(0).random((8, 1, 16, 16), dtype=np.float32)
+quantize(fp32, calibrate(fp32, inputs, "minmax", {str(tmp_path / "ranges.json")!r}, "cpu"), "cpu")
+after = state()
+changed = {{n: [lv, after[2][n]] for n, lv in before[2].items() if after[2][n] != lv}}
+print(json.dumps([before[:2], after[:2], changed]))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    before, after, changed = json.loads(r.stdout.strip().splitlines()[-1])
+    assert before == after and changed == {}
