@@ -190,3 +190,9 @@ def test_export_without_onnxsim(run_dir, exported, tmp_path):
         assert outs[0].shape == (1, 1, 40, 48)
         # fp32: float rounding; int8: the same calibration and quantization, so the same grid
         assert np.abs(outs[0] - outs[1]).max() <= (1e-5 if name == "fp32.onnx" else 1e-3), name
+
+
+def test_coreml_without_coremltools_names_the_extra(tmp_path):
+    r = run_cli("export", "--target", "coreml", "-o", str(tmp_path / "m.mlpackage"), block=("coremltools",))
+    assert_user_error(r, '--target coreml needs coremltools (not installed here): pip install "edgesr[coreml]"')
+    _assert_nothing_written(tmp_path, set())
