@@ -2,10 +2,12 @@
 
 edgesr installs by role. The base distribution is the device side (bench, upscale, demo on
 onnxruntime); extras add the rest: ``train`` (torch, onnx, ... for distill, teacher train,
-eval and export), ``plot``, ``coreml``, ``tensorrt``. Every import of a package that an
-install may lack goes through :func:`require`, so a missing one is always the same
-:class:`MissingPackage` line naming the install command, in export and runtime alike, never an
-ImportError. ``EXTRAS`` mirrors ``[project.optional-dependencies]`` (a test keeps them equal).
+eval and export), ``plot``, ``coreml``, ``tensorrt``. The CLI's host commands check their
+whole extra up front (:func:`require_extra`), and every other import of a package some install
+lacks (a runtime's, a converter's, a plot's) goes through :func:`require`, so a missing package
+is always the same :class:`MissingPackage` line naming the install command, in export and
+runtime alike, never an ImportError. ``EXTRAS`` mirrors ``[project.optional-dependencies]``
+(tests/test_optional.py keeps them equal).
 """
 
 from __future__ import annotations
