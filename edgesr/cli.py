@@ -8,16 +8,17 @@ printed as one line with a non-zero exit code; anything else is a bug and keeps 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import EdgesrError
 from .export.pipeline import DEFAULT_FLOAT_LAYERS, DEFAULT_METHOD
+from .optional import available, require_extra
 from .scales import check_scales
 
 app = typer.Typer(
@@ -64,13 +65,27 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except EdgesrError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def host_command(name: str):
+    """``edgesr NAME`` needs the ``train`` extra: on a device install, say so in one line up front."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            require_extra("train", f"edgesr {name}")
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def _version(value: bool) -> None:
@@ -89,16 +104,11 @@ def _root(
     """Data-free distillation, export and on-device benchmarking of super-resolution models."""
 
 
-def _torch_installed() -> bool:
-    """Whether torch could be imported, without importing it (device-side commands stay light)."""
-    try:
-        return importlib.util.find_spec("torch") is not None
-    except ImportError:
-        return False
 
 
 @app.command("eval")
 @user_errors
+@host_command("eval")
 def eval_cmd(
     model: Annotated[str | None, typer.Option(
         help="zoo name (edgesr-vdsr, pytorch-vdsr) or weights file [default: the zoo's default teacher]")] = None,
@@ -134,6 +144,7 @@ def eval_cmd(
 
 @app.command("distill")
 @user_errors
+@host_command("distill")
 def distill_cmd(
     recipe: Annotated[str | None, typer.Option(help="recipe name (quick, dfsr, paper, ...) or YAML path")] = None,
     teacher: Annotated[str | None, typer.Option(help="teacher zoo name or weights path (overrides the recipe)")] = None,
@@ -155,6 +166,7 @@ app.add_typer(teacher_app, name="teacher")
 
 @teacher_app.command("train")
 @user_errors
+@host_command("teacher train")
 def teacher_train_cmd(
     data: Annotated[list[Path], typer.Option(help="folder of ground-truth training images "
                                                   "(e.g. ../shared/data/train291); "
@@ -214,10 +226,12 @@ def bench_cmd(
         raise EdgesrError(f"--warmup must be 0 or more, got {warmup}")
     for name, v in [("--runs", runs), ("--threads", threads), *(("--sizes", n) for n in sizes)]:
         _positive(name, v)
+    if plot_out:
+        require_extra("plot", "--plot")
     sets = [open_set(d) for d in data]
     with console.status("benchmarking") as status:
         reference = None
-        if torch_ref and _torch_installed():
+        if torch_ref and available("torch"):
             from .reference import torch_row
 
             def reference(model: str, eval_scales):
@@ -281,7 +295,7 @@ def upscale_cmd(
                              on_tile=lambda i, n: bar.update(tiles, completed=i, total=n, visible=n > 1))
             except EdgesrError as exc:
                 failed += 1
-                bar.console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                bar.console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             bar.update(files, advance=1)
             bar.update(tiles, visible=False)
     if failed:
@@ -312,6 +326,7 @@ def demo_cmd(
         server.serve_forever()
 @app.command("export")
 @user_errors
+@host_command("export")
 def export_cmd(
     model: Annotated[str | None, typer.Option(
         help="zoo name (edgesr-vdsr, pytorch-vdsr) or weights file [default: the zoo's default teacher]")] = None,
@@ -344,9 +359,9 @@ def export_cmd(
     with console.status("exporting") as status:
         result = export_model(req, progress=lambda msg: status.update(msg))
     for note in result.notes:
-        console.print(note)
+        console.print(note, soft_wrap=True)
     m = result.meta
-    console.print(f"wrote {result.path} (x{m.scale}, {m.input_kind} input, {m.precision})")
+    console.print(f"wrote {result.path} (x{m.scale}, {m.input_kind} input, {m.precision})", soft_wrap=True)
 
 
 def main() -> None:

@@ -9,15 +9,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
+def block_source(modules: tuple[str, ...]) -> str:
+    """Python source after which importing any of ``modules`` (or their submodules) fails as it
+    does where the package is not installed."""
+    return (
+        "import sys\n"
+        "class _Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.partition('.')[0] in {tuple(modules)!r}:\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, _Block())\n"
+    )
+
+
 #: Python source that makes every later ``import torch`` fail: the device side's world
-BLOCK_TORCH = (
-    "import sys\n"
-    "class _Block:\n"
-    "    def find_spec(self, name, path=None, target=None):\n"
-    "        if name == 'torch' or name.startswith('torch.'):\n"
-    "            raise ImportError('torch is blocked in this test')\n"
-    "sys.meta_path.insert(0, _Block())\n"
-)
+BLOCK_TORCH = block_source(("torch",))
 
 
 def run_python(code: str, block_torch: bool = False, timeout: int = 120) -> subprocess.CompletedProcess:
@@ -27,14 +34,16 @@ def run_python(code: str, block_torch: bool = False, timeout: int = 120) -> subp
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: int = 600, block_torch: bool = False,
-            cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    """``python -m edgesr ARGS``; with ``block_torch`` any ``import torch`` fails."""
+            block: tuple[str, ...] = (), cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """``python -m edgesr ARGS``; importing torch (``block_torch``) or any module in ``block``
+    fails as it does where the package is not installed."""
     # from another working folder too (``cwd``), edgesr is this checkout
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     full_env = {**os.environ, "PYTHONPATH": path, **(env or {})}
-    if block_torch:
+    blocked = (*block, "torch") if block_torch else block
+    if blocked:
         main = "from edgesr.cli import main\nsys.argv = ['edgesr'] + sys.argv[1:]\nmain()\n"
-        cmd = [sys.executable, "-c", BLOCK_TORCH + main, *args]
+        cmd = [sys.executable, "-c", block_source(blocked) + main, *args]
     else:
         cmd = [sys.executable, "-m", "edgesr", *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout)
