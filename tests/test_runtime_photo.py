@@ -9,6 +9,7 @@ from edgesr.ops import imresize, rgb_to_ycbcr
 from edgesr.runtime import open_upscaler
 from edgesr.runtime.photo import Photo, encode_png, read_photo, upscale_photo, write_photo
 from tests.artifacts import affine_artifact
+from tests.demo_helpers import bomb_png
 
 A, B = 0.9, 0.05
 
@@ -88,20 +89,6 @@ def test_palette_with_transparency_keeps_alpha(tmp_path):
     img.info["transparency"] = 0
     img.save(tmp_path / "p.png", transparency=0)
     assert read_photo(tmp_path / "p.png").mode == "RGBA"
-
-
-def bomb_png(width: int, height: int) -> bytes:
-    """A valid PNG declaring ``width x height`` gray pixels, all zero: tiny on disk, huge decoded."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = zlib.compressobj(9)
-    body = b"".join(rows.compress(b"\x00" * (width + 1)) for _ in range(height)) + rows.flush()
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", body) + chunk(b"IEND", b""))
 
 
 def test_pixel_limit_is_checked_on_the_header_before_decoding(tmp_path, monkeypatch):

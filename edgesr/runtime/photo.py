@@ -32,6 +32,10 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 READ_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF")  # JPEG includes MPO (phone cameras)
 
 
+class TooManyPixels(EdgesrError):
+    """An image over a pixel limit, known from its header (callers may answer it differently)."""
+
+
 @dataclass
 class Photo:
     """``pixels``: ``HxWxC`` uint8 or uint16, upright; C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA."""
@@ -118,8 +122,10 @@ def _describe(source: str | Path | bytes) -> str:
 
 def _why(exc: Exception) -> str:
     """A short reason for a decoder failure, never echoing the file's path or object."""
-    from PIL import UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
+    if isinstance(exc, Image.DecompressionBombError):
+        return f"it declares more than the {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP Pillow decodes"
     if isinstance(exc, UnidentifiedImageError):
         return f"not a {', '.join(READ_FORMATS[:-1])} or {READ_FORMATS[-1]} file"
     detail = str(exc).splitlines()[0][:120] if str(exc) else ""
@@ -128,9 +134,13 @@ def _why(exc: Exception) -> str:
 
 def image_size(source: str | Path | bytes) -> tuple[int, int]:
     """``(width, height)`` as the file's header declares it, without decoding any pixel."""
+    from PIL import Image
+
     try:
         with _opened(source) as f, _open_image(f) as im:
             return im.size
+    except Image.DecompressionBombError as exc:
+        raise TooManyPixels(f"cannot read {_describe(source)}: {_why(exc)}") from None
     except Exception as exc:
         raise EdgesrError(f"cannot read {_describe(source)}: {_why(exc)}") from None
 
@@ -138,7 +148,7 @@ def image_size(source: str | Path | bytes) -> tuple[int, int]:
 def check_pixels(width: int, height: int, max_pixels: int, what: str = "the image") -> None:
     """Refuse an image above ``max_pixels``; called on header sizes, before decoding."""
     if width * height > max_pixels:
-        raise EdgesrError(f"{what} is {width}x{height} ({width * height / 1e6:.1f} MP), more than the "
+        raise TooManyPixels(f"{what} is {width}x{height} ({width * height / 1e6:.1f} MP), more than the "
                           f"{max_pixels / 1e6:.1f} MP allowed")
 
 
