@@ -55,8 +55,9 @@ def bomb_png(width: int, height: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    rows = zlib.compressobj(9)
-    body = b"".join(rows.compress(b"\x00" * (width + 1)) for _ in range(height)) + rows.flush()
+    rows, block = zlib.compressobj(9), b"\x00" * (width + 1) * 100
+    body = b"".join(rows.compress(block) for _ in range(height // 100))
+    body += rows.compress(b"\x00" * (width + 1) * (height % 100)) + rows.flush()
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
             + chunk(b"IDAT", body) + chunk(b"IEND", b""))
 

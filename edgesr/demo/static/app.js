@@ -191,9 +191,11 @@ function downloadName(res) {
 async function show(left, right) {
   $("result").hidden = false;
   await Promise.all([loaded($("img-left"), left.url), loaded($("img-right"), right.url)]);
+  // small results are enlarged by a whole number, pixelated (a blur would hide the difference);
+  // large ones fit the width
   const w = $("img-right").naturalWidth;
-  const k = Math.max(1, Math.floor(480 / w));  // small results: whole-pixel enlargement, not blur
-  $("compare").style.maxWidth = `${w * k}px`;
+  const k = Math.max(1, Math.floor(Math.min($("result").clientWidth, 720) / w));
+  $("stage").style.maxWidth = `${w * k}px`;
   $("compare").classList.toggle("pixelated", k > 1);
   $("img-left").alt = `${label(byId(left.id))} result`;
   $("img-right").alt = `${label(byId(right.id))} result`;
@@ -234,6 +236,18 @@ function drawLoupe() {
     ctx.fillRect(0, 0, canvas.width, canvas.height);
     if (img.naturalWidth) ctx.drawImage(img, x, y, n, n, 0, 0, canvas.width, canvas.height);
   }
+  // the loupe's square on the image
+  const img = $("img-right");
+  const shown = $("compare").clientWidth / (img.naturalWidth || 1);
+  const side = (canvasSide() / zoom) * shown;
+  const spot = $("spot").style;
+  spot.width = spot.height = `${side}px`;
+  spot.left = `${state.point[0] * $("compare").clientWidth - side / 2}px`;
+  spot.top = `${state.point[1] * $("compare").clientHeight - side / 2}px`;
+}
+
+function canvasSide() {
+  return $("zoom-left").width;
 }
 
 // -- input ---------------------------------------------------------------------------------
@@ -251,6 +265,7 @@ function choose(file) {
     return;
   }
   forget();
+  $("result").hidden = true;
   state.file = file;
   state.point = [0.5, 0.5];
   run();
