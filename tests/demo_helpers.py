@@ -87,6 +87,7 @@ def server_thread(server) -> Iterator[Running]:
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+        server.close()
 
 
 def request(port: int, raw: bytes, timeout: float = 30.0, shut_write: bool = False) -> Reply:

@@ -7,8 +7,9 @@ must beat, and the page puts it on the other side of the comparison slider.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import PurePath
 
 from ..errors import EdgesrError
@@ -18,6 +19,9 @@ from ..runtime.bicubic import BicubicUpscaler
 BICUBIC = "bicubic"
 #: the scales a ``bicubic``-input model (VDSR) or the bicubic reference may be asked for
 ANY_SCALE = (2, 3, 4)
+#: backends whose one loaded model may run on several threads at once (an onnxruntime session
+#: may; a TensorRT execution context and its buffers may not, nor is CoreML documented to)
+CONCURRENT_BACKENDS = ("onnxruntime", "numpy")
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,14 @@ class Choice:
     id: str
     upscaler: Upscaler
     scales: tuple[int, ...]
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def call(self, fn: Callable, *args):
+        """``fn(upscaler, *args)``, one at a time unless the backend allows concurrent runs."""
+        if self.upscaler.backend in CONCURRENT_BACKENDS:
+            return fn(self.upscaler, *args)
+        with self._lock:
+            return fn(self.upscaler, *args)
 
     def info(self) -> dict:
         """What the page shows; file *names* only, since responses never carry a machine path."""

@@ -57,8 +57,8 @@ class WorkerThreads:
             threading.Thread(target=self._work, name=f"edgesr-demo-worker-{i}", daemon=True).start()
 
     def _work(self) -> None:
-        while True:
-            loop, fut, fn, args = self._jobs.get()
+        while (job := self._jobs.get()) is not None:
+            loop, fut, fn, args = job
             try:
                 result, error = fn(*args), None
             except BaseException as exc:  # noqa: BLE001 (handed to the awaiting coroutine)
@@ -67,6 +67,11 @@ class WorkerThreads:
                 loop.call_soon_threadsafe(_resolve, fut, result, error)
             except RuntimeError:  # the loop has closed: the server stopped meanwhile
                 pass
+
+    def close(self, n: int) -> None:
+        """Let the ``n`` threads end once they are idle."""
+        for _ in range(n):
+            self._jobs.put(None)
 
     async def run(self, fn: Callable, *args):
         loop = asyncio.get_running_loop()
@@ -120,6 +125,9 @@ class DemoServer:
                 "reference": self.catalog.reference.info(),
                 "limits": {"max_upload": lim.max_upload, "max_pixels": lim.max_pixels,
                            "max_output_pixels": lim.max_output_pixels}}
+
+    def close(self) -> None:
+        self._threads.close(self.limits.workers)
 
     async def start(self, host: str, port: int) -> asyncio.Server:
         self._workers = asyncio.Semaphore(self.limits.workers)
@@ -246,7 +254,7 @@ class DemoServer:
     async def _run(self, choice: Choice, data: bytes, scale: int) -> Upscaled:
         started = time.perf_counter()
         try:
-            return await self._threads.run(upscale_upload, choice.upscaler, data, scale, self.limits)
+            return await self._threads.run(choice.call, upscale_upload, data, scale, self.limits)
         except TooManyPixels as exc:
             raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(exc)) from None
         except EdgesrError as exc:
@@ -280,5 +288,6 @@ def serve(server: DemoServer, host: str, port: int, on_ready: Callable[[int], No
             await stop.wait()
         finally:
             srv.close()  # open connections are cancelled as asyncio.run ends
+            server.close()
 
     asyncio.run(main())
