@@ -218,6 +218,9 @@ def test_busy_server_answers_503_with_retry_after(catalog, monkeypatch):
         assert started.wait(10)
         busy = post(running.port, png_bytes(8, 8))
         assert busy.status == 503 and "busy" in busy.text and 1 <= int(busy.headers["retry-after"]) <= 60
+        # a large upload answered before its body is read still gets to read the reply
+        big = post(running.port, np.random.default_rng(0).bytes(6_000_000))
+        assert big.status == 503 and "busy" in big.text
         assert get(running.port, "/api/info").status == 200  # the page itself is never queued
         release.set()
         thread.join(30)

@@ -18,7 +18,8 @@ from .limits import Limits
 
 #: request line plus headers; also the stream reader's buffer limit
 MAX_HEAD = 16 * 1024
-#: what a client may keep sending after an early error reply before the socket is closed
+#: what a client may keep sending after an error reply before the socket is closed, unless
+#: it is the rest of an upload the server would have taken (see ``DemoServer._drain_budget``)
 LINGER_BYTES, LINGER_SECONDS = 1 << 20, 1.0
 #: sent with every reply: no sniffing, no framing, scripts and styles from this server only
 SECURITY_HEADERS = {
@@ -51,6 +52,8 @@ class Request:
     query: dict[str, str]
     #: lower-cased names
     headers: dict[str, str] = field(default_factory=dict)
+    #: whether reading the body began (an error after that needs no long drain)
+    body_started: bool = False
 
     def content_length(self, max_bytes: int) -> int:
         """The declared body size, refused unless it is one plain number from 1 to ``max_bytes``."""
@@ -158,16 +161,19 @@ async def send(writer: asyncio.StreamWriter, status: int, body: bytes, content_t
         raise ClientGone from None
 
 
-async def close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, linger: bool) -> None:
-    """Close the connection; after an early error reply, first read (and drop) what the client
-    is still sending for a moment, so that it reads the reply instead of a connection reset."""
+async def close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, drain: tuple[int, float] = (0, 0.0)
+                ) -> None:
+    """Close the connection; after an error reply, first read and drop up to ``drain`` =
+    ``(bytes, seconds)`` of what the client still sends: closing on unread data resets the
+    connection, and a client mid-upload would then see the reset instead of the reply."""
+    limit, seconds = drain
     try:
-        if linger:
+        if limit:
             if writer.can_write_eof():
                 writer.write_eof()
             loop = asyncio.get_running_loop()
-            end, dropped = loop.time() + LINGER_SECONDS, 0
-            while dropped < LINGER_BYTES and loop.time() < end:
+            end, dropped = loop.time() + seconds, 0
+            while dropped < limit and loop.time() < end:
                 chunk = await asyncio.wait_for(reader.read(1 << 16), end - loop.time())
                 if not chunk:
                     break

@@ -26,7 +26,8 @@ from .. import __version__
 from ..errors import EdgesrError
 from .catalog import Catalog, Choice
 from .limits import Limits
-from .protocol import MAX_HEAD, ClientGone, HttpError, Request, close, read_body, read_request, send
+from .protocol import (LINGER_BYTES, LINGER_SECONDS, MAX_HEAD, ClientGone, HttpError, Request, close,
+                       read_body, read_request, send)
 from ..runtime.photo import TooManyPixels
 from .work import Upscaled, upscale_upload, warm_up
 
@@ -143,25 +144,34 @@ class DemoServer:
         self.connections += 1
         started = time.monotonic()
         req: Request | None = None
-        status, size, note, linger = 0, 0, "", False
+        status, size, note, drain = 0, 0, "", (0, 0.0)
         try:
             req = await read_request(reader, self.limits.head_timeout)
             status, size = await self._route(req, reader, writer)
         except HttpError as exc:
-            status, note, linger = exc.status, exc.message, True
+            status, note, drain = exc.status, exc.message, self._drain_budget(req)
             size = await self._error(writer, exc, req)
         except ClientGone:
             note = "client went away"
         except Exception:  # a bug, not the client's fault: keep its traceback in the log
             self.log(traceback.format_exc().rstrip())
-            status, note, linger = 500, "internal error", True
+            status, note, drain = 500, "internal error", self._drain_budget(req)
             size = await self._error(writer, HttpError(500, "internal error: the server's log has the details"), req)
         finally:
             self.connections -= 1
-            await close(reader, writer, linger)
+            await close(reader, writer, drain)
         what = f"{req.method} {_printable(req.target)}" if req else "-"
         self.log(f"{time.strftime('%H:%M:%S')} {peer} {what} {status or '-'} {size}B "
                  f"{time.monotonic() - started:.2f}s" + (f" {note}" if note else ""))
+
+    def _drain_budget(self, req: Request | None) -> tuple[int, float]:
+        """After an error reply: read and drop the rest of an upload the server would have
+        taken (a 503 or a wrong model id, answered before the body) at the upload's own pace,
+        so a browser sees the reply rather than a reset; anything else gets a short linger."""
+        raw = req.headers.get("content-length", "") if req is not None and not req.body_started else ""
+        if raw.isascii() and raw.isdigit() and 0 < int(raw) <= self.limits.max_upload:
+            return int(raw), self.limits.transfer_timeout(int(raw))
+        return LINGER_BYTES, LINGER_SECONDS
 
     async def _refuse(self, writer: asyncio.StreamWriter, peer: str) -> None:
         """Over the connection cap: a short 503 without reading anything, then close."""
@@ -236,6 +246,7 @@ class DemoServer:
         try:
             if req.headers.get("expect", "").lower() == "100-continue":
                 writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            req.body_started = True
             data = await read_body(reader, n, self.limits)
             queued = time.perf_counter()
             assert self._workers is not None
