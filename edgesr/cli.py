@@ -8,18 +8,19 @@ printed as one line with a non-zero exit code; anything else is a bug and keeps 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .demo.limits import MB, MP
 from .demo.limits import Limits as DemoLimits
 from .errors import EdgesrError
 from .export.pipeline import DEFAULT_FLOAT_LAYERS, DEFAULT_METHOD
+from .optional import available, require_extra
 
 app = typer.Typer(
     help="Data-free distillation, export and on-device benchmarking of super-resolution models.",
@@ -65,13 +66,27 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except EdgesrError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def host_command(name: str):
+    """``edgesr NAME`` needs the ``train`` extra: on a device install, say so in one line up front."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            require_extra("train", f"edgesr {name}")
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def _version(value: bool) -> None:
@@ -103,14 +118,6 @@ def pick_device(device: str) -> str:
     return device
 
 
-def _torch_installed() -> bool:
-    """Whether torch could be imported, without importing it (device-side commands stay light)."""
-    try:
-        return importlib.util.find_spec("torch") is not None
-    except ImportError:
-        return False
-
-
 def check_scales(scales: list[int]) -> list[int]:
     bad = [s for s in scales if s < 2 or s > 8]
     if bad:
@@ -120,6 +127,7 @@ def check_scales(scales: list[int]) -> list[int]:
 
 @app.command("eval")
 @user_errors
+@host_command("eval")
 def eval_cmd(
     model: Annotated[Optional[str], typer.Option(
         help="zoo name (edgesr-vdsr, pytorch-vdsr) or weights file [default: the zoo's default teacher]")] = None,
@@ -154,6 +162,7 @@ def eval_cmd(
 
 @app.command("distill")
 @user_errors
+@host_command("distill")
 def distill_cmd(
     recipe: Annotated[Optional[str], typer.Option(help="recipe name (quick, dfsr, paper, ...) or YAML path")] = None,
     teacher: Annotated[Optional[str], typer.Option(help="teacher zoo name or weights path (overrides the recipe)")] = None,
@@ -174,6 +183,7 @@ app.add_typer(teacher_app, name="teacher")
 
 @teacher_app.command("train")
 @user_errors
+@host_command("teacher train")
 def teacher_train_cmd(
     data: Annotated[list[Path], typer.Option(help="folder of ground-truth training images (e.g. ../shared/data/train291); "
                                                   "its last validation.images files are held out")] = [],
@@ -228,10 +238,12 @@ def bench_cmd(
         raise EdgesrError(f"--warmup must be 0 or more, got {warmup}")
     for name, v in [("--runs", runs), ("--threads", threads), *(("--sizes", n) for n in sizes)]:
         _positive(name, v)
+    if plot_out:
+        require_extra("plot", "--plot")
     sets = [open_set(d) for d in data]
     with console.status("benchmarking") as status:
         reference = None
-        if torch_ref and _torch_installed():
+        if torch_ref and available("torch"):
             from .reference import torch_row
 
             def reference(model: str, eval_scales):
@@ -295,7 +307,7 @@ def upscale_cmd(
                              on_tile=lambda i, n: bar.update(tiles, completed=i, total=n, visible=n > 1))
             except EdgesrError as exc:
                 failed += 1
-                bar.console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                bar.console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             bar.update(files, advance=1)
             bar.update(tiles, visible=False)
     if failed:
@@ -351,6 +363,7 @@ def demo_cmd(
 
 @app.command("export")
 @user_errors
+@host_command("export")
 def export_cmd(
     model: Annotated[Optional[str], typer.Option(
         help="zoo name (edgesr-vdsr, pytorch-vdsr) or weights file [default: the zoo's default teacher]")] = None,
@@ -382,8 +395,9 @@ def export_cmd(
     with console.status("exporting") as status:
         result = export_model(req, progress=lambda msg: status.update(msg))
     for note in result.notes:
-        console.print(note)
-    console.print(f"wrote {result.path} (x{result.meta.scale}, {result.meta.input_kind} input, {result.meta.precision})")
+        console.print(note, soft_wrap=True)
+    console.print(f"wrote {result.path} (x{result.meta.scale}, {result.meta.input_kind} input, {result.meta.precision})",
+                  soft_wrap=True)
 
 
 def main() -> None:

@@ -9,30 +9,30 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: ``python -c BLOCK_TORCH ARGS`` runs ``edgesr ARGS`` with every ``import torch`` failing
-BLOCK_TORCH = (
-    "import sys\n"
-    "class _Block:\n"
-    "    def find_spec(self, name, path=None, target=None):\n"
-    "        if name == 'torch' or name.startswith('torch.'):\n"
-    "            raise ImportError('torch is blocked in this test')\n"
-    "sys.meta_path.insert(0, _Block())\n"
-    "from edgesr.cli import main\n"
-    "sys.argv = ['edgesr'] + sys.argv[1:]\n"
-    "main()\n"
-)
+def edgesr_command(block: tuple[str, ...] = ()) -> list[str]:
+    """The argv prefix that runs the ``edgesr`` entry point; importing any module in ``block``
+    fails as it does where the package is not installed."""
+    if not block:
+        return [sys.executable, "-m", "edgesr"]
+    return [sys.executable, "-c", (
+        "import sys\n"
+        "class _Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.partition('.')[0] in {block!r}:\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, _Block())\n"
+        "from edgesr.cli import main\n"
+        "sys.argv = ['edgesr'] + sys.argv[1:]\n"
+        "main()\n"
+    )]
 
 
-def edgesr_command(block_torch: bool = False) -> list[str]:
-    """The argv prefix that runs the ``edgesr`` entry point, with torch made unimportable or not."""
-    return [sys.executable, "-c", BLOCK_TORCH] if block_torch else [sys.executable, "-m", "edgesr"]
-
-
-def run_cli(*args: str, env: dict | None = None, timeout: int = 600, block_torch: bool = False
-            ) -> subprocess.CompletedProcess:
-    """``python -m edgesr ARGS``; with ``block_torch`` any ``import torch`` fails."""
+def run_cli(*args: str, env: dict | None = None, timeout: int = 600, block_torch: bool = False,
+            block: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """``python -m edgesr ARGS``; importing torch (``block_torch``) or any module in ``block``
+    fails as it does where the package is not installed."""
     full_env = {**os.environ, **(env or {})}
-    cmd = [*edgesr_command(block_torch), *args]
+    cmd = [*edgesr_command((*block, "torch") if block_torch else block), *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=timeout)
 
 

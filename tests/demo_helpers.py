@@ -135,8 +135,9 @@ def demo_process(*args: str, env: dict | None = None, block_torch: bool = True
                  ) -> Iterator[tuple[subprocess.Popen, int, list[str]]]:
     """``edgesr demo ARGS`` (torch blocked by default, as on a device) until the block ends;
     yields the process, its port and the stdout lines it printed before it was ready."""
-    proc = subprocess.Popen([*edgesr_command(block_torch), "demo", *args], cwd=ROOT, env={**os.environ, **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*edgesr_command(("torch",) if block_torch else ()), "demo", *args], cwd=ROOT,
+                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     lines: list[str] = []
     try:
         port = None

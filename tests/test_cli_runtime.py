@@ -128,3 +128,12 @@ def test_device_modules_never_import_torch(tmp_path, model):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("command", [["distill"], ["teacher", "train"], ["eval", "--data", "."], ["export"]])
+def test_host_commands_without_torch_name_the_extra(command):
+    """Where torch is not installed, a host command is one line naming the install command
+    (tests/test_device_install.py checks the same on a real device install)."""
+    r = run_cli(*command, block_torch=True)
+    assert_user_error(r, f'edgesr {" ".join(c for c in command if not c.startswith("-") and c != ".")} needs torch')
+    assert r.stderr.rstrip().endswith('pip install "edgesr[train]"')

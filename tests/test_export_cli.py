@@ -169,3 +169,30 @@ def test_int8_with_qad_runs_the_whole_path(run_dir, tmp_path):
                                      float_layers="auto:1", qad_steps=3, out=tmp_path / "q.onnx"))
     assert res.meta.extra["qad_steps"] == 3 and len(res.meta.extra["float_layers"]) == 1
     assert (tmp_path / "q.onnx").is_file()
+
+
+def test_export_without_onnxsim(run_dir, exported, tmp_path):
+    """ARM hosts have no onnxsim wheel: the export still writes a checker-clean ONNX, says in one
+    line that it skipped simplification, and computes what the simplified export computes."""
+    import onnx
+    import onnxruntime as ort
+
+    student = str(run_dir / "student.safetensors")
+    for name, args in (("fp32.onnx", []), ("int8.onnx", ["--precision", "int8"])):
+        r = run_cli("export", "--model", student, "--scale", "2", *args, "-o", str(tmp_path / name), block=("onnxsim",))
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        notes = [ln for ln in r.stdout.splitlines() if "simplification" in ln]
+        assert len(notes) == 1 and "skipped simplification" in notes[0], r.stdout
+        onnx.checker.check_model(onnx.load(str(tmp_path / name)), full_check=True)
+        x = np.random.default_rng(0).random((1, 1, 20, 24), dtype=np.float32)
+        outs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+                for p in (tmp_path / name, exported / name)]
+        assert outs[0].shape == (1, 1, 40, 48)
+        # fp32: float rounding; int8: the same calibration and quantization, so the same grid
+        assert np.abs(outs[0] - outs[1]).max() <= (1e-5 if name == "fp32.onnx" else 1e-3), name
+
+
+def test_coreml_without_coremltools_names_the_extra(tmp_path):
+    r = run_cli("export", "--target", "coreml", "-o", str(tmp_path / "m.mlpackage"), block=("coremltools",))
+    assert_user_error(r, '--target coreml needs coremltools (not installed here): pip install "edgesr[coreml]"')
+    _assert_nothing_written(tmp_path, set())

@@ -84,7 +84,7 @@ def test_tensorrt_engine_without_tensorrt_says_so(tmp_path, bic_path):
     engine.write_bytes(b"serialized engine")
     props = ort.InferenceSession(str(bic_path)).get_modelmeta().custom_metadata_map
     (tmp_path / "m.engine.json").write_text(json.dumps(props))
-    with pytest.raises(EdgesrError, match="tensorrt Python package is not installed"):
+    with pytest.raises(EdgesrError, match=r'needs tensorrt \(not installed here\): pip install "edgesr\[tensorrt\]"'):
         open_upscaler(engine)
 
 

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ..errors import EdgesrError
 from ..io import atomic_path, write_json, write_text
+from ..optional import require
 from .run import BenchRow
 
 
@@ -91,9 +92,7 @@ def plot(rows: Sequence[BenchRow], sizes: Sequence[int], path: Path) -> None:
     size = max(sizes)
     points = [(r.name, r.latency_at(size), r.score(set_name, scale)) for r in rows]
     points = [(n, lat.p50_ms, sc.psnr) for n, lat, sc in points if lat is not None and sc is not None]
-    import matplotlib
-
-    matplotlib.use("Agg")
+    require("matplotlib", "plot", "--plot").use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))

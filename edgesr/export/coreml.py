@@ -7,32 +7,20 @@ Linux; running a package needs macOS or iOS, so tests read the saved spec instea
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..artifact import ArtifactMeta
+from ..optional import require
 from .onnx_export import MIN_SIDE
+from .quiet import quiet
 
 #: largest input side the package accepts (CoreML wants a bounded range for the Neural Engine)
 MAX_SIDE = 2048
-
-
-@contextlib.contextmanager
-def _quiet():
-    """coremltools prints progress bars and torch-version warnings on import and conversion."""
-    logging.getLogger("coremltools").setLevel(logging.ERROR)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-            contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
-        yield
 
 
 def to_coreml(module: torch.nn.Module, meta: ArtifactMeta, folder: Path) -> Path:
@@ -42,8 +30,9 @@ def to_coreml(module: torch.nn.Module, meta: ArtifactMeta, folder: Path) -> Path
     with 8-bit weights (per-channel symmetric; CoreML skips tensors under 2048 values, so the
     bicubic taps, the head and the tail stay FP16).
     """
-    with _quiet():
-        import coremltools as ct
+    # coremltools prints progress bars and torch-version warnings on import and conversion
+    with quiet("coremltools", stderr=True):
+        ct = require("coremltools", "coreml", "CoreML export")
 
         traced = torch.jit.trace(module.eval(), torch.rand(1, 1, 16, 16))
         side = ct.RangeDim(MIN_SIDE, MAX_SIDE, default=64)

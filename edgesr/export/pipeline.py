@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..artifact import INPUT_KINDS, PRECISIONS, ArtifactMeta
 from ..errors import EdgesrError
+from ..optional import require_extra
 
 TARGETS = ("onnx", "tensorrt", "coreml")
 SCALES = (2, 3, 4)
@@ -84,6 +85,8 @@ class ExportRequest:
 
         if self.target not in TARGETS:
             raise EdgesrError(f"unsupported target {self.target!r}: use one of {', '.join(TARGETS)}")
+        if self.target == "coreml":
+            require_extra("coreml", "--target coreml")
         if self.scale not in SCALES:
             raise EdgesrError(f"unsupported scale {self.scale}: use one of {', '.join(map(str, SCALES))}")
         if self.precision not in PRECISIONS:
@@ -179,8 +182,9 @@ def export_model(req: ExportRequest, progress: Progress = lambda msg: None) -> E
             to_coreml(DeployNet(source.net, req.scale, req.input_kind), meta, tmp)
         return ExportResult(out, meta)
 
-    from .onnx_export import OPSET, set_metadata, save_onnx, torch_to_onnx
+    from .onnx_export import OPSET, set_metadata, save_onnx, simplification_note, torch_to_onnx
 
+    notes = [n for n in [simplification_note()] if n]
     if int8_onnx:
         form = "tensorrt" if req.target == "tensorrt" else "cpu"
         model = _int8_onnx(req, source.net, calib, form, progress, extra)
@@ -193,11 +197,11 @@ def export_model(req: ExportRequest, progress: Progress = lambda msg: None) -> E
     if req.target == "onnx":
         with atomic_path(out) as tmp:
             save_onnx(model, tmp)
-        return ExportResult(out, meta)
+        return ExportResult(out, meta, notes)
 
     from .tensorrt import write_bundle
 
     progress("writing the TensorRT bundle")
     with atomic_dir(out) as tmp:
-        notes = write_bundle(model, meta, tmp)
+        notes += write_bundle(model, meta, tmp)
     return ExportResult(out, meta, notes)

@@ -16,9 +16,6 @@ depend on the form's grid, so they are made per form).
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+
+from .quiet import quiet
 
 FORMS = ("tensorrt", "cpu")
 METHODS = ("minmax", "entropy", "percentile", "mse")
@@ -69,10 +68,6 @@ class _Reader:
 
     def rewind(self) -> None:
         self.pos = 0
-
-
-def _quiet() -> None:
-    logging.getLogger().setLevel(logging.ERROR)  # the quantizer warns about pre-processing at WARNING
 
 
 def _batched(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -127,13 +122,12 @@ def calibrate(model: onnx.ModelProto, inputs: np.ndarray, method: str, cache: Pa
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS}, got {form!r}")
-    _quiet()
     with tempfile.TemporaryDirectory(prefix="edgesr-calib-") as tmp:
         src = Path(tmp) / "model.onnx"
         onnx.save(_batched(model), str(src))
-        calibrator = create_calibrator(src, OP_TYPES, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-                                       calibrate_method=_method(method), extra_options=_CALIB_OPTIONS[method])
-        with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
+        with quiet(""):  # the quantizer logs pre-processing advice; histogram calibrators print progress
+            calibrator = create_calibrator(src, OP_TYPES, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                           calibrate_method=_method(method), extra_options=_CALIB_OPTIONS[method])
             calibrator.collect_data(_Reader(inputs))
             data = calibrator.compute_data()
         if method == "mse":
@@ -163,10 +157,9 @@ def quantize(model: onnx.ModelProto, ranges: Ranges, form: str, float_layers: Se
         raise ValueError(f"form must be one of {FORMS}, got {form!r}")
     if ranges.form not in (None, form):
         raise ValueError(f"these {ranges.method} ranges were fitted to the {ranges.form} form, not {form}")
-    _quiet()
     layers = conv_layers(model)
     activation = QuantType.QInt8 if form == "tensorrt" else QuantType.QUInt8
-    with tempfile.TemporaryDirectory(prefix="edgesr-quant-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="edgesr-quant-") as tmp, quiet(""):
         out = Path(tmp) / "q.onnx"
         quantize_static(
             model, out, None, quant_format=QuantFormat.QDQ, op_types_to_quantize=OP_TYPES,

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..artifact import ArtifactMeta
 from ..errors import EdgesrError
+from ..optional import require
 from .base import Upscaler
 
 SUFFIXES = (".mlpackage", ".mlmodel")
@@ -25,11 +26,7 @@ class CoreMLUpscaler(Upscaler):
     def __init__(self, path: Path, compute_units: str = "ALL") -> None:
         if sys.platform != "darwin":
             raise EdgesrError(f"{path.name} is a CoreML model; CoreML runs only on macOS/iOS, not {sys.platform}")
-        try:
-            import coremltools as ct
-        except ImportError:
-            raise EdgesrError(f"{path.name} is a CoreML model, but coremltools is not installed "
-                              "(pip install coremltools)") from None
+        ct = require("coremltools", "coreml", f"{path.name} (a CoreML model)")
         try:
             self.model = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit[compute_units])
         except Exception as exc:

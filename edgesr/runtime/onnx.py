@@ -10,6 +10,7 @@ import numpy as np
 
 from ..artifact import ArtifactMeta
 from ..errors import EdgesrError
+from ..optional import require
 from .base import Upscaler
 
 #: fastest first; the first ones the installed build offers are used unless the user picks
@@ -39,8 +40,7 @@ class OnnxUpscaler(Upscaler):
     backend = "onnxruntime"
 
     def __init__(self, path: Path, threads: int | None = None, providers: Sequence[str] | None = None) -> None:
-        import onnxruntime as ort
-
+        ort = require("onnxruntime", None, f"{path.name} (an ONNX model)")
         opts = ort.SessionOptions()
         opts.log_severity_level = 3  # our one-line errors, not ORT's warnings on stderr
         if threads:

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..artifact import ArtifactMeta
 from ..errors import EdgesrError
+from ..optional import MissingPackage, require
 from .base import Upscaler
 
 SUFFIXES = (".engine", ".plan", ".trt")
@@ -39,14 +40,11 @@ def read_sidecar_meta(path: Path) -> ArtifactMeta:
 
 
 def _cudart():
+    """cuda-python's runtime API: ``cuda.bindings.runtime`` from 12.6 on, ``cuda.cudart`` before."""
     try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        try:
-            from cuda import cudart  # cuda-python < 12.6
-        except ImportError:
-            raise EdgesrError("TensorRT engines need cuda-python for device memory: pip install cuda-python") from None
-    return cudart
+        return require("cuda.bindings.runtime", "tensorrt", "running a TensorRT engine")
+    except MissingPackage:
+        return require("cuda.cudart", "tensorrt", "running a TensorRT engine")
 
 
 def _check(result):
@@ -62,11 +60,7 @@ class TensorRTUpscaler(Upscaler):
 
     def __init__(self, path: Path) -> None:
         meta = read_sidecar_meta(path)
-        try:
-            import tensorrt as trt
-        except ImportError:
-            raise EdgesrError(f"{path.name} is a TensorRT engine, but the tensorrt Python package is not "
-                              "installed (it comes with JetPack; on x86: pip install tensorrt)") from None
+        trt = require("tensorrt", "tensorrt", f"{path.name} (a TensorRT engine)")
         self._cudart = _cudart()
         super().__init__(path, meta)
         runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
