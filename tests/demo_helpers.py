@@ -76,7 +76,10 @@ def server_thread(server) -> Iterator[Running]:
         ready.set()
         loop.run_forever()
         srv.close()
-        loop.run_until_complete(asyncio.sleep(0))
+        tasks = asyncio.all_tasks(loop)  # connections still open: cancelled, as asyncio.run does
+        for task in tasks:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
         loop.close()
 
     thread = threading.Thread(target=run, daemon=True)
