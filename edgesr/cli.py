@@ -346,12 +346,12 @@ def demo_cmd(
 
     def ready(bound: int) -> None:
         shown = "<this machine's address>" if host in ("0.0.0.0", "::", "") else host
-        console.print(f"edgesr demo: http://{shown}:{bound}/", soft_wrap=True, highlight=False)
+        console.print(f"edgesr demo: http://{shown}:{bound}/", soft_wrap=True, highlight=False, markup=False)
         for c in server.catalog.models:
-            console.print(f"  {c.id}: {c.upscaler.describe()}", soft_wrap=True, highlight=False)
+            console.print(f"  {c.id}: {c.upscaler.describe()}", soft_wrap=True, highlight=False, markup=False)
         if host not in ("127.0.0.1", "localhost", "::1"):
-            err_console.print(f"[bold yellow]warning:[/] listening on {host or 'every address'}: anyone who can "
-                              "reach this machine can use the demo (no login); stop it with Ctrl-C",
+            err_console.print(f"[bold yellow]warning:[/] listening on {escape(host or 'every address')}: anyone "
+                              "who can reach this machine can use the demo (no login); stop it with Ctrl-C",
                               soft_wrap=True, highlight=False)
         console.print("Ctrl-C to stop", highlight=False)
 

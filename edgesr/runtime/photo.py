@@ -149,7 +149,7 @@ def check_pixels(width: int, height: int, max_pixels: int, what: str = "the imag
     """Refuse an image above ``max_pixels``; called on header sizes, before decoding."""
     if width * height > max_pixels:
         raise TooManyPixels(f"{what} is {width}x{height} ({width * height / 1e6:.1f} MP), more than the "
-                          f"{max_pixels / 1e6:.1f} MP allowed")
+                            f"{max_pixels / 1e6:.1f} MP allowed")
 
 
 def read_photo(source: str | Path | bytes, max_pixels: int | None = None) -> Photo:
@@ -159,6 +159,8 @@ def read_photo(source: str | Path | bytes, max_pixels: int | None = None) -> Pho
     can declare 12000x12000 pixels (a decompression bomb). Without it Pillow's own guard
     (about 179 MP) still applies. Only :data:`READ_FORMATS` are read.
     """
+    from PIL import Image
+
     what = _describe(source)
     try:
         with _opened(source) as f, _open_image(f) as im:
@@ -169,6 +171,8 @@ def read_photo(source: str | Path | bytes, max_pixels: int | None = None) -> Pho
                 pixels = _read_png16(f) if _png_is_16bit(f.read(26)) else _read_pillow(im)
     except EdgesrError as exc:
         raise EdgesrError(f"cannot read {what}: {exc}") from None
+    except Image.DecompressionBombError as exc:
+        raise TooManyPixels(f"cannot read {what}: {_why(exc)}") from None
     except Exception as exc:
         raise EdgesrError(f"cannot read {what}: {_why(exc)}") from None
     if max_pixels is not None:
