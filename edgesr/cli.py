@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from .demo.limits import MB, MP
+from .demo.limits import Limits as DemoLimits
 from .errors import EdgesrError
 from .export.pipeline import DEFAULT_FLOAT_LAYERS, DEFAULT_METHOD
 from .optional import available, require_extra
@@ -306,24 +308,49 @@ def upscale_cmd(
 @app.command("demo")
 @user_errors
 def demo_cmd(
-    model: Annotated[Path, typer.Option(help="exported model (.onnx, .engine, .mlpackage)")],
-    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
-    threads: Annotated[int | None, typer.Option(help="CPU threads for onnxruntime")] = None,
+    model: Annotated[list[Path], typer.Option(help="exported model (.onnx, .engine, .mlpackage); repeat the "
+                                                   "option to compare several on the page")],
+    host: Annotated[str, typer.Option(help="address to listen on; 0.0.0.0 opens the page to your network")
+                    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on (0: any free port)")] = 8000,
+    threads: Annotated[int | None, typer.Option(help="CPU threads per inference for onnxruntime "
+                                                        "[default: onnxruntime's]")] = None,
+    workers: Annotated[int, typer.Option(help="inferences run at once")] = DemoLimits.workers,
+    queue: Annotated[int, typer.Option(help="uploads admitted beyond those running; more get 503 + Retry-After")
+                     ] = DemoLimits.queue,
+    max_upload_mb: Annotated[float, typer.Option(help="largest upload, in MB")] = DemoLimits.max_upload / MB,
+    max_mp: Annotated[float, typer.Option(help="largest input image, in megapixels (checked before decoding)")
+                      ] = DemoLimits.max_pixels / MP,
+    max_output_mp: Annotated[float, typer.Option(help="largest result, in megapixels")
+                             ] = DemoLimits.max_output_pixels / MP,
 ) -> None:
-    """Serve a small web page that upscales the images you drop on it."""
-    from .demo import make_server
+    """Serve a web page that upscales the images you drop on it, beside MATLAB bicubic."""
+    from .demo.catalog import build_catalog
+    from .demo.server import DemoServer, serve
     from .runtime import open_upscaler
 
     _positive("--threads", threads)
-    upscaler = open_upscaler(model, threads)
+    limits = DemoLimits(workers=workers, queue=queue, max_upload=int(max_upload_mb * MB),
+                        max_pixels=int(max_mp * MP), max_output_pixels=int(max_output_mp * MP))
+    server = DemoServer(build_catalog([open_upscaler(m, threads) for m in model]), limits)
+
+    def ready(bound: int) -> None:
+        shown = "<this machine's address>" if host in ("0.0.0.0", "::", "") else host
+        console.print(f"edgesr demo: http://{shown}:{bound}/", soft_wrap=True, highlight=False, markup=False)
+        for c in server.catalog.models:
+            console.print(f"  {c.id}: {c.upscaler.describe()}", soft_wrap=True, highlight=False, markup=False)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            err_console.print(f"[bold yellow]warning:[/] listening on {escape(host or 'every address')}: anyone "
+                              "who can reach this machine can use the demo (no login); stop it with Ctrl-C",
+                              soft_wrap=True, highlight=False)
+        console.print("Ctrl-C to stop", highlight=False)
+
     try:
-        server = make_server(upscaler, host, port)
+        serve(server, host, port, ready)
     except OSError as exc:
-        raise EdgesrError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    console.print(f"edgesr demo: http://{host}:{server.server_port}/  ({upscaler.describe()}; Ctrl-C to stop)")
-    with server:
-        server.serve_forever()
+        raise EdgesrError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 @app.command("export")
 @user_errors
 @host_command("export")

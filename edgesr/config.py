@@ -15,8 +15,6 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-import yaml
-
 from .errors import EdgesrError
 
 T = TypeVar("T")
@@ -142,6 +140,8 @@ def to_dict(obj: Any) -> Any:
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Apply ``key.sub=value`` strings (values parsed as YAML) to a recipe mapping."""
+    import yaml  # the host side's (train extra); validation above needs only the standard library
+
     for item in overrides:
         if "=" not in item:
             raise EdgesrError(f"override {item!r} is not key=value")
@@ -176,6 +176,8 @@ def find_recipe(name_or_path: str) -> Path:
 
 def load_recipe(cls: type[T], name_or_path: str, overrides: list[str] | None = None) -> T:
     """Read, override and validate a recipe file into ``cls``."""
+    import yaml
+
     path = find_recipe(name_or_path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
@@ -189,4 +191,6 @@ def load_recipe(cls: type[T], name_or_path: str, overrides: list[str] | None = N
 
 
 def dump_recipe(obj: Any) -> str:
+    import yaml
+
     return yaml.safe_dump(to_dict(obj), sort_keys=False)

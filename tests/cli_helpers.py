@@ -27,6 +27,15 @@ def block_source(modules: tuple[str, ...]) -> str:
 BLOCK_TORCH = block_source(("torch",))
 
 
+def edgesr_command(block: tuple[str, ...] = ()) -> list[str]:
+    """The argv prefix that runs the ``edgesr`` entry point; importing any module in ``block``
+    fails as it does where the package is not installed."""
+    if not block:
+        return [sys.executable, "-m", "edgesr"]
+    main = "from edgesr.cli import main\nsys.argv = ['edgesr'] + sys.argv[1:]\nmain()\n"
+    return [sys.executable, "-c", block_source(block) + main]
+
+
 def run_python(code: str, block_torch: bool = False, timeout: int = 120) -> subprocess.CompletedProcess:
     """``python -c code`` from the repository root, with torch unimportable if asked."""
     return subprocess.run([sys.executable, "-c", (BLOCK_TORCH if block_torch else "") + code],
@@ -40,12 +49,7 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 600, block_torch
     # from another working folder too (``cwd``), edgesr is this checkout
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     full_env = {**os.environ, "PYTHONPATH": path, **(env or {})}
-    blocked = (*block, "torch") if block_torch else block
-    if blocked:
-        main = "from edgesr.cli import main\nsys.argv = ['edgesr'] + sys.argv[1:]\nmain()\n"
-        cmd = [sys.executable, "-c", block_source(blocked) + main, *args]
-    else:
-        cmd = [sys.executable, "-m", "edgesr", *args]
+    cmd = [*edgesr_command((*block, "torch") if block_torch else block), *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout)
 
 

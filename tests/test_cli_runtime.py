@@ -112,9 +112,12 @@ def test_device_modules_never_import_torch(tmp_path, model):
         "import sys, numpy as np\n"
         "from edgesr.runtime import open_upscaler\n"
         "from edgesr.runtime.photo import Photo, upscale_photo\n"
-        "import edgesr.bench.rows, edgesr.bench.outputs, edgesr.cli, edgesr.demo\n"
+        "import edgesr.bench.rows, edgesr.bench.outputs, edgesr.cli\n"
+        "from edgesr.demo.catalog import build_catalog\n"
+        "from edgesr.demo.server import DemoServer\n"
         f"u = open_upscaler({str(model)!r})\n"
         "upscale_photo(u, Photo(np.zeros((9, 9, 3), np.uint8)), 2)\n"
+        "DemoServer(build_catalog([u])).close()  # its warm-up runs the whole upload path\n"
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
     )
     r = run_python(code)

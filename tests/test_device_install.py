@@ -29,8 +29,8 @@ from tests.cli_helpers import ROOT, assert_user_error, run_cli
 DEVICE_PYTHON = os.environ.get("EDGESR_DEVICE_PYTHON")
 pytestmark = pytest.mark.skipif(not DEVICE_PYTHON, reason="EDGESR_DEVICE_PYTHON is not set: point it at a venv "
                                 "with `pip install .` and no extras (.ci/run builds .venv-device)")
-#: the demo's request path as of this test: POST the image file's bytes, get a PNG back
-DEMO_UPSCALE_PATH = "/upscale"
+#: the demo's request path: POST the image file's bytes, get a PNG back
+DEMO_UPSCALE_PATH = "/api/upscale"
 
 
 def device(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -7,8 +7,9 @@ from PIL import Image, ImageOps
 
 from edgesr.ops import imresize, rgb_to_ycbcr
 from edgesr.runtime import open_upscaler
-from edgesr.runtime.photo import Photo, read_photo, upscale_photo, write_photo
+from edgesr.runtime.photo import Photo, encode_png, read_photo, upscale_photo, write_photo
 from tests.artifacts import affine_artifact
+from tests.demo_helpers import bomb_png
 
 A, B = 0.9, 0.05
 
@@ -88,3 +89,77 @@ def test_palette_with_transparency_keeps_alpha(tmp_path):
     img.info["transparency"] = 0
     img.save(tmp_path / "p.png", transparency=0)
     assert read_photo(tmp_path / "p.png").mode == "RGBA"
+
+
+def test_pixel_limit_is_checked_on_the_header_before_decoding(tmp_path, monkeypatch):
+    from edgesr.errors import EdgesrError
+    from edgesr.runtime import photo
+
+    data = bomb_png(3000, 2000)
+    assert len(data) < 30_000 and photo.image_size(data) == (3000, 2000)
+    monkeypatch.setattr(photo, "_read_pillow", lambda im: pytest.fail("decoded a refused image"))
+    with pytest.raises(EdgesrError, match=r"the image is 3000x2000 \(6.0 MP\), more than the 4.0 MP allowed"):
+        read_photo(data, max_pixels=4_000_000)
+    (tmp_path / "b.png").write_bytes(data)
+    with pytest.raises(EdgesrError, match=r"image .*b.png is 3000x2000"):
+        read_photo(tmp_path / "b.png", max_pixels=1_000_000)
+
+
+def test_bytes_and_files_read_alike_and_png_bytes_round_trip(tmp_path):
+    for px in (smooth(9, 7, 3).astype(np.uint8), smooth(5, 6, 4, 65535).astype(np.uint16)):
+        write_photo(tmp_path / "a.png", Photo(px))
+        from_bytes = read_photo((tmp_path / "a.png").read_bytes())
+        assert np.array_equal(from_bytes.pixels, read_photo(tmp_path / "a.png").pixels)
+        assert np.array_equal(read_photo(encode_png(from_bytes, compress_level=1)).pixels, px)
+
+
+@pytest.mark.parametrize("data, fragment", [
+    (b"hello", "not a PNG, JPEG"),
+    (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "not a PNG, JPEG"),  # EPS would run Ghostscript
+    (b"", "not a PNG, JPEG"),
+])
+def test_unreadable_bytes_name_no_object(data, fragment):
+    from edgesr.errors import EdgesrError
+
+    with pytest.raises(EdgesrError) as info:
+        read_photo(data)
+    msg = str(info.value)
+    assert msg.startswith("cannot read the image: ") and fragment in msg and "BytesIO" not in msg
+
+
+def test_truncated_bytes(tmp_path):
+    from edgesr.errors import EdgesrError
+
+    write_photo(tmp_path / "a.png", Photo(smooth(64, 64, 3).astype(np.uint8)))
+    with pytest.raises(EdgesrError, match="cannot read the image"):
+        read_photo((tmp_path / "a.png").read_bytes()[:300])
+
+
+def test_one_pixel_images_through_a_real_in_graph_bicubic(tmp_path):
+    """An ``lr`` artifact's mirror padding needs 2 pixels; 1-pixel sides are padded as MATLAB
+    pads, so with a zero residual the output is exactly MATLAB bicubic."""
+    import torch
+
+    from edgesr.artifact import ArtifactMeta
+    from edgesr.export.deploy_net import DeployNet
+    from tests.artifacts import export_onnx, tiny_vdsr
+
+    net = tiny_vdsr()
+    torch.nn.init.zeros_(net.tail.weight)
+    meta = ArtifactMeta(scale=2, input_kind="lr", precision="fp32", model="tiny-test")
+    up = open_upscaler(export_onnx(DeployNet(net, 2, "lr"), tmp_path / "lr.onnx", meta))
+    for shape in [(1, 1), (1, 5), (4, 1), (3, 3)]:
+        y = np.random.default_rng(0).random(shape).astype(np.float32)
+        out = up.upscale_y(y, 2)
+        assert out.shape == (2 * shape[0], 2 * shape[1])
+        assert np.abs(out - imresize(y.astype(np.float64), 2.0)).max() < 1e-5, shape
+    assert upscale_photo(up, Photo(np.full((1, 1, 3), 200, np.uint8))).pixels.shape == (2, 2, 3)
+
+
+def test_bicubic_upscaler_is_matlab_bicubic():
+    from edgesr.runtime.bicubic import BicubicUpscaler
+
+    px = smooth(10, 13, 1).astype(np.uint8)
+    out = upscale_photo(BicubicUpscaler(), Photo(px), 3)
+    expected = np.round(np.clip(imresize(px[..., 0] / 255.0, 3.0), 0, 1) * 255)
+    assert np.array_equal(out.pixels[..., 0], expected)

@@ -18,6 +18,10 @@ from ..artifact import ArtifactMeta
 from ..errors import EdgesrError
 from ..ops import imresize
 
+#: the smallest LR side an ``lr`` artifact accepts: its in-graph bicubic mirror-pads by up to
+#: 2 pixels from slices of the input (``edgesr.export.bicubic_graph``), so 1-pixel sides fail
+MIN_LR_SIDE = 2
+
 
 class Upscaler(ABC):
     """An exported SR artifact, loaded and ready to run on Y images in [0, 1]."""
@@ -67,9 +71,15 @@ class Upscaler(ABC):
     def upscale_y(self, lr_y: np.ndarray, scale: int) -> np.ndarray:
         """HR Y (float32, [0, 1], not clipped) from LR Y, pre-upscaling for ``bicubic`` models."""
         self.check_scale(scale)
-        if self.meta.input_kind == "lr":
+        if self.meta.input_kind == "bicubic":
+            return self.infer(imresize(lr_y, float(scale)))
+        h, w = lr_y.shape[-2:]
+        if lr_y.ndim != 2 or min(h, w) < 1 or min(h, w) >= MIN_LR_SIDE:
             return self.infer(lr_y)
-        return self.infer(imresize(lr_y, float(scale)))
+        # MATLAB's own border rule (symmetric reflection), so the bicubic part stays exact;
+        # only the network sees the mirrored pixel instead of its zero padding
+        padded = np.pad(lr_y, ((0, max(0, MIN_LR_SIDE - h)), (0, max(0, MIN_LR_SIDE - w))), mode="symmetric")
+        return self.infer(padded)[: h * scale, : w * scale]
 
     def predictor(self) -> Callable[[np.ndarray, int], np.ndarray]:
         """The callable :func:`edgesr.evaluate.evaluate` needs, with ``input_kind=meta.input_kind``."""

@@ -9,9 +9,12 @@ those. EXIF orientation is applied on reading, so outputs are upright without a 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import io
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -24,6 +27,13 @@ from .tiling import DEFAULT_MARGIN, DEFAULT_TILE, upscale_tiled
 #: channel layouts kept through the pipeline, by number of channels
 MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: the Pillow formats a photo is read from, whatever its name says; others (EPS runs
+#: Ghostscript, PDF, PSD, ...) are refused, since uploads and folders may hold anything
+READ_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF")  # JPEG includes MPO (phone cameras)
+
+
+class TooManyPixels(EdgesrError):
+    """An image over a pixel limit, known from its header (callers may answer it differently)."""
 
 
 @dataclass
@@ -60,16 +70,15 @@ def orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(op(pixels)) if op else pixels
 
 
-def _png_is_16bit(path: Path) -> bool:
-    with open(path, "rb") as f:
-        head = f.read(26)
-    return len(head) == 26 and head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR" and head[24] == 16
+def _png_is_16bit(head: bytes) -> bool:
+    return len(head) >= 26 and head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR" and head[24] == 16
 
 
-def _read_png16(path: Path) -> np.ndarray:
+def _read_png16(fp: BinaryIO) -> np.ndarray:
     import png
 
-    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+    fp.seek(0)
+    width, height, rows, info = png.Reader(file=fp).asDirect()
     arr = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows])
     return arr.reshape(height, width, info["planes"])
 
@@ -89,24 +98,106 @@ def _read_pillow(im) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
-def read_photo(path: str | Path) -> Photo:
-    """An upright photo from any image file Pillow reads (16-bit PNGs kept at 16 bits)."""
+@contextmanager
+def _opened(source: str | Path | bytes) -> Iterator[BinaryIO]:
+    if isinstance(source, bytes):
+        yield io.BytesIO(source)
+    else:
+        with open(source, "rb") as f:
+            yield f
+
+
+def _open_image(f: BinaryIO):
+    """Pillow on ``f``, header only, trying :data:`READ_FORMATS` and nothing else."""
     from PIL import Image
 
-    path = Path(path)
+    Image.init()  # registers every plugin: ``formats=`` looks each name up among them
+    return Image.open(f, formats=READ_FORMATS)
+
+
+def _describe(source: str | Path | bytes) -> str:
+    """How messages name the image: its path, or "the image" for bytes (an upload has no path)."""
+    return "the image" if isinstance(source, bytes) else f"image {source}"
+
+
+def _why(exc: Exception) -> str:
+    """A short reason for a decoder failure, never echoing the file's path or object."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(exc, Image.DecompressionBombError):
+        return f"it declares more than the {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP Pillow decodes"
+    if isinstance(exc, UnidentifiedImageError):
+        return f"not a {', '.join(READ_FORMATS[:-1])} or {READ_FORMATS[-1]} file"
+    detail = str(exc).splitlines()[0][:120] if str(exc) else ""
+    return type(exc).__name__ + (f" ({detail})" if detail else "")
+
+
+def image_size(source: str | Path | bytes) -> tuple[int, int]:
+    """``(width, height)`` as the file's header declares it, without decoding any pixel."""
+    from PIL import Image
+
     try:
-        with Image.open(path) as im:
-            orientation = int(im.getexif().get(0x0112, 1))
-            pixels = _read_png16(path) if _png_is_16bit(path) else _read_pillow(im)
-    except EdgesrError as exc:
-        raise EdgesrError(f"cannot read image {path}: {exc}") from None
+        with _opened(source) as f, _open_image(f) as im:
+            return im.size
+    except Image.DecompressionBombError as exc:
+        raise TooManyPixels(f"cannot read {_describe(source)}: {_why(exc)}") from None
     except Exception as exc:
-        detail = str(exc).splitlines()[0][:120] if str(exc) else ""
-        raise EdgesrError(f"cannot read image {path}: {type(exc).__name__}"
-                          + (f" ({detail})" if detail else "")) from None
+        raise EdgesrError(f"cannot read {_describe(source)}: {_why(exc)}") from None
+
+
+def check_pixels(width: int, height: int, max_pixels: int, what: str = "the image") -> None:
+    """Refuse an image above ``max_pixels``; called on header sizes, before decoding."""
+    if width * height > max_pixels:
+        raise TooManyPixels(f"{what} is {width}x{height} ({width * height / 1e6:.1f} MP), more than the "
+                            f"{max_pixels / 1e6:.1f} MP allowed")
+
+
+def read_photo(source: str | Path | bytes, max_pixels: int | None = None) -> Photo:
+    """An upright photo from an image file or its bytes (16-bit PNGs kept at 16 bits).
+
+    ``max_pixels`` is checked on the size the header declares, before decoding: a 140 kB PNG
+    can declare 12000x12000 pixels (a decompression bomb). Without it Pillow's own guard
+    (about 179 MP) still applies. Only :data:`READ_FORMATS` are read.
+    """
+    from PIL import Image
+
+    what = _describe(source)
+    try:
+        with _opened(source) as f, _open_image(f) as im:
+            size = im.size
+            if max_pixels is None or size[0] * size[1] <= max_pixels:
+                orientation = int(im.getexif().get(0x0112, 1))
+                f.seek(0)
+                pixels = _read_png16(f) if _png_is_16bit(f.read(26)) else _read_pillow(im)
+    except EdgesrError as exc:
+        raise EdgesrError(f"cannot read {what}: {exc}") from None
+    except Image.DecompressionBombError as exc:
+        raise TooManyPixels(f"cannot read {what}: {_why(exc)}") from None
+    except Exception as exc:
+        raise EdgesrError(f"cannot read {what}: {_why(exc)}") from None
+    if max_pixels is not None:
+        check_pixels(*size, max_pixels, what)
     if pixels.size == 0:
-        raise EdgesrError(f"image {path} is empty ({pixels.shape[1]}x{pixels.shape[0]})")
+        raise EdgesrError(f"{what} is empty ({pixels.shape[1]}x{pixels.shape[0]})")
     return Photo(orient(pixels, orientation))
+
+
+def _save(fp: BinaryIO, photo: Photo, fmt: str, **options) -> None:
+    from PIL import Image
+
+    pixels = photo.pixels
+    if fmt == "PNG" and photo.bits == 16:
+        import png
+
+        h, w, c = pixels.shape
+        level = options.get("compress_level")
+        writer = png.Writer(w, h, greyscale=c <= 2, alpha=c in (2, 4), bitdepth=16, compression=level)
+        writer.write(fp, pixels.reshape(h, w * c))
+        return
+    if photo.bits == 16:
+        pixels = np.round(pixels / 257.0).astype(np.uint8)
+    img = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels, MODES[pixels.shape[2]])
+    img.save(fp, format=fmt, **options)
 
 
 def write_photo(path: str | Path, photo: Photo) -> None:
@@ -117,22 +208,20 @@ def write_photo(path: str | Path, photo: Photo) -> None:
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise EdgesrError(f"cannot write {path.name}: unknown image format {path.suffix!r}")
-    pixels = photo.pixels
     if fmt == "JPEG" and photo.has_alpha:
         raise EdgesrError(f"cannot write {path.name}: JPEG has no alpha channel, use .png")
-    with atomic_path(path) as tmp:
-        if fmt == "PNG" and photo.bits == 16:
-            import png
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        _save(f, photo, fmt)
 
-            h, w, c = pixels.shape
-            writer = png.Writer(w, h, greyscale=c <= 2, alpha=c in (2, 4), bitdepth=16)
-            with open(tmp, "wb") as f:
-                writer.write(f, pixels.reshape(h, w * c))
-        else:
-            if photo.bits == 16:
-                pixels = np.round(pixels / 257.0).astype(np.uint8)
-            img = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels, MODES[pixels.shape[2]])
-            img.save(tmp, format=fmt)
+
+def encode_png(photo: Photo, compress_level: int = 6) -> bytes:
+    """The photo as PNG bytes (16 bits kept), for replies that never touch the disk.
+
+    ``compress_level`` (0-9) trades size for time, as zlib's levels do.
+    """
+    buf = io.BytesIO()
+    _save(buf, photo, "PNG", compress_level=compress_level)
+    return buf.getvalue()
 
 
 def _sr_region(upscaler: Upscaler, scale: int, maxval: float, dtype) -> Callable[[np.ndarray], np.ndarray]:
