@@ -70,7 +70,7 @@ def exchange(port: int, raw: bytes, *, shut_write: bool = False, then: bytes = b
                 s.shutdown(socket.SHUT_WR)
             while chunk := s.recv(1 << 16):
                 data += chunk
-    except (ConnectionError, socket.timeout) as exc:
+    except (TimeoutError, ConnectionError) as exc:
         if not data:
             return None, type(exc).__name__, {}, b"", time.perf_counter() - started
     seconds = time.perf_counter() - started

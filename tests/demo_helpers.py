@@ -21,6 +21,7 @@ from PIL import Image
 
 from tests.cli_helpers import ROOT, edgesr_command
 
+
 @dataclass
 class Reply:
     status: int

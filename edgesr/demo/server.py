@@ -24,11 +24,21 @@ from importlib import resources
 
 from .. import __version__
 from ..errors import EdgesrError
+from ..runtime.photo import TooManyPixels
 from .catalog import Catalog, Choice
 from .limits import Limits
-from .protocol import (LINGER_BYTES, LINGER_SECONDS, MAX_HEAD, ClientGone, HttpError, Request, close,
-                       read_body, read_request, send)
-from ..runtime.photo import TooManyPixels
+from .protocol import (
+    LINGER_BYTES,
+    LINGER_SECONDS,
+    MAX_HEAD,
+    ClientGone,
+    HttpError,
+    Request,
+    close,
+    read_body,
+    read_request,
+    send,
+)
 from .work import Upscaled, upscale_upload, warm_up
 
 #: path -> (file under static/, content type); nothing else is ever read from disk

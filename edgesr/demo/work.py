@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ..errors import EdgesrError
 from ..runtime import Upscaler
 from ..runtime.photo import TooManyPixels, check_pixels, encode_png, image_size, read_photo, upscale_photo
 from .limits import Limits
