@@ -117,6 +117,8 @@ def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog, resume
     PSNR is added), stop-on-signal, the step-0 validation line of a new run and, however it
     ends, the metrics plot."""
     try:
+        with console.status("preparing the run"):
+            trainer.begin(resumed)
         if trainer.val_pairs and not resumed:
             metrics.write({"step": 0, **trainer.reference_scores(), **trainer.validate()})
         with stop_on_signals() as stop, progress_bar(console) as progress:

@@ -87,6 +87,10 @@ class Trainer(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict) -> None: ...
 
+    def begin(self, resumed: bool) -> None:  # noqa: B027 (a hook: doing nothing is the default)
+        """Called once before training, after a resume has loaded the checkpoint (``resumed``):
+        the place for setup a resumed run must not repeat or must redo differently."""
+
     def after_step(self) -> None:  # noqa: B027 (a hook: doing nothing is the default)
         """Called after each counted step (``step`` and ``elapsed`` updated)."""
 
