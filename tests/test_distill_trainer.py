@@ -89,6 +89,16 @@ def test_refit_init_starts_closer_to_the_teacher_than_pruning():
     assert err_refit < 0.75 * err_pruned
 
 
+def test_budget_fits_the_stage_plan_to_end_on_time(tmp_path, monkeypatch):
+    from edgesr.train import trainer as trainer_mod
+
+    monkeypatch.setattr(trainer_mod, "SPEED_WINDOW", (2, 4))
+    recipe = tiny_recipe(progressive={"stages": 2, "steps": [50000]}, budget_minutes=0.05, checkpoint_every=100)
+    d = _train(tmp_path, recipe)
+    assert 4 < d.horizon < 100000 and d.step <= d.horizon and len(d.plan.lengths) == 2
+    assert load_checkpoint(tmp_path / CHECKPOINT_FILE)["horizon"] == d.horizon
+
+
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
     recipe = tiny_recipe(max_bad_steps=3, checkpoint_every=2)
     d = Distiller(recipe, tiny_teacher(), torch.device("cpu"))

@@ -59,6 +59,7 @@ class Distiller(Trainer):
         super().__init__(recipe, device, val_pairs)
         self.teacher = self.prepare(teacher.eval()).requires_grad_(False)
         self.plan = StagePlan(recipe.progressive, recipe.student.depth - 2)
+        self.planned_steps = self.plan.total
         self.stage = 0
         self.n_gen = round(recipe.batch_size * recipe.samples.generator_share)
         self.pool: SamplePool | None = None  # made by begin(), which knows whether the run resumes
@@ -79,6 +80,9 @@ class Distiller(Trainer):
     @property
     def horizon(self) -> int:
         return self.plan.total
+
+    def shorten(self, horizon: int) -> None:
+        self.plan = StagePlan(self.recipe.progressive, self.recipe.student.depth - 2, horizon)
 
     @property
     def model(self) -> VDSR:
@@ -270,7 +274,7 @@ class Distiller(Trainer):
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict:
         return {
-            "stage": self.stage, "scale": self.scale,
+            "stage": self.stage, "scale": self.scale, "horizon": self.horizon,
             "student": self.student.state_dict(), "student_blocks": self.student.blocks,
             "student_opt": self.student_opt.state_dict(),
             "gens": {s: g.state_dict() for s, g in self.gens.items()},
@@ -282,6 +286,8 @@ class Distiller(Trainer):
 
     def load_state_dict(self, st: dict) -> None:
         self.scale = st["scale"]
+        if st.get("horizon", self.planned_steps) != self.horizon:  # (runs older than budget fitting have none)
+            self.shorten(st["horizon"])
         if st["student_blocks"] != self.student.blocks:
             self.student = self.prepare(self.student.grown(st["student_blocks"]).train())
             self.student_opt = build_optimizer(self.student.parameters(), self.recipe.student_optim)
