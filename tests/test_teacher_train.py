@@ -12,10 +12,10 @@ from edgesr.errors import EdgesrError
 from edgesr.models.formats import save_safetensors
 from edgesr.models.zoo import load_model
 from edgesr.ops import modcrop
-from edgesr.train import trainer as trainer_mod
 from edgesr.teacher.command import split_images, train_teacher
 from edgesr.teacher.patches import PatchSampler, read_y
 from edgesr.teacher.recipe import TeacherRecipe
+from edgesr.train import trainer as trainer_mod
 from edgesr.train.checkpoint import Diverged, load_checkpoint, save_checkpoint
 from edgesr.train.checkpoint import resume as resume_from
 from edgesr.train.loop import Interrupted, StopRequest, fit, stop_on_signals

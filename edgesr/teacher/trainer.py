@@ -21,6 +21,7 @@ from ..train.trainer import Trainer
 from .patches import PatchSampler
 from .recipe import TeacherRecipe
 
+
 def start_from(model: VDSR, weights: str) -> None:
     """Load ``weights`` into ``model``; their shape must be the recipe's (one clear error if not)."""
     source, _ = load_model(weights)
