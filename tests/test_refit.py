@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 
 from edgesr.models import VDSR
-from edgesr.models.prune import prune_to_width, strongest_channels
-from edgesr.models.refit import layerwise_forward, refit_student, solve_conv
+from edgesr.models.prune import prune_to_width
+from edgesr.models.refit import channel_importance, layerwise_forward, refit_student, solve_conv
 
 
 def _teacher(width: int = 8, depth: int = 6, seed: int = 0) -> VDSR:
@@ -38,38 +38,28 @@ def test_teacher_output_is_returned_for_caching():
 
 @torch.no_grad()
 def test_each_refitted_layer_beats_the_pruned_weights_on_its_own_target():
-    """Layer by layer, on the same (student-own) inputs, the fit lowers the error it minimises."""
+    """Layer by layer, on the same (student-own) inputs, the fit lowers the error it minimises
+    below that of the teacher's own filters for those channels (what pruning would keep)."""
     teacher, x = _teacher(width=12, depth=6), _inputs(8)
     width = 6
     refit = refit_student(teacher, width, x, ridge=1e-6).student
-    pruned = prune_to_width(teacher, width)
-    t_convs = [teacher.head, *(b.conv for b in teacher.body)]
+    convs = teacher.convs()
     s_act, t_act = x, x
-
-    for i, t_conv in enumerate(t_convs):
+    keeps = []
+    for i, t_conv in enumerate(convs[:-1]):
         t_pre = F.conv2d(t_act, t_conv.weight, padding=1)
-        target = t_pre[:, strongest_channels(t_conv.weight, width)]
-        fitted = [refit.head, *(b.conv for b in refit.body)][i].weight
-        # the pruned layer mapped to the same target channels, on the refitted student's inputs
-        baseline = pruned_weights_for(teacher, t_conv.weight, width, i)
+        keep = channel_importance(torch.relu(t_pre), convs[i + 1].weight).argsort(descending=True)[:width]
+        keeps.append(keep.sort().values)
+        target = t_pre[:, keeps[-1]]
+        fitted = refit.convs()[i].weight
+        baseline = t_conv.weight[keeps[-1]] if i == 0 else t_conv.weight[keeps[-1]][:, keeps[-2]]
         err_fit = float((F.conv2d(s_act, fitted, padding=1) - target).square().mean())
         err_base = float((F.conv2d(s_act, baseline, padding=1) - target).square().mean())
-        if i == 0:  # the head sees the same input as the teacher's: pruning is already exact
+        if i == 0:  # the head sees the same input as the teacher's: its own filters are already exact
             assert err_fit <= err_base + 1e-9
         else:
             assert err_fit < 0.9 * err_base, (i, err_fit, err_base)
         s_act, t_act = torch.relu(F.conv2d(s_act, fitted, padding=1)), torch.relu(t_pre)
-    assert pruned.width == width
-
-
-def pruned_weights_for(teacher: VDSR, weight: torch.Tensor, width: int, layer: int) -> torch.Tensor:
-    """The teacher's filters of the kept output channels, restricted to the previous layer's kept
-    inputs: what pruning alone would use for this layer."""
-    keep_out = strongest_channels(weight, width)
-    if layer == 0:
-        return weight[keep_out]
-    prev = [teacher.head, *(b.conv for b in teacher.body)][layer - 1].weight
-    return weight[keep_out][:, strongest_channels(prev, width)]
 
 
 @torch.no_grad()

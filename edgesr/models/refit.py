@@ -3,7 +3,9 @@ one conv at a time, in closed form.
 
 A student pruned to the teacher's strongest channels keeps useful filters, yet its output
 collapses to the skip path: every layer now sees half of the inputs it was trained with, and
-the errors compound over 20 layers. Refitting repairs each layer in turn. For conv ``l`` the
+the errors compound over 20 layers. Refitting repairs each layer in turn. Each layer keeps the
+teacher channels that carry most to the next layer on the fitting inputs (mean activation
+energy times the energy of the next layer's weights that read the channel); for conv ``l`` the
 student's own previous-layer outputs (so that earlier errors are compensated, not ignored) are
 the regressors, and the teacher's pre-activations on the kept channels are the targets; the
 tail's target is the teacher's residual output. Each fit is a ridge least-squares problem on
@@ -18,7 +20,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .prune import strongest_channels
 from .vdsr import VDSR
 
 
@@ -34,6 +35,12 @@ class RefitResult:
 
 def _conv(x: torch.Tensor, weight: torch.Tensor, chunk: int) -> torch.Tensor:
     return torch.cat([F.conv2d(x[i : i + chunk], weight, padding=1) for i in range(0, len(x), chunk)])
+
+
+def channel_importance(act: torch.Tensor, next_weight: torch.Tensor) -> torch.Tensor:
+    """How much each channel of ``act`` ``(N, C, H, W)`` feeds the next conv: its mean energy
+    times the energy of the weights ``next_weight[:, c]`` that read it."""
+    return act.float().square().mean(dim=(0, 2, 3)) * next_weight.float().square().sum(dim=(0, 2, 3))
 
 
 @torch.no_grad()
@@ -82,8 +89,8 @@ def solve_conv(inputs: torch.Tensor, targets: torch.Tensor, ridge: float, pixels
 def refit_student(teacher: VDSR, width: int, inputs: torch.Tensor, blocks: int | None = None,
                   ridge: float = 1e-4, pixels: float = 1.0, chunk: int = 8, seed: int = 0) -> RefitResult:
     """A ``width``-channel student refitted to ``teacher`` on ``inputs`` (bicubic-upscaled Y,
-    ``(N, 1, H, W)`` in [0, 1]), keeping per layer the teacher channels whose filters have the
-    largest L1 norm (:func:`strongest_channels`). With ``blocks`` fewer than
+    ``(N, 1, H, W)`` in [0, 1]), keeping per layer the teacher channels of largest
+    :func:`channel_importance`. With ``blocks`` fewer than
     the teacher's, the student has the first ``blocks`` body blocks and its tail is fitted to
     the teacher's whole residual (an early progressive stage)."""
     if width > teacher.width:
@@ -93,23 +100,23 @@ def refit_student(teacher: VDSR, width: int, inputs: torch.Tensor, blocks: int |
     gen = torch.Generator().manual_seed(seed)
     student = VDSR(width, teacher.depth, n_blocks).to(device)
     inputs = inputs.to(device).float()
-    *t_convs, t_tail = teacher.convs()
+    convs = teacher.convs()
     *s_convs, s_tail = student.convs()
     t_act, s_act = inputs, inputs
     errors: list[float] = []
-    for i, t_conv in enumerate(t_convs):
+    for i, t_conv in enumerate(convs[:-1]):
         t_pre = _conv(t_act, t_conv.weight, chunk)
         t_act = torch.relu(t_pre)
         if i > n_blocks:
             continue  # deeper teacher layers still feed its residual, which the tail must match
-        keep = strongest_channels(t_conv.weight, width)
+        keep = channel_importance(t_act, convs[i + 1].weight).argsort(descending=True)[:width].sort().values
         target = t_pre[:, keep]
         w = solve_conv(s_act, target, ridge, pixels, chunk, gen)
         s_convs[i].weight.copy_(w)
         s_pre = _conv(s_act, w, chunk)
         errors.append(float(((s_pre - target) ** 2).sum() / (target ** 2).sum().clamp_min(1e-30)))
         s_act = torch.relu(s_pre)
-    residual = _conv(t_act, t_tail.weight, chunk)
+    residual = _conv(t_act, convs[-1].weight, chunk)
     w = solve_conv(s_act, residual, ridge, pixels, chunk, gen)
     s_tail.weight.copy_(w)
     s_res = _conv(s_act, w, chunk)
