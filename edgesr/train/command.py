@@ -8,6 +8,7 @@ bar, the metrics plot, and the end of a run (weights saved, evaluated once, resu
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -117,8 +118,10 @@ def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog, resume
     PSNR is added), stop-on-signal, the step-0 validation line of a new run and, however it
     ends, the metrics plot."""
     try:
+        started = time.perf_counter()
         with console.status("preparing the run"):
             trainer.begin(resumed)
+        trainer.elapsed += time.perf_counter() - started  # a time budget covers the preparation too
         if trainer.val_pairs and not resumed:
             metrics.write({"step": 0, **trainer.reference_scores(), **trainer.validate()})
         with stop_on_signals() as stop, progress_bar(console) as progress:
