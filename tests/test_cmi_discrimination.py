@@ -1,26 +1,26 @@
-"""CMI must be able to tell its samples apart: with the real teacher's pooled features, the
-projection head learns instance discrimination far above chance once the features are
-standardised, and stays near chance on the raw features (cosine ~0.96-0.99 between samples)."""
+"""CMI must be able to tell its samples apart: on the samples of a fresh DFSR generator (what
+CMI starts from), with the real teacher's pooled features, the projection head learns
+instance discrimination far above chance once the features are standardised, and stays near
+chance on the raw features (cosine ~0.98 between samples)."""
 
 import numpy as np
 import pytest
 import torch
 
 from edgesr.distill.cmi import ProjectionHead, info_nce, instance_accuracy, pooled_features, random_views, standardize
+from edgesr.distill.generator import Generator
 from edgesr.models.zoo import load_model
 from edgesr.ops.resize_torch import imresize
-from edgesr.samples.pool import degrade
-from edgesr.samples.priors import dead_leaves
 
-N, VIEWS, STEPS = 32, 4, 150
+N, VIEWS, STEPS = 32, 4, 250
 
 
 @pytest.fixture(scope="module")
 def view_features():
-    """Teacher features of ``VIEWS`` fixed pairs of views of ``N`` distinct dead-leaves LR patches."""
+    """Teacher features of ``VIEWS`` fixed pairs of views of ``N`` samples of a fresh generator."""
     torch.manual_seed(0)
     teacher, _ = load_model("pytorch-vdsr")
-    lr = degrade(torch.from_numpy(dead_leaves(N, 24, np.random.default_rng(0)))[:, None], 2)[0]
+    lr = Generator(12).sample(N)
     out = []
     with torch.no_grad():
         for _ in range(VIEWS):
@@ -54,7 +54,7 @@ def test_standardised_features_let_the_head_tell_samples_apart(view_features):
     chance = 1 / N
     raw, std = _train_head(view_features, False), _train_head(view_features, True)
     assert std > 8 * chance, (raw, std)
-    assert std > 2 * raw, (raw, std)
+    assert raw < 4 * chance, (raw, std)
 
 
 def test_instance_accuracy_counts_own_view_matches():
