@@ -51,12 +51,12 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "dead-leaves+pink": ("the pool drawn from both priors, 3:1", ["samples.priors=[dead-leaves, pink-noise]",
                                                                   "samples.prior_weights=[3, 1]"]),
     "no-symmetries": ("pool crops without flips and rotations", ["samples.symmetries=false"]),
-    "generators-25": ("a quarter of each batch from the DFSR generators, with CMI",
+    "generators-25": ("a quarter of each batch from the DFSR generators, with CMI (standardised)",
                       ["samples.generator_share=0.25", "losses.w_c=0.8"]),
     "generators-25-no-cmi": ("the same without CMI", ["samples.generator_share=0.25", "losses.w_c=0"]),
-    "dfsr+cmi": ("the previous quick recipe: pruned student, generators only, CMI",
+    "dfsr+cmi": ("the previous quick recipe: pruned student, generators only, CMI as published",
                  ["student.init=teacher-prune", "samples.generator_share=1", "samples.pool_images=0",
-                  "student_optim.lr=0.0002", "losses.w_c=0.8"]),
+                  "student_optim.lr=0.0002", "student_optim.clip_grad_norm=0.4", "cmi.standardize=false"]),
 }
 
 
