@@ -114,7 +114,8 @@ def markdown(out: dict) -> str:
              f"(preparation + training) on {out['machine']}, {out['threads']} thread(s). Validation PSNR (dB, Y, "
              f"border = scale) on the last {out['val_images']} train291 images (centre {out['val_crop']}-px crops); "
              "mean over seeds where a variant ran more than once. Load average before/after each run in the JSON.",
-             "", "| variant | what it tests | seeds | steps | x2 | x3 | x4 | mean |", "|---|---|---|---|---|---|---|---|"]
+             "", "| variant | what it tests | seeds | steps | x2 | x3 | x4 | mean |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, row in out["variants"].items():
         v = row["validation"]
         steps = "/".join(str(s["steps"]) for s in row["runs"])
