@@ -169,7 +169,8 @@ def main() -> None:
         for sc in evaluate(torch_predictor(model), sets, [2, 3, 4], with_ssim=False):
             bench.setdefault(sc.set, {}).setdefault(str(sc.scale), []).append(sc.psnr)
     bench = {k: {s: round(float(np.mean(v)), 3) for s, v in per.items()} for k, per in bench.items()}
-    out = {"recipe": args.recipe, "budget_minutes": args.budget_minutes, "steps": args.steps, "device": args.device,
+    out = {"recipe": args.recipe, "budget_minutes": args.budget_minutes, "steps": args.steps,
+           "device": args.device,
            "threads": args.threads, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
            "val_images": args.val_images, "val_crop": args.val_crop, "total_seconds": round(time.time() - started),
            "chosen": chosen, "top": top,
