@@ -111,8 +111,9 @@ def mean_scores(scores: list[dict]) -> dict[str, float]:
 
 def markdown(out: dict) -> str:
     cols = ["val_psnr_x2", "val_psnr_x3", "val_psnr_x4", "val_psnr"]
-    length = (f"{out['budget_minutes']:g} min of wall time per run (preparation + training)" if out["steps"] is None
-              else f"{out['steps']} student steps per run")
+    length = f"{out['steps']} student steps per run"
+    if out["steps"] is None:
+        length = f"{out['budget_minutes']:g} min of wall time per run (preparation + training)"
     lines = [f"Ablation of the `{out['recipe']}` recipe: {length} on {out['machine']}, {out['threads']} thread(s). Validation PSNR (dB, Y, "
              f"border = scale) on the last {out['val_images']} train291 images (centre {out['val_crop']}-px crops); "
              "mean over seeds where a variant ran more than once. Load average before/after each run in the JSON.",
