@@ -115,8 +115,9 @@ def markdown(out: dict) -> str:
     if out["steps"] is None:
         length = f"{out['budget_minutes']:g} min of wall time per run (preparation + training)"
     lines = [f"Ablation of the `{out['recipe']}` recipe: {length} on {out['machine']}, {out['threads']} "
-             "thread(s). Validation PSNR (dB, Y, border = scale) on the last {out['val_images']} train291 images (centre {out['val_crop']}-px crops); "
-             "mean over seeds where a variant ran more than once. Load average before/after each run in the JSON.",
+             f"thread(s). Validation PSNR (dB, Y, border = scale) on the last {out['val_images']} train291 "
+             f"images (centre {out['val_crop']}-px crops); mean over seeds where a variant ran more than once. "
+             "Load average before/after each run in the JSON.",
              "", "| variant | what it tests | seeds | steps | x2 | x3 | x4 | mean |",
              "|---|---|---|---|---|---|---|---|"]
     for name, row in out["variants"].items():
