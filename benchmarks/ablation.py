@@ -145,6 +145,7 @@ def main() -> None:
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), help=f"any of: {', '.join(VARIANTS)}")
     ap.add_argument("--seeds", type=int, default=2, help="seeds of each top variant")
     ap.add_argument("--top", type=int, default=2)
+    ap.add_argument("--no-test-sets", action="store_true", help="stop before Set5/Set14 (exploration)")
     ap.add_argument("--val-images", type=int, default=24)
     ap.add_argument("--val-crop", type=int, default=128)
     ap.add_argument("--data-root", type=Path, default=Path("../shared/data"))
@@ -165,7 +166,7 @@ def main() -> None:
         scores[name] += [run_variant(name, seed, args) for seed in range(1, args.seeds)]
     chosen = max(top, key=lambda n: mean_scores(scores[n])["val_psnr"])
     bench: dict = {}
-    for seed_score in scores[chosen]:
+    for seed_score in [] if args.no_test_sets else scores[chosen]:
         model, _ = load_model(str(args.runs / f"seed{seed_score['seed']}" / chosen / "student.safetensors"))
         sets = [open_set(args.data_root / s) for s in ("Set5", "Set14")]
         for sc in evaluate(torch_predictor(model), sets, [2, 3, 4], with_ssim=False):
