@@ -364,8 +364,9 @@ def export_cmd(
                                                 "coreml: 8-bit weights)")] = "fp32",
     input_kind: Annotated[str, typer.Option("--input", help="lr: LR in, MATLAB bicubic inside the model; "
                                                             "bicubic: the network alone")] = "lr",
-    calib: Annotated[str | None, typer.Option(help="INT8 calibration: a distill run folder (data-free, the "
-                                                      "default when the model sits in one) or an image folder")] = None,
+    calib: Annotated[str | None, typer.Option(help="INT8 calibration: prior names (dead-leaves, pink-noise), a distill "
+                                                      "run folder or an image folder; default: what taught the run "
+                                                      "the model sits in, else dead-leaves (data-free)")] = None,
     calib_method: Annotated[str, typer.Option(help="minmax, entropy, percentile or mse")] = DEFAULT_METHOD,
     float_layers: Annotated[str, typer.Option(help="INT8: VDSR convs kept in float: auto:K (the K whose "
                                                    "quantization costs most, measured per export; auto: "
