@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import load_recipe
 from ..data.benchmark import degrade
 from ..data.images import list_images, read_rgb8
-from ..config import load_recipe
 from ..errors import EdgesrError
 from ..ops import image_to_y, imresize
 from ..samples.priors import PRIORS, prior_images
