@@ -59,16 +59,15 @@ GENERATORS_FILE = "generators.safetensors"
 
 def save_generators(gens: dict[int, Generator], run_dir: str | Path) -> Path:
     """All scales' generators in one safetensors file (keys ``x<s>.<param>``), atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    from ..io import atomic_path
+    from ..io import write_bytes
 
     state = {f"x{s}.{k}": v.detach().float().cpu().contiguous() for s, g in gens.items()
              for k, v in g.state_dict().items()}
     meta = {"configs": json.dumps({str(s): g.config() for s, g in gens.items()})}
     path = Path(run_dir) / GENERATORS_FILE
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=meta)
+    write_bytes(path, save(state, metadata=meta))
     return path
 
 
