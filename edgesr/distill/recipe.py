@@ -102,7 +102,8 @@ class DistillRecipe(RunRecipe):
         super().validate()
         check_scales(self.scales, "recipe key scales")
         if len(self.generator.lr_sizes) != len(self.scales):
-            fail("generator.lr_sizes", "needs one LR size per scale")
+            fail("scales", f"{list(self.scales)} needs one generator.lr_sizes entry per scale, "
+                           f"got {list(self.generator.lr_sizes)}: set both")
         if any(s % 4 for s in self.generator.lr_sizes):
             fail("generator.lr_sizes", f"each must be a multiple of 4, got {list(self.generator.lr_sizes)}")
         if self.cmi.bank_size % self.batch_size:
