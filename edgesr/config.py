@@ -199,6 +199,14 @@ def read_recipe_text(path: Path) -> str:
         raise EdgesrError(f"recipe {path} is binary data (an image? weights?), not a YAML text file") from None
 
 
+def _yaml_problem(exc: Exception) -> str:
+    """What PyYAML found wrong, and where: ``expected ',' or ']', but got '<stream end>' (line 3)``."""
+    problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+    if not problem:
+        return str(exc).splitlines()[0]
+    return f"{problem} (line {mark.line + 1})" if mark is not None else problem
+
+
 def load_recipe(cls: type[T], name_or_path: str, overrides: list[str] | None = None) -> T:
     """Read, override and validate a recipe file into ``cls``."""
     import yaml
@@ -208,7 +216,7 @@ def load_recipe(cls: type[T], name_or_path: str, overrides: list[str] | None = N
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise EdgesrError(f"recipe {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise EdgesrError(f"recipe {path} is not valid YAML: {_yaml_problem(exc)}") from None
     except RecursionError:
         raise EdgesrError(f"recipe {path} nests too deeply to be a recipe") from None
     if not isinstance(data, dict):

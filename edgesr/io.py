@@ -31,6 +31,13 @@ class OutputError(EdgesrError):
 
 
 def cannot_write(path: str | Path, exc: OSError) -> OutputError:
+    """The error for ``path``: the operating system's reason, or which part of the path is a
+    file where a folder should be (the OS says "File exists" or "Not a directory")."""
+    path = Path(path)
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):
+        blocking = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            return OutputError(f"cannot write {path}: {blocking} is a file, not a folder")
     return OutputError(f"cannot write {path}: {exc.strerror or exc}")
 
 
