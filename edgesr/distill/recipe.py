@@ -32,8 +32,9 @@ class StudentConfig:
 class GeneratorConfig:
     z_dim: Count = 256
     channels: Annotated[int, Range(2)] = 128
-    #: LR patch size per scale, in the order of ``scales``, each a multiple of 4; HR patches are lr * scale
-    lr_sizes: tuple[Annotated[int, Range(4)], ...] = (24, 16, 12)
+    #: LR patch size per scale, in the order of ``scales``, each a multiple of 4 (at least 8: the
+    #: first feature map, lr / 4, needs more than one pixel to normalise); HR patches are lr * scale
+    lr_sizes: tuple[Annotated[int, Range(8)], ...] = (24, 16, 12)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(name="adam", lr=1e-5, schedule="constant"))
     #: Algorithm 1 line 20: also take gradient steps on a persistent z (0 = off)
     z_lr: NonNegative = 0.0

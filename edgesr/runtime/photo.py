@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ..data.images import IMAGE_SUFFIXES
+from ..data.images import IMAGE_SUFFIXES, READ_FORMATS
 from ..errors import EdgesrError
 from ..io import atomic_path
 from ..ops import imresize, rgb_to_ycbcr, ycbcr_to_rgb
@@ -28,9 +28,6 @@ from .tiling import DEFAULT_MARGIN, DEFAULT_TILE, upscale_tiled
 #: channel layouts kept through the pipeline, by number of channels
 MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-#: the Pillow formats a photo is read from, whatever its name says; others (EPS runs
-#: Ghostscript, PDF, PSD, ...) are refused, since uploads and folders may hold anything
-READ_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF")  # JPEG includes MPO (phone cameras)
 
 
 class TooManyPixels(EdgesrError):

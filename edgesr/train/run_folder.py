@@ -2,13 +2,15 @@
 checkpoint, the results and the plot, so that one folder is enough to resume or reproduce a run.
 
 One process at a time works in a run folder: :func:`open_run` takes an exclusive lock on it
-(released when the run completes, fails or the process dies), then removes what a killed
+(released when the run completes, when its training ends in an error, and in any case when
+the process ends, however it ends), then removes what a killed
 process left (temporaries of atomic writes, log lines past the checkpoint, a line cut in half),
 so that a resumed run's folder ends exactly as an uninterrupted run's would.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -93,7 +95,13 @@ def open_run(run_dir: Path | None, out: str | Path, recipe: RunRecipe, trainer: 
     if run_dir is None:
         run_dir = new_run_dir(out, recipe.name)
         lock_run(run_dir)
-        write_text(run_dir / RECIPE_FILE, dump_recipe(recipe))
+        try:
+            write_text(run_dir / RECIPE_FILE, dump_recipe(recipe))
+        except BaseException:
+            unlock_run(run_dir)
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # still empty: no half-made run folder
+            raise
     else:
         lock_run(run_dir)
     try:
@@ -147,6 +155,8 @@ class MetricsLog:
 
     def __init__(self, path: Path, resume_step: int | None = None) -> None:
         self.path = path
+        if path.is_symlink():  # appending would write wherever it points
+            raise EdgesrError(f"{path} is a symbolic link: a run folder's files must be its own")
         if resume_step is not None and path.exists():
             try:
                 lines = path.read_text(errors="replace").splitlines()
