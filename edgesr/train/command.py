@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -123,6 +124,10 @@ def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog, resume
     for change in trainer.recipe_changes:
         console.print(f"[yellow]resuming with a changed recipe: {change}[/]")
     try:
+        started = time.perf_counter()
+        with console.status("preparing the run"):
+            trainer.begin(resumed)
+        trainer.elapsed += time.perf_counter() - started  # a time budget covers the preparation too
         if trainer.val_pairs and not resumed:
             metrics.write({"step": 0, **trainer.reference_scores(), **trainer.validate()})
         with stop_on_signals() as stop, progress_bar(console) as progress:
