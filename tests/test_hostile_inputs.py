@@ -439,6 +439,15 @@ def bad_key(key: str, value: str, fragment: str) -> Case:
                 unchanged=("runs",))
 
 
+def bad_keys(overrides: str, fragment: str) -> Case:
+    """Keys that are each in range but do not go together (``overrides``: space-separated)."""
+    return Case(f"distill --set {overrides}", (*DISTILL, "--set", *overrides.split()), tiny_yaml, fragment,
+                unchanged=("runs",))
+
+
+POOL = "samples.priors=[dead-leaves] samples.pool_images=2 samples.pool_size=16 samples.patch=8"
+
+
 CASES = [
     # --- 1. code execution from run folders
     Case("distill --resume: pickle payload in checkpoint.pt", RESUME, distill_run(pickle_payload),
@@ -462,6 +471,24 @@ CASES = [
     bad_key("scales", "[5]", "recipe key scales: [5] needs one generator.lr_sizes entry per scale"),
     bad_key("scales", "[9]", "recipe key scales[0]: must be in [2, 8], got 9"),
     bad_key("batch_size", "[1", "override 'batch_size=[1': the value is not valid YAML"),
+    # the sample pool's keys: ranges, and the keys they need beside them
+    bad_key("samples.generator_share", "1.5", "recipe key samples.generator_share: must be in [0, 1], got 1.5"),
+    bad_key("samples.priors", "[fractal]", "recipe key samples.priors[0]: expected one of"),
+    bad_key("samples.pool_size", "4", "recipe key samples.pool_size: must be >= 8, got 4"),
+    bad_key("student.refit_pixels", "0", "recipe key student.refit_pixels: must be in (0, 1], got 0"),
+    bad_keys("samples.pool_images=2", "recipe key samples.priors: a pool (samples.pool_images > 0) is drawn "
+             "from at least one prior"),
+    bad_keys("samples.generator_share=0.5", "recipe key samples.pool_images: generator_share 0.5 leaves part "
+             "of each batch to the pool"),
+    bad_keys("student.init=teacher-refit", "recipe key student.init: teacher-refit fits the student on the "
+             "sample pool"),
+    bad_keys(f"{POOL} student.init=teacher-refit", "recipe key progressive.stages: a teacher-refit student is "
+             "whole from the start"),
+    bad_keys(f"{POOL} samples.pool_size=18", "recipe key samples.pool_size: 18 is not a multiple of every "
+             "scale [2, 4]"),
+    bad_keys(f"{POOL} samples.patch=24", "recipe key samples.patch: 24 is larger than samples.pool_size 16"),
+    bad_keys(f"{POOL} samples.prior_weights=[1,2]", "recipe key samples.prior_weights: give one weight per "
+             "prior"),
     Case("distill --set on the default recipe: scales=[5]", ("distill", "--set", "scales=[5]", "--out", "runs"),
          nothing, "recipe key scales: [5] needs one generator.lr_sizes entry per scale, got [24, 16, 12]",
          unchanged=("runs",)),
