@@ -17,6 +17,7 @@ from ..data.splits import holdout, validation_pairs
 from ..errors import EdgesrError
 from ..io import write_json
 from ..train.command import finish_run, recipe_for, resolve_device, train_in_folder
+from ..train.plot import Panel
 from ..train.run_folder import RESULTS_FILE, open_run
 from .patches import PatchSampler, read_y
 from .recipe import TeacherRecipe
@@ -24,9 +25,10 @@ from .trainer import TeacherTrainer
 
 TEACHER_FILE = "teacher.safetensors"
 PLOT_PANELS = [
-    ("training loss", ["loss"]),
-    ("learning rate", ["lr"]),
-    ("validation PSNR (held-out images)", ["val_psnr", "val_bicubic_psnr"]),
+    Panel("validation PSNR (dB, held-out images)", "val_psnr", label="teacher",
+          lines=(("val_bicubic_psnr", "bicubic floor"),)),
+    Panel("training loss", "loss", smooth=True),
+    Panel("learning rate", "lr"),
 ]
 
 
@@ -73,7 +75,7 @@ def train_teacher(data: str | Path | None = None, scales: list[int] | None = Non
 
 def finish(run_dir: Path, recipe: TeacherRecipe, trainer: TeacherTrainer, console: Console) -> Path:
     """Save the weights; evaluate once on the benchmark sets; write the results."""
-    results, _ = finish_run(trainer, run_dir, recipe.evaluation, list(recipe.scales), TEACHER_FILE,
+    results = finish_run(trainer, run_dir, recipe.evaluation, list(recipe.scales), TEACHER_FILE,
                             {"recipe": recipe.name, "trained_on": Path(recipe.data).name}, console)
     write_json(run_dir / RESULTS_FILE, results)
     console.print(f"teacher: {run_dir / TEACHER_FILE}   results: {run_dir / RESULTS_FILE}")

@@ -47,6 +47,8 @@ class RunRecipe:
 
     #: the run folder's name (``runs/<command>/<name>``)
     name: str = "run"
+    #: one line on what the recipe is for (``edgesr recipes`` lists it)
+    description: str = ""
     seed: NonNegativeInt = 0
     #: auto (CUDA when torch sees a GPU), cpu, cuda or cuda:N
     device: str = "auto"
