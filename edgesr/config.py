@@ -156,9 +156,59 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def shipped_recipes() -> Path:
+    """The recipes that come with edgesr: ``edgesr/recipes`` in an installed package (the
+    checkout's top-level ``recipes/``, the source of truth, installed there: ``pyproject.toml``),
+    that top-level folder itself in a source checkout or an editable install."""
+    installed = Path(__file__).resolve().parent / "recipes"
+    return installed if installed.is_dir() else Path(__file__).resolve().parents[1] / "recipes"
+
+
 def recipe_dirs() -> list[Path]:
-    """Where recipe names are looked up: ./recipes, then the project's own recipes/."""
-    return [Path.cwd() / "recipes", Path(__file__).resolve().parents[1] / "recipes"]
+    """Where recipe names are looked up: ./recipes (your own, first), then the shipped ones."""
+    return [Path.cwd() / "recipes", shipped_recipes()]
+
+
+@dataclasses.dataclass(frozen=True)
+class RecipeEntry:
+    """One named recipe as ``edgesr recipes`` lists it."""
+
+    name: str
+    path: Path
+    #: the key of ``kinds`` whose schema the file validates against, or "" if none does
+    kind: str
+    #: the recipe's ``description`` key, or why the file is not a valid recipe
+    description: str
+
+
+def catalog(kinds: dict[str, type]) -> list[RecipeEntry]:
+    """Every recipe name :func:`find_recipe` resolves (a name in ./recipes hides a shipped one),
+    classified by the recipe class (``kinds``: label to class) that accepts it."""
+    import yaml
+
+    seen: dict[str, Path] = {}
+    for d in recipe_dirs():
+        for path in sorted(d.glob("*.yaml")) if d.is_dir() else []:
+            seen.setdefault(path.stem, path)
+    out = []
+    for name, path in sorted(seen.items()):
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            out.append(RecipeEntry(name, path, "", f"unreadable ({type(exc).__name__})"))
+            continue
+        errors = []
+        for label, cls in kinds.items():
+            try:
+                recipe = from_dict(cls, data if isinstance(data, dict) else {"": data})
+            except EdgesrError as exc:
+                errors.append(str(exc))
+                continue
+            out.append(RecipeEntry(name, path, label, getattr(recipe, "description", "")))
+            break
+        else:
+            out.append(RecipeEntry(name, path, "", f"not a valid recipe: {errors[0] if errors else '?'}"))
+    return out
 
 
 def find_recipe(name_or_path: str) -> Path:
