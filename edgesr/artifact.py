@@ -16,6 +16,8 @@ PREFIX = "edgesr."
 FORMAT_VERSION = "1"
 INPUT_KINDS = ("lr", "bicubic")
 PRECISIONS = ("fp32", "fp16", "int8")
+#: the file stem inside a TensorRT bundle folder: ``model.onnx``, ``model.meta.json``, ``model.engine``
+BUNDLE_MODEL = "model"
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,9 @@ class ArtifactMeta:
     color: str = "y-bt601"
     model: str = ""
     source_sha256: str = ""
+    #: the absolute path of the source weights file at export ("" for a zoo model): with
+    #: ``source_sha256`` it lets ``edgesr bench --torch`` find the source from any folder
+    source_path: str = ""
     #: the source model's measured scores, e.g. ``{"Set5": {"2": 37.65}}``
     source_psnr: dict = field(default_factory=dict)
     #: free-form details (quantization scheme, calibration, opset, ...)
