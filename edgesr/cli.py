@@ -36,6 +36,11 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
+# typer prints an argument's Python type beside it (ARTIFACT... <list[Path]>) even when its
+# metavar already names the values; the option panel has no such column in plain help
+if hasattr(typer.core.TyperArgument, "display_type_rich"):
+    typer.core.TyperArgument.display_type_rich = lambda self, ctx: None
+
 #: options that take several values after one flag (``--scales 2 3 4``), like argparse's nargs='+'
 MULTI_VALUE_OPTIONS = {"--scales", "--data", "--sizes", "--set", "--providers"}
 
@@ -317,7 +322,7 @@ def _positive(name: str, value: int | None) -> None:
 @app.command("bench", short_help="Latency, memory and PSNR/SSIM of exported models.")
 @user_errors
 def bench_cmd(
-    artifacts: Annotated[list[Path], typer.Argument(metavar="ARTIFACT...", help="exported models: .onnx, .engine, "
+    artifacts: Annotated[list[Path], typer.Argument(metavar="ARTIFACT", help="exported models: .onnx, .engine, "
                                                     ".mlpackage, or a TensorRT bundle folder", show_default=False)],
     data: Annotated[list[Path], typer.Option(metavar="DIR...", help="benchmark folder(s) for PSNR/SSIM, e.g. "
                                              "../shared/data/Set5 ../shared/data/Set14 [default: none: latency "
@@ -388,7 +393,7 @@ def bench_cmd(
 @app.command("upscale", short_help="Upscale photos with an exported model.")
 @user_errors
 def upscale_cmd(
-    inputs: Annotated[list[Path], typer.Argument(metavar="INPUT...", help="image files and/or folders of images",
+    inputs: Annotated[list[Path], typer.Argument(metavar="INPUT", help="image files and/or folders of images",
                                                  show_default=False)],
     output: Annotated[Path, typer.Option("-o", "--output", metavar="PATH", help="output file (one input) or "
                                          "folder", show_default=False)],
