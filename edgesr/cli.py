@@ -148,6 +148,17 @@ def finished(started: float, next_step: str, next_args: list[str]) -> None:
                   highlight=False, markup=False, soft_wrap=True)
 
 
+OVERWRITE_HELP = "replace existing output files (without it, an existing output is an error)"
+
+
+def refuse_existing(outputs: list[Path | None], overwrite: bool) -> None:
+    """The one overwrite rule of every command that writes: an existing output is an error,
+    before any work, unless ``--overwrite`` is given."""
+    for path in outputs:
+        if path is not None and (path.exists() or path.is_symlink()) and not overwrite:
+            raise EdgesrError(f"{path} exists: pass --overwrite to replace it")
+
+
 def _version(value: bool) -> None:
     if value:
         from . import __version__
@@ -180,6 +191,7 @@ def eval_cmd(
     device: Annotated[str, typer.Option(metavar="auto|cpu|cuda", help="where the model runs")] = "auto",
     threads: Annotated[int | None, typer.Option(metavar="N", help=THREADS_HELP, show_default=False)] = None,
     ssim: Annotated[bool, typer.Option(help="also compute SSIM")] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP, show_default=False)] = False,
 ) -> None:
     """PSNR/SSIM of a torch model on benchmark sets (Y channel, border shaved, MATLAB bicubic).
 
@@ -199,6 +211,7 @@ def eval_cmd(
     if not data:
         raise EdgesrError("give at least one --data folder (e.g. ../shared/data/Set5)")
     check_scales(scales)
+    refuse_existing([json_out], overwrite)
     use_threads(threads)
     net, meta = load_model(model)
     sets = [open_set(d) for d in data]
@@ -346,6 +359,7 @@ def bench_cmd(
                             ] = None,
     plot_out: Annotated[Path | None, typer.Option("--plot", metavar="FILE", help="write a latency-vs-PSNR plot "
                                                   "(PNG) here")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP, show_default=False)] = False,
 ) -> None:
     """Latency (p50/p90/p99), throughput, memory and PSNR/SSIM of exported models on this device."""
     from .bench.outputs import plot, rich_table, write_results
@@ -360,6 +374,7 @@ def bench_cmd(
         _positive(name, v)
     if plot_out:
         require_extra("plot", "--plot")
+    refuse_existing([json_out, markdown_out, plot_out], overwrite)
     sets = [open_set(d) for d in data]
     with console.status("benchmarking") as status:
         reference = None
@@ -406,9 +421,8 @@ def upscale_cmd(
                                                 "onnxruntime's, one per core]")] = None,
     providers: Annotated[list[str], typer.Option(metavar="NAME...", help="onnxruntime providers in order: cpu, "
                                                  "cuda, tensorrt [default: cpu]")] = [],
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace existing output files (never an input; "
-                                            "without it, an existing output is an error)", show_default=False)
-                         ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP + "; never an input",
+                                            show_default=False)] = False,
 ) -> None:
     """Upscale photos: Y through the model, colour and alpha by MATLAB bicubic, bit depth kept."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -526,8 +540,7 @@ def export_cmd(
                                              "<model>_x<S>_<input>_<precision> + .onnx, _tensorrt/ or .mlpackage, "
                                              "in the current folder; <model> is the zoo name or the file's stem]")
                    ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing output (without it, an "
-                                            "existing output is an error)", show_default=False)] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP, show_default=False)] = False,
     threads: Annotated[int | None, typer.Option(metavar="N", help=THREADS_HELP, show_default=False)] = None,
 ) -> None:
     """Export a model for devices: ONNX (FP32/FP16/INT8), a TensorRT bundle or a CoreML package."""

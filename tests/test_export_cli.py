@@ -203,6 +203,14 @@ def test_existing_output_needs_overwrite(run_dir, exported, tmp_path):
     r = run_cli("export", "--model", student, "--scale", "2", cwd=tmp_path)
     assert r.returncode == 0 and (tmp_path / "student_x2_lr_fp32.onnx").is_file(), r.stderr
     assert_user_error(run_cli("export", "--model", student, "--scale", "2", cwd=tmp_path), "exists")
+    # bench's and eval's reports follow the same rule
+    report = tmp_path / "report.json"
+    report.write_text("{}")
+    bench = ["bench", str(target), "--sizes", "16", "--warmup", "0", "--runs", "1", "--json", str(report)]
+    assert_user_error(run_cli(*bench, block_torch=True), "report.json exists: pass --overwrite")
+    assert run_cli(*bench, "--overwrite", block_torch=True).returncode == 0
+    assert_user_error(run_cli("eval", "--model", student, "--data", str(tmp_path), "--json", str(report)),
+                      "report.json exists: pass --overwrite")
 
 
 def test_bundle_folder_gets_the_umask(run_dir, tmp_path):

@@ -23,6 +23,10 @@ def test_quick_recipe_runs_offline_without_shared_data(tmp_path):
                        cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "not found" in r.stdout  # validation and benchmark folders are missing: said, then skipped
+    # stdout is a pipe, not a terminal: plain progress lines, then the wall time and what to run next
+    assert "distill: step 2/2 (100%)" in r.stdout and "steps/s" in r.stdout, r.stdout
+    last = r.stdout.strip().splitlines()[-1]
+    assert last.startswith("done in ") and "-m edgesr export --model runs/distill/quick/student.safetensors" in last
     run = work / "runs" / "distill" / "quick"
     assert json.loads((run / "results.json").read_text())["steps"] == 2
     with safe_open(str(run / "student.safetensors"), "pt") as f:
