@@ -22,6 +22,7 @@ def _train(run_dir, recipe, stop_at: int | None = None, resume: bool = False) ->
     d = Distiller(recipe, tiny_teacher(), torch.device("cpu"))
     if resume:
         resume_from(d, run_dir / CHECKPOINT_FILE)
+    d.begin(resume)
     stop = StopRequest()
 
     def on_step(step, _rec):
@@ -53,6 +54,49 @@ def test_resume_ends_with_the_same_weights(tmp_path):
             assert torch.equal(resumed.gens[s].state_dict()[k], v), (s, k)
     steps = lambda p: [json.loads(ln)["step"] for ln in p.read_text().splitlines()]  # noqa: E731
     assert steps(tmp_path / "a" / "metrics.jsonl") == steps(tmp_path / "b" / "metrics.jsonl")
+
+
+POOL = {"samples": {"priors": ["dead-leaves"], "pool_images": 3, "pool_size": 16, "patch": 8},
+        "student": {"width": 4, "depth": 6, "init": "teacher-refit"}, "progressive": {"stages": 1, "steps": [8]}}
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5])
+def test_resume_with_a_refitted_student_and_a_pool_ends_with_the_same_weights(tmp_path, share):
+    """The pool is drawn again and its targets recomputed on resume (no refit): same weights to the bit."""
+    recipe = tiny_recipe(**{**POOL, "samples": {**POOL["samples"], "generator_share": share}}, checkpoint_every=100)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    full = _train(tmp_path / "a", recipe)
+    assert full.pool is not None and len(full.pool.inputs) == 3 * 2 and bool(full.gens) == (share > 0)
+    with pytest.raises(Interrupted):
+        _train(tmp_path / "b", recipe, stop_at=3)
+    resumed = _train(tmp_path / "b", recipe, resume=True)
+    assert torch.equal(resumed.pool.targets, full.pool.targets)
+    for k, v in full.student.state_dict().items():
+        assert torch.equal(resumed.student.state_dict()[k], v), k
+
+
+def test_refit_init_starts_closer_to_the_teacher_than_pruning():
+    refit = Distiller(tiny_recipe(**POOL), tiny_teacher(), torch.device("cpu"))
+    pruned = Distiller(tiny_recipe(**{**POOL, "student": {**POOL["student"], "init": "teacher-prune"}}),
+                       tiny_teacher(), torch.device("cpu"))
+    for d in (refit, pruned):
+        d.begin(False)
+    x, y = refit.pool.inputs, refit.pool.targets
+    with torch.no_grad():
+        err_refit, err_pruned = (float((d.student(x) - y).square().mean()) for d in (refit, pruned))
+    assert torch.equal(refit.pool.targets, pruned.pool.targets)
+    assert err_refit < 0.75 * err_pruned
+
+
+def test_budget_fits_the_stage_plan_to_end_on_time(tmp_path, monkeypatch):
+    from edgesr.train import trainer as trainer_mod
+
+    monkeypatch.setattr(trainer_mod, "SPEED_WINDOW", (2, 4))
+    recipe = tiny_recipe(progressive={"stages": 2, "steps": [50000]}, budget_minutes=0.05, checkpoint_every=100)
+    d = _train(tmp_path, recipe)
+    assert 4 < d.horizon < 100000 and d.step <= d.horizon and len(d.plan.lengths) == 2
+    assert load_checkpoint(tmp_path / CHECKPOINT_FILE)["horizon"] == d.horizon
 
 
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):

@@ -76,7 +76,7 @@ def test_old_run_folders_resume_to_the_weights_of_an_uninterrupted_run(old_run, 
         torch.testing.assert_close(mine[k], theirs[k], rtol=0, atol=1e-6, msg=k)
     logged = [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
     assert [s for s in logged if s] == list(range(1, steps + 1))  # log_every 1: each step once
-    assert set(torch.load(run / "checkpoint.pt", weights_only=True)) == OLD_KEYS[kind]
+    assert set(torch.load(run / "checkpoint.pt", weights_only=True)) >= OLD_KEYS[kind]  # may add, never drop
 
 
 class _Payload:

@@ -21,6 +21,20 @@ def pooled_features(block_outputs: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([f.float().mean(dim=(2, 3)) for f in block_outputs], dim=1)
 
 
+def standardize(feats: torch.Tensor) -> torch.Tensor:
+    """Each feature minus its mean over the rows, over its standard deviation (statistics held
+    constant for the gradient).
+
+    Pooled VDSR features are dominated by what every image shares: two different samples have
+    cosine similarity ~0.997, so through the head every logit is within a few hundredths of
+    the others and InfoNCE cannot tell samples apart. Standardised over the current batch and
+    the bank negatives, what is left is what distinguishes them.
+    """
+    mean = feats.mean(dim=0, keepdim=True).detach()
+    std = feats.std(dim=0, keepdim=True).detach()
+    return (feats - mean) / (std + 1e-6)
+
+
 class ProjectionHead(nn.Module):
     """h: Linear(D, D) -> ReLU -> Linear(D, out) -> L2-normalise (cosine similarity space)."""
 
@@ -124,6 +138,14 @@ def info_nce(local_proj: torch.Tensor, global_proj: torch.Tensor, batch: int, te
     if per_row.shape[0] > batch:
         loss = loss + per_row[batch:].mean()
     return loss
+
+
+@torch.no_grad()
+def instance_accuracy(local_proj: torch.Tensor, global_proj: torch.Tensor, batch: int) -> torch.Tensor:
+    """Top-1 instance discrimination of the current batch: the share of its samples whose local
+    view is closest to their own global view among all rows (chance: 1 / rows)."""
+    logits = local_proj[:batch] @ global_proj.t()
+    return (logits.argmax(dim=1) == torch.arange(batch, device=logits.device)).float().mean()
 
 
 def diversity(feats: torch.Tensor) -> torch.Tensor:

@@ -24,8 +24,37 @@ class StudentConfig:
     width: Count = 32
     depth: Annotated[int, Range(3)] = 20
     #: ``he``: VDSR init; ``zero-tail``: He with the last conv at 0 (starts exactly at bicubic);
-    #: ``teacher-prune``: the teacher's ``width`` output channels of largest L1 norm per layer
-    init: Literal["he", "zero-tail", "teacher-prune"] = "he"
+    #: ``teacher-prune``: the teacher's ``width`` output channels of largest L1 norm per layer;
+    #: ``teacher-refit``: those channels refitted layer by layer in closed form to the teacher on
+    #: the sample pool (:mod:`edgesr.models.refit`; needs ``samples.pool_images``)
+    init: Literal["he", "zero-tail", "teacher-prune", "teacher-refit"] = "he"
+    #: teacher-refit: ridge of each layer's least squares, relative to its mean input energy
+    refit_ridge: NonNegative = 1e-4
+    #: teacher-refit: share of the pool's pixels each layer's normal equations are built from
+    refit_pixels: Share = 0.25
+
+
+@dataclass(frozen=True)
+class SamplesConfig:
+    """What the student learns from: a pool of procedural images (drawn once, the teacher's
+    outputs on them computed once) and the DFSR generators (fresh samples every step, trained
+    by Algorithm 1), mixed per batch by ``generator_share``."""
+
+    #: procedural priors the pool is drawn from (:mod:`edgesr.samples.priors`)
+    priors: tuple[Literal["dead-leaves", "pink-noise"], ...] = ()
+    #: their mixing weights, one per prior (empty: equal)
+    prior_weights: tuple[NonNegative, ...] = ()
+    #: HR images in the pool, each degraded at every scale (0: no pool)
+    pool_images: NonNegativeInt = 0
+    #: side of the pool images in HR pixels (a multiple of every scale)
+    pool_size: Annotated[int, Range(8)] = 96
+    #: side of the pool crops student batches are made of, in HR pixels
+    patch: Annotated[int, Range(8)] = 48
+    #: random flips and quarter turns of the pool crops (input and cached teacher output alike)
+    symmetries: bool = True
+    #: share of each student batch the generators make fresh; the rest comes from the pool
+    #: (1: the paper's method, no pool; 0: no generators, and so no generator steps and no CMI)
+    generator_share: Annotated[float, Range(0, 1)] = 1.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +95,12 @@ class CMIConfig:
     pad: NonNegativeInt = 2
     #: local view: random resized crop with this area range (low, high) + flip
     local_scale: tuple[Share, Share] = (0.25, 1.0)
+    #: standardise each pooled feature over the batch and the bank negatives before the head.
+    #: The pooled VDSR features of different samples have cosine similarity ~0.98-0.997: left
+    #: as they are (CMI's published form, and this key's default, so that older run folders
+    #: resume unchanged), every logit is within a few hundredths of the others at temperature
+    #: 0.1 and InfoNCE stays at chance; standardised, the head tells samples apart.
+    standardize: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,6 +124,7 @@ class DistillRecipe(RunRecipe):
     #: student steps per generator step (DFSR: 50)
     student_steps_per_gen_step: Count = 50
     student: StudentConfig = field(default_factory=StudentConfig)
+    samples: SamplesConfig = field(default_factory=SamplesConfig)
     student_optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(lr=0.1, weight_decay=1e-4, clip_grad_norm=0.4, step_every=60000)
     )
@@ -113,6 +149,23 @@ class DistillRecipe(RunRecipe):
             fail("progressive.steps", "give one value or one per stage")
         if self.progressive.stages > self.student.depth - 2:
             fail("progressive.stages", f"must be at most the {self.student.depth - 2} body blocks of student.depth")
+        sm = self.samples
+        pool = sm.pool_images > 0
+        if pool and not sm.priors:
+            fail("samples.priors", "a pool (samples.pool_images > 0) is drawn from at least one prior")
+        if sm.prior_weights and len(sm.prior_weights) != len(sm.priors):
+            fail("samples.prior_weights", "give one weight per prior, or none")
+        if sm.generator_share < 1 and not pool:
+            fail("samples.pool_images", f"generator_share {sm.generator_share} leaves part of each batch "
+                 "to the pool: give samples.pool_images > 0")
+        if self.student.init == "teacher-refit" and not pool:
+            fail("student.init", "teacher-refit fits the student on the sample pool: give samples.pool_images > 0")
+        if self.student.init == "teacher-refit" and self.progressive.stages != 1:
+            fail("progressive.stages", "a teacher-refit student is whole from the start: use 1 stage")
+        if pool and any(sm.pool_size % s for s in self.scales):
+            fail("samples.pool_size", f"{sm.pool_size} is not a multiple of every scale {list(self.scales)}")
+        if pool and sm.patch > sm.pool_size:
+            fail("samples.patch", f"{sm.patch} is larger than samples.pool_size {sm.pool_size}")
 
     @property
     def total_steps(self) -> int:

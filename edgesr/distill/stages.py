@@ -15,8 +15,12 @@ class StagePlan:
     trains parts 0..k (block counts derived from the stage index, never accumulated).
     """
 
-    def __init__(self, cfg: ProgressiveConfig, n_blocks: int) -> None:
+    def __init__(self, cfg: ProgressiveConfig, n_blocks: int, total: int | None = None) -> None:
         self.lengths = cfg.steps_per_stage()
+        if total is not None and total != sum(self.lengths):  # fitted to a time budget: every stage shrinks alike
+            planned = sum(self.lengths)
+            self.lengths = [max(1, round(n * total / planned)) for n in self.lengths]
+            self.lengths[-1] = max(1, total - sum(self.lengths[:-1]))
         self.starts = [0, *accumulate(self.lengths)][:-1]
         self.stages = cfg.stages
         self.n_blocks = n_blocks

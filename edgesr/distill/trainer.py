@@ -1,8 +1,11 @@
 """Algorithm 1: alternate imitation (student) and generation (generator + CMI head) stages,
-over a progressively grown student.
+over a progressively grown student; and its data-free shortcut, a pool of procedural images.
 
 One *cycle* = draw a scale, ``student_steps_per_gen_step`` student steps on that scale's
-generator, then one step of that generator (only it makes the batch and is updated).
+generator, then one step of that generator (only it makes the batch and is updated). With a
+sample pool (``samples.pool_images``), ``1 - samples.generator_share`` of each student batch
+is crops of the pool, whose teacher outputs were computed once; with ``generator_share`` 0
+there are no generators and no generator steps.
 All randomness comes from torch's global generators, whose state is checkpointed, so a run
 stopped and resumed ends with exactly the weights of an uninterrupted run (on CPU). The loop,
 checkpoints and logging are :mod:`edgesr.train`'s.
@@ -18,10 +21,21 @@ from torch import nn
 from ..evaluate import validation_psnr
 from ..models.predict import torch_predictor
 from ..models.prune import prune_to_width
+from ..models.refit import layerwise_forward, refit_student
 from ..models.vdsr import VDSR
+from ..samples.pool import SamplePool
 from ..train.optim import build_optimizer, descend, lr_at, set_lr
 from ..train.trainer import Trainer, finite
-from .cmi import MemoryBank, ProjectionHead, diversity, info_nce, pooled_features, random_views
+from .cmi import (
+    MemoryBank,
+    ProjectionHead,
+    diversity,
+    info_nce,
+    instance_accuracy,
+    pooled_features,
+    random_views,
+    standardize,
+)
 from .generator import Generator
 from .losses import adversarial_loss, kd_loss, reconstruction_loss, upscale
 from .recipe import DistillRecipe
@@ -45,14 +59,17 @@ class Distiller(Trainer):
         super().__init__(recipe, device, val_pairs)
         self.teacher = self.prepare(teacher.eval()).requires_grad_(False)
         self.plan = StagePlan(recipe.progressive, recipe.student.depth - 2)
+        self.planned_steps = self.plan.total
         self.stage = 0
+        self.n_gen = round(recipe.batch_size * recipe.samples.generator_share)
+        self.pool: SamplePool | None = None  # made by begin(), which knows whether the run resumes
         self.student = self.prepare(self._initial_student())
         self.student_opt = build_optimizer(self.student.parameters(), recipe.student_optim)
         self.gens = {s: Generator(lr, recipe.generator.z_dim, recipe.generator.channels).to(device)
-                     for s, lr in zip(recipe.scales, recipe.generator.lr_sizes)}
+                     for s, lr in zip(recipe.scales, recipe.generator.lr_sizes)} if self.n_gen else {}
         self.gen_opts = {s: build_optimizer(g.parameters(), recipe.generator.optim) for s, g in self.gens.items()}
         feat_dim = teacher.blocks * teacher.width
-        self.cmi_on = recipe.losses.w_c > 0
+        self.cmi_on = recipe.losses.w_c > 0 and bool(self.gens)
         self.head = ProjectionHead(feat_dim, recipe.cmi.head_dim).to(device)
         self.head_opt = torch.optim.Adam(self.head.parameters(), lr=recipe.cmi.head_lr)
         self.banks = {s: MemoryBank(recipe.cmi.bank_size, 2 * feat_dim, recipe.batch_size, device)
@@ -64,6 +81,9 @@ class Distiller(Trainer):
     def horizon(self) -> int:
         return self.plan.total
 
+    def shorten(self, horizon: int) -> None:
+        self.plan = StagePlan(self.recipe.progressive, self.recipe.student.depth - 2, horizon)
+
     @property
     def model(self) -> VDSR:
         return self.student
@@ -73,14 +93,35 @@ class Distiller(Trainer):
 
     # ----------------------------------------------------------------- setup
     def _initial_student(self) -> VDSR:
+        """The student the run starts from (a teacher-refit one is pruned here, refitted by :meth:`begin`)."""
         cfg = self.recipe.student
         blocks = self.plan.blocks(0)
-        if cfg.init == "teacher-prune":
+        if cfg.init in ("teacher-prune", "teacher-refit"):
             return prune_to_width(self.teacher, cfg.width, blocks).train()
         student = VDSR(cfg.width, cfg.depth, blocks)
         if cfg.init == "zero-tail":
             nn.init.zeros_(student.tail.weight)
         return student.train()
+
+    def begin(self, resumed: bool) -> None:
+        """Draw the sample pool and compute the teacher's outputs on it; a new teacher-refit run
+        gets them from refitting the student on the pool, a resumed one recomputes them (to the
+        bit) without refitting, since its student comes from the checkpoint."""
+        r = self.recipe
+        sm = r.samples
+        if not sm.pool_images:
+            return
+        inputs, scales = SamplePool.inputs_for(sm.priors, sm.prior_weights, sm.pool_images, sm.pool_size,
+                                               r.scales, r.seed)
+        inputs = inputs.to(self.device)
+        if r.student.init == "teacher-refit" and not resumed:
+            fit = refit_student(self.teacher, r.student.width, inputs, self.student.blocks,
+                                r.student.refit_ridge, r.student.refit_pixels, seed=r.seed)
+            self.student.load_state_dict(fit.student.state_dict())
+            targets = fit.teacher_output
+        else:
+            targets = layerwise_forward(self.teacher, inputs)
+        self.pool = SamplePool(inputs, targets, scales.to(self.device))
 
     def _grow(self, stage: int) -> None:
         """Move to ``stage``: append its blocks before the tail, fresh student optimizer."""
@@ -92,23 +133,35 @@ class Distiller(Trainer):
         return self.as_input(upscale(lr, scale, self.recipe.generator.round_bicubic))
 
     # ----------------------------------------------------------------- steps
-    def _student_batch(self, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """What the student learns from: network inputs and the teacher's outputs on them."""
-        g = self.gens[scale]
-        with torch.no_grad():
-            x = self._input(g(g.noise(self.recipe.batch_size)), scale)
-            with self.autocast():
-                return x, self.teacher(x)
+    def _student_batches(self, scale: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """What the student learns from: network inputs and the teacher's outputs on them, from
+        the pool (crops, cached outputs) and from the current generator (fresh, teacher run now);
+        one batch when their shapes agree."""
+        r = self.recipe
+        parts = []
+        if self.pool is not None and r.batch_size > self.n_gen:
+            x, y = self.pool.batch(r.batch_size - self.n_gen, r.samples.patch, r.samples.symmetries)
+            parts.append((self.as_input(x), y))
+        if self.n_gen:
+            g = self.gens[scale]
+            with torch.no_grad():
+                x = self._input(g(g.noise(self.n_gen)), scale)
+                with self.autocast():
+                    parts.append((x, self.teacher(x).float()))
+        if len(parts) == 2 and parts[0][0].shape[1:] == parts[1][0].shape[1:]:
+            parts = [(self.as_input(torch.cat([parts[0][0], parts[1][0]])), torch.cat([parts[0][1], parts[1][1]]))]
+        return parts
 
     def student_step(self, scale: int) -> float:
-        """Imitation: fit S to T on a fresh batch of the current generator (Eq. 5).
+        """Imitation: fit S to T on a fresh batch (Eq. 5), the mean over all its samples.
 
         Returns the loss, read once (the step's only device sync); a non-finite loss skips the update.
         """
-        x, t_out = self._student_batch(scale)
-        with self.autocast():
-            s_out = self.student(x)
-        loss = kd_loss(t_out, s_out)
+        loss = torch.zeros((), device=self.device)
+        for x, t_out in self._student_batches(scale):
+            with self.autocast():
+                s_out = self.student(x)
+            loss = loss + kd_loss(t_out, s_out) * (len(x) / self.recipe.batch_size)
         value = loss.item()
         if math.isfinite(value):
             descend(self.student_opt, loss, self.recipe.student_optim)
@@ -137,9 +190,13 @@ class Distiller(Trainer):
                 l_feat = pooled_features(self.teacher.forward_features(self._input(local, scale))[1])
             bank = self.banks[scale]
             cached_local, cached_global = bank.sample(r.cmi.negatives).chunk(2, dim=1)
-            proj = self.head(torch.cat([l_feat, cached_local, g_feat, cached_global]))
+            feats = torch.cat([l_feat, cached_local, g_feat, cached_global])
+            proj = self.head(standardize(feats) if r.cmi.standardize else feats)
             p_local, p_global = proj.chunk(2)
-            out["cr"] = info_nce(p_local, p_global, r.batch_size, r.cmi.temperature)
+            n = len(z)
+            out["cr"] = info_nce(p_local, p_global, n, r.cmi.temperature)
+            out["cr_acc"] = instance_accuracy(p_local, p_global, n)
+            out["cr_chance"] = torch.tensor(1.0 / len(p_local))
             out["_bank_entry"] = torch.cat([l_feat, g_feat], dim=1).detach()
         w = r.losses
         out["total"] = w.w_adv * out["adv"] + w.w_r * out["rec"] + (w.w_c * out["cr"] if self.cmi_on else 0.0)
@@ -188,14 +245,14 @@ class Distiller(Trainer):
         stage = self.plan.stage_of(self.step)
         if stage != self.stage:
             self._grow(stage)
-        if self.step % k == 0:
+        if self.gens and self.step % k == 0:
             self.scale = r.scales[int(torch.randint(len(r.scales), (1,)))]
         self._set_lrs()
         loss = self.student_step(self.scale)
         ok = math.isfinite(loss)
         if ok:
             self.losses.add(kd=loss)
-        if (self.step + 1) % k == 0:
+        if self.gens and (self.step + 1) % k == 0:
             gen_record = self.generator_step(self.scale)
             ok = ok and gen_record is not None
             if gen_record is not None:
@@ -217,7 +274,7 @@ class Distiller(Trainer):
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict:
         return {
-            "stage": self.stage, "scale": self.scale,
+            "stage": self.stage, "scale": self.scale, "horizon": self.horizon,
             "student": self.student.state_dict(), "student_blocks": self.student.blocks,
             "student_opt": self.student_opt.state_dict(),
             "gens": {s: g.state_dict() for s, g in self.gens.items()},
@@ -229,6 +286,8 @@ class Distiller(Trainer):
 
     def load_state_dict(self, st: dict) -> None:
         self.scale = st["scale"]
+        if st.get("horizon", self.planned_steps) != self.horizon:  # (runs older than budget fitting have none)
+            self.shorten(st["horizon"])
         if st["student_blocks"] != self.student.blocks:
             self.student = self.prepare(self.student.grown(st["student_blocks"]).train())
             self.student_opt = build_optimizer(self.student.parameters(), self.recipe.student_optim)

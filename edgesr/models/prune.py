@@ -2,7 +2,8 @@
 
 A random student must first learn what the teacher already knows; a student that starts as the
 teacher restricted to its ``width`` most important channels per layer (L1 norm of the output
-filters, Li et al. 2017) starts far above bicubic, which matters under a small time budget.
+filters, Li et al. 2017) keeps the teacher's filters. Its output, though, collapses to the skip
+path (it starts at bicubic quality): :mod:`edgesr.models.refit` repairs that in closed form.
 """
 
 from __future__ import annotations
@@ -10,6 +11,11 @@ from __future__ import annotations
 import torch
 
 from .vdsr import VDSR
+
+
+def strongest_channels(weight: torch.Tensor, width: int) -> torch.Tensor:
+    """Indices (ascending) of the ``width`` output filters of ``weight`` with the largest L1 norm."""
+    return torch.argsort(weight.abs().sum(dim=(1, 2, 3)), descending=True)[:width].sort().values
 
 
 @torch.no_grad()
@@ -23,15 +29,11 @@ def prune_to_width(teacher: VDSR, width: int, blocks: int | None = None) -> VDSR
         raise ValueError(f"cannot prune {teacher.width} channels to {width}")
     n_blocks = teacher.blocks if blocks is None else blocks
     student = VDSR(width, teacher.depth, n_blocks).to(teacher.head.weight.device)
-
-    def top(weight: torch.Tensor) -> torch.Tensor:
-        return torch.argsort(weight.abs().sum(dim=(1, 2, 3)), descending=True)[:width].sort().values
-
-    keep = top(teacher.head.weight)
+    keep = strongest_channels(teacher.head.weight, width)
     student.head.weight.copy_(teacher.head.weight[keep])
     for i in range(n_blocks):
         w = teacher.body[i].conv.weight[:, keep]
-        nxt = top(w)
+        nxt = strongest_channels(w, width)
         student.body[i].conv.weight.copy_(w[nxt])
         keep = nxt
     student.tail.weight.copy_(teacher.tail.weight[:, keep])

@@ -21,12 +21,6 @@ from ..train.trainer import Trainer
 from .patches import PatchSampler
 from .recipe import TeacherRecipe
 
-#: steps over which the speed is measured to fit the schedule into ``budget_minutes``; the
-#: first steps are left out (cuDNN autotuning, allocator warm-up)
-SPEED_WINDOW = (50, 250)
-#: share of the remaining budget the schedule plans for (validation and checkpoints take the rest)
-BUDGET_SHARE = 0.95
-
 
 def start_from(model: VDSR, weights: str) -> None:
     """Load ``weights`` into ``model``; their shape must be the recipe's (one clear error if not)."""
@@ -54,8 +48,7 @@ class TeacherTrainer(Trainer):
         self.model = self.prepare(model.train())
         self.opt = build_optimizer(self.model.parameters(), recipe.optim)
         #: the step count the schedule decays over: ``steps``, or fewer to fit the budget
-        self.horizon = recipe.steps
-        self._speed_mark: tuple[int, float] | None = None
+        self.horizon = self.planned_steps = recipe.steps
 
     def networks(self) -> list[nn.Module]:
         return [self.model]
@@ -74,18 +67,6 @@ class TeacherTrainer(Trainer):
         descend(self.opt, loss, self.recipe.optim)
         self.losses.add(loss=value)
         return True
-
-    def after_step(self) -> None:
-        """Once, early in a budgeted run: shorten the horizon to the steps the budget allows."""
-        if self.recipe.budget_minutes <= 0 or self.horizon < self.recipe.steps:
-            return
-        if self.step == SPEED_WINDOW[0]:
-            self._speed_mark = (self.step, self.elapsed)
-        elif self.step == SPEED_WINDOW[1] and self._speed_mark:
-            s0, t0 = self._speed_mark
-            rate = (self.step - s0) / max(self.elapsed - t0, 1e-9)
-            left = BUDGET_SHARE * (60 * self.recipe.budget_minutes - self.elapsed)
-            self.horizon = min(self.recipe.steps, self.step + max(int(rate * left), 1))
 
     def log_fields(self) -> dict:
         return {"lr": self.opt.param_groups[0]["lr"]}

@@ -9,6 +9,7 @@ run (weights saved, evaluated once, results).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
@@ -78,6 +79,10 @@ def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog, resume
     step-0 validation line of a new run and, however it ends, the metrics plot."""
     name = trainer.command.removeprefix("edgesr ")
     try:
+        started = time.perf_counter()
+        with console.status("preparing the run"):
+            trainer.begin(resumed)
+        trainer.elapsed += time.perf_counter() - started  # a time budget covers the preparation too
         if trainer.val_pairs and not resumed:
             with status(console, "validating the starting point on the held-out images"):
                 metrics.write({"step": 0, **trainer.reference_scores(), **trainer.validate()})

@@ -38,6 +38,13 @@ class LossLog:
         return out
 
 
+#: steps over which the speed is measured to fit the schedule into ``budget_minutes``; the
+#: first steps are left out (cuDNN autotuning, allocator warm-up, the first validation)
+SPEED_WINDOW = (50, 250)
+#: share of the remaining budget the schedule plans for (validation and checkpoints take the rest)
+BUDGET_SHARE = 0.95
+
+
 def finite(t: torch.Tensor) -> bool:
     return bool(torch.isfinite(t).all())
 
@@ -55,6 +62,8 @@ class Trainer(ABC):
     command: str = ""
     horizon: int
     model: nn.Module
+    #: the steps the recipe asks for: the horizon until a time budget shortens it
+    planned_steps: int
 
     def __init__(self, recipe: RunRecipe, device: torch.device, val_pairs: dict | None = None) -> None:
         self.recipe = recipe
@@ -69,6 +78,7 @@ class Trainer(ABC):
         if cuda:
             torch.backends.cudnn.benchmark = True  # fixed patch shapes: pick the fastest kernels once
         torch.manual_seed(recipe.seed)
+        self._speed_mark: tuple[int, float] | None = None
 
     # ------------------------------------------------------------------ what a method provides
     @abstractmethod
@@ -87,8 +97,27 @@ class Trainer(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict) -> None: ...
 
-    def after_step(self) -> None:  # noqa: B027 (a hook: doing nothing is the default)
-        """Called after each counted step (``step`` and ``elapsed`` updated)."""
+    def begin(self, resumed: bool) -> None:  # noqa: B027 (a hook: doing nothing is the default)
+        """Called once before training, after a resume has loaded the checkpoint (``resumed``):
+        the place for setup a resumed run must not repeat or must redo differently."""
+
+    def after_step(self) -> None:
+        """Called after each counted step (``step`` and ``elapsed`` updated). Once, early in a
+        budgeted run, the schedule is fitted to the steps the budget allows, so that a decaying
+        learning rate ends when the time does rather than being cut off half-way."""
+        if self.recipe.budget_minutes <= 0 or self.horizon < self.planned_steps:
+            return
+        if self.step == SPEED_WINDOW[0]:
+            self._speed_mark = (self.step, self.elapsed)
+        elif self.step == SPEED_WINDOW[1] and self._speed_mark:
+            s0, t0 = self._speed_mark
+            rate = (self.step - s0) / max(self.elapsed - t0, 1e-9)
+            left = BUDGET_SHARE * (60 * self.recipe.budget_minutes - self.elapsed)
+            self.shorten(min(self.planned_steps, self.step + max(int(rate * left), 1)))
+
+    def shorten(self, horizon: int) -> None:
+        """End the run (and its schedule) at ``horizon`` instead."""
+        self.horizon = horizon
 
     def stage_ended(self) -> bool:
         """Whether the step just taken ended a stage of the method: the loop then logs and validates."""

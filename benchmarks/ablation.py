@@ -1,0 +1,191 @@
+"""Which distillation recipe gives the best student for a fixed wall-clock budget?
+
+    python benchmarks/ablation.py --budget-minutes 7 --device cpu --threads 2
+
+Every variant is the ``quick`` recipe with some keys changed, run as a real ``edgesr distill``
+in its own process with the same ``budget_minutes`` (preparation such as the refit counts
+against it; the schedule is fitted to the steps the budget allows on this machine). Each
+student is scored on held-out validation images (the last ``--val-images`` of train291,
+centre crops; never Set5/Set14). The ``--top`` variants by mean validation PSNR run again with
+more seeds; the variant with the best mean over seeds is chosen, and only its students are
+evaluated on Set5/Set14, once. The first row is the initialisation alone: the student before
+any training step. Writes ``benchmarks/results/ablation.{json,md}``; finished runs are reused
+when the script is run again with the same ``--runs``.
+
+The load average before and after each run is recorded: a wall-clock budget only compares
+variants fairly on a machine doing nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgesr.data.benchmark import open_set
+from edgesr.data.splits import holdout, validation_pairs
+from edgesr.evaluate import evaluate, validation_psnr
+from edgesr.models.predict import torch_predictor
+from edgesr.models.zoo import load_model
+
+#: name -> (what it tests, recipe overrides on top of ``quick``)
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "init-only": ("the refitted student before any training step", ["student_optim.lr=0", "budget_minutes=0",
+                                                                   "progressive.steps=[1]"]),
+    "quick": ("the recipe as shipped", []),
+    "prune-init": ("the student pruned, not refitted", ["student.init=teacher-prune"]),
+    "lr-3e-4": ("student lr 3e-4 instead of 1e-3", ["student_optim.lr=0.0003"]),
+    "lr-2e-3": ("student lr 2e-3", ["student_optim.lr=0.002"]),
+    "batch-32": ("32 crops a step", ["batch_size=32"]),
+    "patch-96": ("whole 96-pixel pool images, 4 a step", ["samples.patch=96", "batch_size=4"]),
+    "pool-192": ("a pool of 192 images instead of 48", ["samples.pool_images=192"]),
+    "pink-noise": ("the pool drawn from pink noise", ["samples.priors=[pink-noise]"]),
+    "dead-leaves+pink": ("the pool drawn from both priors, 3:1", ["samples.priors=[dead-leaves, pink-noise]",
+                                                                  "samples.prior_weights=[3, 1]"]),
+    "no-symmetries": ("pool crops without flips and rotations", ["samples.symmetries=false"]),
+    "generators-25": ("a quarter of each batch from the DFSR generators, with CMI (standardised)",
+                      ["samples.generator_share=0.25", "losses.w_c=0.8"]),
+    "generators-25-no-cmi": ("the same without CMI", ["samples.generator_share=0.25", "losses.w_c=0"]),
+    "dfsr+cmi": ("the previous quick recipe: pruned student, generators only, CMI as published",
+                 ["student.init=teacher-prune", "samples.generator_share=1", "samples.pool_images=0",
+                  "student_optim.lr=0.0002", "student_optim.clip_grad_norm=0.4", "cmi.standardize=false"]),
+}
+
+
+def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict:
+    """One ``edgesr distill`` of the variant (or its earlier result), scored on validation."""
+    run_dir = args.runs / f"seed{seed}" / name
+    score_file = run_dir / "ablation_score.json"
+    if score_file.is_file():
+        return json.loads(score_file.read_text())
+    if run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir)
+    _, overrides = VARIANTS[name]
+    length = ([f"budget_minutes={args.budget_minutes}", "progressive.steps=[100000]"] if args.steps is None
+              else ["budget_minutes=0", f"progressive.steps=[{args.steps}]"])
+    sets = [*length, f"name={name}", f"seed={seed}", f"device={args.device}", "evaluation.sets=[]",
+            f"validation.data={args.data_root / 'train291'}", "validation.every=100000", "checkpoint_every=100000",
+            *overrides]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    cmd = [sys.executable, "-m", "edgesr", "distill", "--recipe", args.recipe, "--out", str(run_dir.parent),
+           "--set", *sets]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} (seed {seed}) failed:\n{proc.stderr[-3000:]}")
+    results = json.loads((run_dir / "results.json").read_text())
+    score = {"variant": name, "seed": seed, "steps": results["steps"], "train_seconds": results["seconds"],
+             "wall_seconds": round(wall, 1), "load_before": load_before, "load_after": os.getloadavg()[0],
+             "validation": score_student(run_dir / "student.safetensors", args)}
+    score_file.write_text(json.dumps(score, indent=2) + "\n")
+    return score
+
+
+_VAL: dict = {}
+
+
+def score_student(weights: Path, args: argparse.Namespace) -> dict[str, float]:
+    if not _VAL:
+        _, paths = holdout(args.data_root / "train291", args.val_images)
+        _VAL.update(validation_pairs(paths, [2, 3, 4], args.val_crop))
+    model, _ = load_model(str(weights))
+    return {k: round(v, 4) for k, v in validation_psnr(torch_predictor(model), _VAL).items()}
+
+
+def mean_scores(scores: list[dict]) -> dict[str, float]:
+    keys = scores[0]["validation"].keys()
+    return {k: round(float(np.mean([s["validation"][k] for s in scores])), 4) for k in keys}
+
+
+def markdown(out: dict) -> str:
+    cols = ["val_psnr_x2", "val_psnr_x3", "val_psnr_x4", "val_psnr"]
+    length = f"{out['steps']} student steps per run"
+    if out["steps"] is None:
+        length = f"{out['budget_minutes']:g} min of wall time per run (preparation + training)"
+    lines = [f"Ablation of the `{out['recipe']}` recipe: {length} on {out['machine']}, {out['threads']} "
+             f"thread(s). Validation PSNR (dB, Y, border = scale) on the last {out['val_images']} train291 "
+             f"images (centre {out['val_crop']}-px crops); mean over seeds where a variant ran more than once. "
+             "Load average before/after each run in the JSON.",
+             "", "| variant | what it tests | seeds | steps | x2 | x3 | x4 | mean |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, row in out["variants"].items():
+        v = row["validation"]
+        steps = "/".join(str(s["steps"]) for s in row["runs"])
+        lines.append(f"| {name}{' **(chosen)**' if name == out['chosen'] else ''} | {row['description']} | "
+                     f"{len(row['runs'])} | {steps} | " + " | ".join(f"{v[c]:.3f}" for c in cols) + " |")
+    if out.get("benchmark"):
+        lines += ["", f"Set5 / Set14 of the chosen variant `{out['chosen']}` (evaluated once, after choosing; "
+                  "mean over its seeds):", "", "| set | x2 | x3 | x4 |", "|---|---|---|---|"]
+        for set_name, per_scale in out["benchmark"].items():
+            lines.append(f"| {set_name} | " + " | ".join(f"{per_scale[str(s)]:.2f}" for s in (2, 3, 4)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--recipe", default="quick")
+    ap.add_argument("--budget-minutes", type=float, default=7.0)
+    ap.add_argument("--steps", type=int, default=None,
+                    help="a fixed number of student steps instead of the budget (for a busy machine; fair "
+                         "only between variants whose steps cost the same)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS), help=f"any of: {', '.join(VARIANTS)}")
+    ap.add_argument("--seeds", type=int, default=2, help="seeds of each top variant")
+    ap.add_argument("--top", type=int, default=2)
+    ap.add_argument("--no-test-sets", action="store_true", help="stop before Set5/Set14 (exploration)")
+    ap.add_argument("--val-images", type=int, default=24)
+    ap.add_argument("--val-crop", type=int, default=128)
+    ap.add_argument("--data-root", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--runs", type=Path, default=Path("runs/ablation"))
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}: choose from {', '.join(VARIANTS)}")
+    started = time.time()
+    scores = {name: [run_variant(name, 0, args)] for name in args.variants}
+    for name, s in scores.items():
+        print(f"{name:24s} steps {s[0]['steps']:5d}  val {s[0]['validation']}", flush=True)
+    trained = [n for n in args.variants if n != "init-only"]
+    top = sorted(trained, key=lambda n: -scores[n][0]["validation"]["val_psnr"])[: args.top]
+    for name in top:
+        scores[name] += [run_variant(name, seed, args) for seed in range(1, args.seeds)]
+    chosen = max(top, key=lambda n: mean_scores(scores[n])["val_psnr"])
+    bench: dict = {}
+    for seed_score in [] if args.no_test_sets else scores[chosen]:
+        model, _ = load_model(str(args.runs / f"seed{seed_score['seed']}" / chosen / "student.safetensors"))
+        sets = [open_set(args.data_root / s) for s in ("Set5", "Set14")]
+        for sc in evaluate(torch_predictor(model), sets, [2, 3, 4], with_ssim=False):
+            bench.setdefault(sc.set, {}).setdefault(str(sc.scale), []).append(sc.psnr)
+    bench = {k: {s: round(float(np.mean(v)), 3) for s, v in per.items()} for k, per in bench.items()}
+    out = {"recipe": args.recipe, "budget_minutes": args.budget_minutes, "steps": args.steps,
+           "device": args.device,
+           "threads": args.threads, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+           "val_images": args.val_images, "val_crop": args.val_crop, "total_seconds": round(time.time() - started),
+           "chosen": chosen, "top": top,
+           "variants": {n: {"description": VARIANTS[n][0], "overrides": VARIANTS[n][1], "runs": scores[n],
+                            "validation": mean_scores(scores[n])} for n in args.variants},
+           "benchmark": bench}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "ablation.json").write_text(json.dumps(out, indent=2) + "\n")
+    md = markdown(out)
+    (args.out / "ablation.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
