@@ -11,9 +11,9 @@ A block may be marked with an HTML comment on the line before it (invisible on G
   ``.ci/run`` must contain each line verbatim (running them again would install a venv and run
   this very test inside itself).
 * ``<!-- readme-test: main-job -->``: ``edgesr distill --recipe quick``, about 8 minutes on 2
-  cores, the one command not run as written in CI: it runs cut to 2 student steps and without
-  the Set5/Set14 evaluation (:data:`MAIN_JOB_CUT`), so that the commands after it find its run
-  folder. ``EDGESR_README_FULL=1`` runs it as written.
+  cores, the one command not run as written in CI: it runs cut to 2 student steps, a sample
+  pool of 8 images and no Set5/Set14 evaluation (:data:`MAIN_JOB_CUT`), so that the commands
+  after it find its run folder. ``EDGESR_README_FULL=1`` runs it as written.
 * ``<!-- readme-test: gpu -->``: needs a CUDA GPU (its commands say ``--device cuda``); skipped
   where torch sees none, with the reason.
 * ``<!-- readme-test: server -->``: the block's last command serves until Ctrl-C: it is started
@@ -38,7 +38,7 @@ import pytest
 from tests.conftest import ROOT
 
 README = ROOT / "README.md"
-MAIN_JOB_CUT = ["--set", "progressive.steps=[2]", "batch_size=2", "evaluation.sets=[]"]
+MAIN_JOB_CUT = ["--set", "progressive.steps=[2]", "batch_size=2", "samples.pool_images=8", "evaluation.sets=[]"]
 _MARK = re.compile(r"<!--\s*readme-test:\s*([\w-]+)(?:\s+\((.*?)\))?\s*-->")
 
 

@@ -44,7 +44,8 @@ def _validation_pairs(recipe: DistillRecipe, console: Console) -> dict:
         _, val_paths = holdout(folder, recipe.validation.images)
         return validation_pairs(val_paths, list(recipe.scales), recipe.validation.crop)
     if folder:
-        console.print(f"[yellow]validation folder {folder} not found: no validation[/]")
+        console.print(f"validation folder {folder} not found: no validation (--set validation.data=DIR to "
+                      "give one)", style="yellow", markup=False, highlight=False, soft_wrap=True)
     return {}
 
 
@@ -82,5 +83,5 @@ def finish(run_dir: Path, recipe: DistillRecipe, trainer: Distiller, teacher_met
                           "teacher_sha256": teacher_meta["sha256"]}, console, teacher)
     results.setdefault("teacher", [])
     write_json(run_dir / RESULTS_FILE, results)
-    console.print(f"student: {run_dir / STUDENT_FILE}   results: {run_dir / RESULTS_FILE}")
+    console.print(f"student: {run_dir / STUDENT_FILE}   results: {run_dir / RESULTS_FILE}", soft_wrap=True)
     return run_dir

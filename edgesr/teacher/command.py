@@ -78,5 +78,5 @@ def finish(run_dir: Path, recipe: TeacherRecipe, trainer: TeacherTrainer, consol
     results = finish_run(trainer, run_dir, recipe.evaluation, list(recipe.scales), TEACHER_FILE,
                             {"recipe": recipe.name, "trained_on": Path(recipe.data).name}, console)
     write_json(run_dir / RESULTS_FILE, results)
-    console.print(f"teacher: {run_dir / TEACHER_FILE}   results: {run_dir / RESULTS_FILE}")
+    console.print(f"teacher: {run_dir / TEACHER_FILE}   results: {run_dir / RESULTS_FILE}", soft_wrap=True)
     return run_dir

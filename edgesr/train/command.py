@@ -26,7 +26,7 @@ from ..models.formats import save_safetensors
 from ..scores_table import scores_table
 from .loop import fit, stop_on_signals
 from .plot import Panel, plot_metrics
-from .progress import PlainProgress, progress_bar, status
+from .progress import PlainProgress, duration, progress_bar, status
 from .recipe import EvaluationConfig, RunRecipe
 from .run_folder import METRICS_FILE, PLOT_FILE, RECIPE_FILE, RESULTS_FILE, MetricsLog
 from .trainer import Trainer
@@ -65,7 +65,9 @@ def recipe_for(cls: type[R], resume: str | Path | None, name: str | None, defaul
             raise EdgesrError(f"--resume continues a run with its saved recipe; drop {'/'.join(given)}")
         if (run_dir / RESULTS_FILE).is_file():
             raise EdgesrError(f"{run_dir} is already complete (see {RESULTS_FILE})")
-        return load_recipe(cls, str(run_dir / RECIPE_FILE)), run_dir
+        # its paths were saved resolved; a run folder from before that has them relative to the
+        # folder the run started in, most likely the one it is resumed from
+        return load_recipe(cls, str(run_dir / RECIPE_FILE), relative_to=Path.cwd()), run_dir
     extra = [*(overrides or []), *(f"{key}={json.dumps(value)}" for key, value in flags.items() if value)]
     if device:
         extra.append(f"device={device}")
@@ -80,9 +82,13 @@ def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog, resume
     name = trainer.command.removeprefix("edgesr ")
     try:
         started = time.perf_counter()
-        with console.status("preparing the run"):
+        what = trainer.preparation(resumed)
+        with status(console, what) if what else nullcontext():
             trainer.begin(resumed)
-        trainer.elapsed += time.perf_counter() - started  # a time budget covers the preparation too
+        took = time.perf_counter() - started
+        trainer.elapsed += took  # a time budget covers the preparation too
+        if what and not console.is_terminal:
+            console.print(f"prepared in {duration(took)}", markup=False, highlight=False)
         if trainer.val_pairs and not resumed:
             with status(console, "validating the starting point on the held-out images"):
                 metrics.write({"step": 0, **trainer.reference_scores(), **trainer.validate()})
@@ -130,7 +136,9 @@ def finish_run(trainer: Trainer, run_dir: Path, cfg: EvaluationConfig, scales: l
                "device": describe_device(trainer.device), "threads": torch.get_num_threads(), "validation": val,
                role: [], **{name: [] for name in references or {}}}
     sets = existing_sets(cfg.sets,
-                         lambda folder: console.print(f"[yellow]evaluation set {folder} not found: skipped[/]"))
+                         lambda folder: console.print(f"evaluation set {folder} not found: skipped (--set "
+                                                       "evaluation.sets=[DIR,...] to name others)", style="yellow",
+                                                       markup=False, highlight=False, soft_wrap=True))
     if not sets:
         return results
     rows = {role: Row(lambda: benchmark_predictor(model, trainer.device))}
