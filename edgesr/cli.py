@@ -245,7 +245,7 @@ def distill_cmd(
     """Data-free distillation of a VDSR teacher into a half-width student (DFSR + CMI).
 
     Writes runs/distill/<recipe name>/ (a new folder -2, -3, ... if it exists): the student,
-    the generators for INT8 calibration, metrics.png and results.json. Without a terminal it
+    the generators (the data-free INT8 calibration), metrics.png and results.json. Without a terminal it
     prints a progress line every 30 seconds.
     """
     import time
@@ -255,7 +255,7 @@ def distill_cmd(
     started = time.monotonic()
     use_threads(threads, announce=True)
     run_dir = distill(recipe, set_, teacher, out, device, resume, console=console)
-    finished(started, "export the student (data-free INT8, calibrated on the run's generators)",
+    finished(started, "export the student (data-free INT8, calibrated on the run's own samples)",
              ["export", "--model", str(run_dir / STUDENT_FILE), "--scale", "2", "--precision", "int8"])
 
 

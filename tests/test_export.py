@@ -163,6 +163,29 @@ def test_calibration_sources(tmp_path):
     Image.fromarray(pixels).save(tmp_path / "imgs" / "a.png")
     lr = lr_samples(find_calibration(str(tmp_path / "imgs"), "m"), 3, 4)
     assert lr.shape == (4, 1, 16, 16)
+
+
+def test_a_run_without_generators_calibrates_on_its_priors(tmp_path):
+    """A student trained on its sample pool alone (``quick``) is calibrated, data-free still, on
+    new images of the pool's priors: its run saved no generator."""
+    from edgesr.config import dump_recipe
+    from edgesr.distill.generator import save_generators
+    from tests.distill_helpers import tiny_recipe
+
+    run = tmp_path / "run"
+    save_generators({}, run)
+    (run / "recipe.yaml").write_text(dump_recipe(tiny_recipe(samples={"priors": ["dead-leaves"], "pool_images": 4,
+                                                                      "pool_size": 32, "patch": 16})))
+    (run / "student.safetensors").touch()
+    calib = find_calibration(None, str(run / "student.safetensors"))  # the default: the model's run folder
+    assert calib.kind == "priors" and calib.path == run
+    lr = lr_samples(calib, 3, 6)
+    assert lr.shape == (6, 1, 16, 16) and lr.dtype == np.float32 and 0 <= lr.min() and lr.max() <= 1
+    assert lr.std() > 0.05 and np.array_equal(lr, lr_samples(calib, 3, 6))  # images, reproducible
+    assert not np.array_equal(lr, lr_samples(calib, 3, 6, seed=1))
+    (run / "recipe.yaml").write_text(dump_recipe(tiny_recipe()))  # no pool either: nothing to calibrate on
+    with pytest.raises(EdgesrError, match="no generator for x2"):
+        lr_samples(find_calibration(str(run), "m"), 2, 2)
     (tmp_path / "empty").mkdir()
     with pytest.raises(EdgesrError, match="no images"):
         find_calibration(str(tmp_path / "empty"), "m")

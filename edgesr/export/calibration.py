@@ -1,9 +1,11 @@
-"""Calibration inputs for INT8: data-free (a distillation run's generators) or an image folder.
+"""Calibration inputs for INT8: data-free (a distillation run's samples) or an image folder.
 
 Data-free is the default because the whole point of the pipeline is that no training images
-are needed: the generators that taught the student also show the quantizer the activation
-ranges it will meet. An image folder (HR images through the MATLAB pipeline) is the
-comparison. Either way the samples are LR Y patches in [0, 1]; :func:`model_inputs` turns
+are needed: what taught the student also shows the quantizer the activation ranges it will
+meet. That is the run's generators, or, for a run without generators (a student trained on
+its sample pool alone, as ``quick`` is), new images of the pool's procedural priors, drawn
+with another seed than the pool's. An image folder (HR images through the MATLAB pipeline) is
+the comparison. Either way the samples are LR Y patches in [0, 1]; :func:`model_inputs` turns
 them into what the exported graph takes (LR itself, or its MATLAB-bicubic upscaling).
 """
 
@@ -25,7 +27,8 @@ HR_PATCH = 48
 
 @dataclass(frozen=True)
 class Calibration:
-    """Where the samples come from: ``kind`` is ``generators`` or ``images``."""
+    """Where the samples come from: ``kind`` is ``generators``, ``priors`` (a run folder either
+    way) or ``images``."""
 
     kind: str
     path: Path
@@ -41,17 +44,47 @@ def find_calibration(calib: str | Path | None, model: str) -> Calibration:
     if calib is None:
         parent = Path(model).parent
         if Path(model).is_file() and (parent / GENERATORS_FILE).is_file():
-            return Calibration("generators", parent)
+            return Calibration(_run_kind(parent), parent)
         raise EdgesrError("INT8 needs calibration data: give --calib RUN_FOLDER (data-free, from "
                           "edgesr distill) or --calib IMAGE_FOLDER")
     path = Path(calib)
     if not path.is_dir():
         raise EdgesrError(f"calibration folder not found: {calib}")
     if (path / GENERATORS_FILE).is_file():
-        return Calibration("generators", path)
+        return Calibration(_run_kind(path), path)
     if not list_images(path):
         raise EdgesrError(f"calibration folder {calib} has no images and no {GENERATORS_FILE}")
     return Calibration("images", path)
+
+
+def _run_kind(run_dir: Path) -> str:
+    """``generators`` for a run that trained some, else ``priors`` when its recipe drew a pool."""
+    from ..distill.generator import load_generators
+
+    if load_generators(run_dir) or not _run_recipe(run_dir).samples.priors:
+        return "generators"
+    return "priors"
+
+
+def _run_recipe(run_dir: Path):
+    from ..config import load_recipe
+    from ..distill.recipe import DistillRecipe
+    from ..train.run_folder import RECIPE_FILE
+
+    if not (run_dir / RECIPE_FILE).is_file():
+        raise EdgesrError(f"{run_dir} has no {RECIPE_FILE}: is it an edgesr distill run folder?")
+    return load_recipe(DistillRecipe, str(run_dir / RECIPE_FILE))
+
+
+def prior_samples(run_dir: Path, scale: int, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` LR patches ``(n, 1, lr, lr)``: new ``HR_PATCH``-square images of the run's priors
+    (seeded apart from its pool), MATLAB-bicubic down by ``scale``."""
+    from ..samples.pool import prior_images
+
+    sm = _run_recipe(run_dir).samples
+    hr = prior_images(sm.priors, sm.prior_weights, n, HR_PATCH, seed=10_000 + seed)
+    lr = np.stack([degrade(im, scale)[0] for im in hr])[:, None]
+    return np.clip(lr, 0, 1).astype(np.float32)
 
 
 def generator_samples(run_dir: Path, scale: int, n: int, seed: int = 0) -> np.ndarray:
@@ -84,7 +117,7 @@ def image_samples(folder: Path, scale: int, n: int, seed: int = 0) -> np.ndarray
 
 
 def lr_samples(calib: Calibration, scale: int, n: int, seed: int = 0) -> np.ndarray:
-    fn = generator_samples if calib.kind == "generators" else image_samples
+    fn = {"generators": generator_samples, "priors": prior_samples, "images": image_samples}[calib.kind]
     return fn(calib.path, scale, n, seed)
 
 
