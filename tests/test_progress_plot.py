@@ -32,6 +32,19 @@ def test_plain_progress_every_interval_first_and_last():
     assert lines[2] == ("distill: step 61/100 (61%), 1.00 steps/s, 1m01s elapsed, about 39s left; "
                         "stage 1/1 kd 0.0300")
     assert "left" not in lines[-1]
+    p.update(100, 100, force=True)  # a step already shown is not shown again
+    assert len(out.getvalue().splitlines()) == 5
+
+
+def test_a_run_cut_short_shows_its_last_step():
+    out, clock = io.StringIO(), Clock()
+    p = PlainProgress(Console(file=out, width=80), "distill", start_step=0, every_s=30, clock=clock)
+    for step in range(1, 11):
+        clock.t += 1.0
+        p.update(step, 100)
+    p.update(10, 100, force=True)  # the time budget ended it at step 10: said, although no line was due
+    assert [ln.split(",")[0] for ln in out.getvalue().splitlines()] == ["distill: step 1/100 (1%)",
+                                                                        "distill: step 10/100 (10%)"]
 
 
 def test_resumed_progress_counts_its_own_rate():

@@ -109,6 +109,12 @@ def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog, resume
                     plain.update(step, trainer.horizon, last_text)
 
             fit(trainer, run_dir, metrics, stop, on_step)
+            if plain:
+                plain.update(trainer.step, trainer.horizon, last_text, force=True)
+        if trainer.step < trainer.horizon:
+            console.print(f"{name}: the time budget ({trainer.recipe.budget_minutes:g} min, preparation included) "
+                          f"ended the run at step {trainer.step} of {trainer.horizon}",
+                          markup=False, highlight=False, soft_wrap=True)
     finally:
         metrics.close()
         if (run_dir / METRICS_FILE).stat().st_size:

@@ -58,6 +58,7 @@ class PlainProgress:
         self.every_s = every_s
         self.started = clock()
         self.last: float | None = None
+        self.shown_step: int | None = None
 
     def line(self, step: int, total: int, info: str = "") -> str:
         elapsed = self.clock() - self.started
@@ -67,10 +68,12 @@ class PlainProgress:
         tail = f"; {info.strip()}" if info.strip() else ""
         return f"{self.name}: step {step}/{total}{pct}, {rate:.2f} steps/s, {duration(elapsed)} elapsed{left}{tail}"
 
-    def update(self, step: int, total: int, info: str = "") -> None:
+    def update(self, step: int, total: int, info: str = "", force: bool = False) -> None:
+        """A line when one is due (``force``: now, unless this step's is already shown)."""
         now = self.clock()
-        if self.last is None or now - self.last >= self.every_s or step >= total:
-            self.last = now
+        due = self.last is None or now - self.last >= self.every_s or step >= total
+        if (due or force) and step != self.shown_step:
+            self.last, self.shown_step = now, step
             self.console.print(self.line(step, total, info), markup=False, highlight=False, soft_wrap=True)
 
 
