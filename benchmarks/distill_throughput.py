@@ -39,6 +39,9 @@ def measure(recipe: DistillRecipe, teacher: VDSR, device: torch.device, seconds:
     so the generator and CMI costs are included in proportion.
     """
     d = Distiller(recipe, teacher, device)
+    # the sample pool and the teacher's outputs on it, as a run prepares them; as for a resumed
+    # run, without the refit: the student's weights do not change the step's cost
+    d.begin(resumed=True)
     k = recipe.student_steps_per_gen_step
 
     def cycle() -> None:

@@ -25,10 +25,13 @@ import torch
 from distill_throughput import measure  # the script beside this one
 from rich.console import Console
 
+from edgesr.cache import ScoreCache
 from edgesr.config import load_recipe
 from edgesr.data.benchmark import open_set
-from edgesr.distill.command import distill, teacher_scores
+from edgesr.distill.command import distill
 from edgesr.distill.recipe import DistillRecipe
+from edgesr.evaluate import Row, evaluate_rows
+from edgesr.models.predict import benchmark_predictor
 from edgesr.models.zoo import load_model
 from edgesr.train.command import describe_device, resolve_device
 from edgesr.train.run_folder import CHECKPOINT_FILE, RESULTS_FILE
@@ -124,7 +127,8 @@ def main() -> None:
                for name in args.recipes}
     teacher, meta = load_model(load_recipe(DistillRecipe, args.recipes[0], base).teacher)
     bsets = [open_set(s) for s in sets]
-    t_scores = [s.to_dict() for s in teacher_scores(teacher, meta["sha256"], bsets, [2, 3, 4], True, device)]
+    row = Row(lambda: benchmark_predictor(teacher, device), store=ScoreCache(meta["sha256"]))
+    t_scores = [s.to_dict() for s in evaluate_rows({"teacher": row}, bsets, [2, 3, 4])["teacher"]]
     set_names = [b.name for b in bsets]
     table: dict = {"teacher (measured)": {}, "bicubic (measured)": {}}
     for s in t_scores:

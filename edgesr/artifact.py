@@ -19,6 +19,8 @@ INPUT_KINDS = ("lr", "bicubic")
 PRECISIONS = ("fp32", "fp16", "int8")
 #: the colour handling every runtime implements (Y of MATLAB's BT.601 YCbCr)
 COLORS = ("y-bt601",)
+#: the file stem inside a TensorRT bundle folder: ``model.onnx``, ``model.meta.json``, ``model.engine``
+BUNDLE_MODEL = "model"
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ class ArtifactMeta:
     color: str = "y-bt601"
     model: str = ""
     source_sha256: str = ""
+    #: the absolute path of the source weights file at export ("" for a zoo model): with
+    #: ``source_sha256`` it lets ``edgesr bench --torch`` find the source from any folder
+    source_path: str = ""
     #: the source model's measured scores, e.g. ``{"Set5": {"2": 37.65}}``
     source_psnr: dict = field(default_factory=dict)
     #: free-form details (quantization scheme, calibration, opset, ...)

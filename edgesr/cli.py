@@ -23,14 +23,23 @@ from .export.pipeline import DEFAULT_FLOAT_LAYERS, DEFAULT_METHOD
 from .optional import available, require_extra
 from .scales import check_scales
 
+# Plain (click) help rather than rich panels: rich markup would swallow "[default: ...]" texts,
+# and its type column shows Python types (<bool>, <list[Path]>); every option below names its
+# value (metavar), and click marks defaults and [required] itself.
 app = typer.Typer(
     help="Data-free distillation, export and on-device benchmarking of super-resolution models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
 console = Console()
 err_console = Console(stderr=True)
+
+# typer prints an argument's Python type beside it (ARTIFACT... <list[Path]>) even when its
+# metavar already names the values; the option panel has no such column in plain help
+if hasattr(typer.core.TyperArgument, "display_type_rich"):
+    typer.core.TyperArgument.display_type_rich = lambda self, ctx: None
 
 #: options that take several values after one flag (``--scales 2 3 4``), like argparse's nargs='+'
 MULTI_VALUE_OPTIONS = {"--scales", "--data", "--sizes", "--set", "--providers"}
@@ -90,6 +99,66 @@ def host_command(name: str):
     return decorate
 
 
+#: the --threads help of the host commands: the rule lives in edgesr/threads.py
+THREADS_HELP = ("CPU threads for torch and onnxruntime [default: OMP_NUM_THREADS if set, else the cores "
+                "free now: cores minus the 1-minute load average, at least 1]")
+#: what the --model options of eval and export default to (tests check it is the zoo's default)
+DEFAULT_TEACHER = "pytorch-vdsr"
+
+
+def use_threads(threads: int | None, announce: bool = False) -> None:
+    """Apply the thread rule of :mod:`edgesr.threads` (``--threads`` first); long jobs say what it chose."""
+    from . import threads as rule
+
+    choice = rule.choose(threads)
+    rule.apply(choice)
+    if announce:
+        console.print(choice.describe(), highlight=False, markup=False, soft_wrap=True)
+
+
+def program() -> str:
+    """``edgesr`` as the user ran it, for commands printed to be pasted next: ``edgesr`` when
+    that is what the PATH finds, else the path typed (``.venv/bin/edgesr``), else ``python -m edgesr``."""
+    import os
+    import shlex
+    import shutil
+
+    argv0 = Path(sys.argv[0])
+    if argv0.name != "edgesr":
+        return f"{shlex.quote(sys.executable)} -m edgesr"
+    found = shutil.which("edgesr")
+    if found and Path(found).resolve() == argv0.resolve():
+        return "edgesr"
+    try:
+        shown = os.path.relpath(argv0)
+    except ValueError:
+        shown = str(argv0)
+    return shlex.quote(shown if not shown.startswith("..") else str(argv0.resolve()))
+
+
+def finished(started: float, next_step: str, next_args: list[str]) -> None:
+    """The last line of a long job: its wall time and the command that usually comes next."""
+    import shlex
+    import time
+
+    from .train.progress import duration
+
+    cmd = " ".join([program(), *(shlex.quote(a) for a in next_args)])
+    console.print(f"done in {duration(time.monotonic() - started)}. Next, {next_step}: {cmd}",
+                  highlight=False, markup=False, soft_wrap=True)
+
+
+OVERWRITE_HELP = "replace existing output files (without it, an existing output is an error)"
+
+
+def refuse_existing(outputs: list[Path | None], overwrite: bool) -> None:
+    """The one overwrite rule of every command that writes: an existing output is an error,
+    before any work, unless ``--overwrite`` is given."""
+    for path in outputs:
+        if path is not None and (path.exists() or path.is_symlink()) and not overwrite:
+            raise EdgesrError(f"{path} exists: pass --overwrite to replace it")
+
+
 def _version(value: bool) -> None:
     if value:
         from . import __version__
@@ -108,90 +177,154 @@ def _root(
 
 
 
-@app.command("eval")
+@app.command("eval", short_help="PSNR/SSIM of a torch model on benchmark sets.")
 @user_errors
 @host_command("eval")
 def eval_cmd(
-    model: Annotated[str | None, typer.Option(
-        help="zoo name (edgesr-vdsr, pytorch-vdsr) or weights file [default: the zoo's default teacher]")] = None,
-    data: Annotated[list[Path], typer.Option(help="benchmark folder(s): prepared arrays or HR images")] = [],
-    scales: Annotated[list[int], typer.Option(help="upscaling factors")] = [2, 3, 4],
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the scores here")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    model: Annotated[str, typer.Option(metavar="NAME|FILE", help="zoo name (pytorch-vdsr, edgesr-vdsr) or "
+                                       "weights file (.safetensors, state dict, pytorch-vdsr pickle)")
+                     ] = DEFAULT_TEACHER,
+    data: Annotated[list[Path], typer.Option(metavar="DIR...", help="benchmark folder(s): prepared arrays or HR "
+                                             "images, e.g. ../shared/data/Set5 ../shared/data/Set14 [required]")] = [],
+    scales: Annotated[list[int], typer.Option(metavar="S...", help="upscaling factors")] = [2, 3, 4],
+    json_out: Annotated[Path | None, typer.Option("--json", metavar="FILE", help="write the scores here")] = None,
+    device: Annotated[str, typer.Option(metavar="auto|cpu|cuda", help="where the model runs")] = "auto",
+    threads: Annotated[int | None, typer.Option(metavar="N", help=THREADS_HELP, show_default=False)] = None,
     ssim: Annotated[bool, typer.Option(help="also compute SSIM")] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP, show_default=False)] = False,
 ) -> None:
-    """PSNR/SSIM of a torch model on benchmark sets (Y channel, border shaved, MATLAB bicubic)."""
+    """PSNR/SSIM of a torch model on benchmark sets (Y channel, border shaved, MATLAB bicubic).
+
+    On the CPU the model runs through onnxruntime on its ONNX export (faster than torch, equal
+    to 1e-6). The scores also go to the score cache ($EDGESR_HOME/scores), where a later
+    edgesr distill with this model as teacher finds its teacher and bicubic rows.
+    """
+    from .cache import ScoreCache
     from .data.benchmark import open_set
-    from .evaluate import evaluate
+    from .evaluate import Row, evaluate_rows
     from .io import write_json
-    from .models.predict import torch_predictor
-    from .models.zoo import Teachers, load_model
+    from .models.predict import benchmark_predictor
+    from .models.zoo import load_model
     from .scores_table import scores_table
     from .train.command import resolve_device
 
     if not data:
         raise EdgesrError("give at least one --data folder (e.g. ../shared/data/Set5)")
     check_scales(scales)
-    model = model or Teachers.DEFAULT.value.name
+    refuse_existing([json_out], overwrite)
+    use_threads(threads)
     net, meta = load_model(model)
     sets = [open_set(d) for d in data]
-    predict = torch_predictor(net, resolve_device(device))
+    dev = resolve_device(device)
+    row = Row(lambda: benchmark_predictor(net, dev), store=ScoreCache(meta["sha256"], read=False))
     with console.status("evaluating") as status:
-        scores = evaluate(predict, sets, scales, with_ssim=ssim,
-                          on_done=lambda s: status.update(f"{s.set} x{s.scale}: {s.psnr:.3f} dB"))
+        scores = evaluate_rows({model: row}, sets, scales, with_ssim=ssim,
+                               on_done=lambda _, s: status.update(f"{s.set} x{s.scale}: {s.psnr:.3f} dB"))[model]
     console.print(scores_table(scores, title=f"{model}"))
     if json_out:
         write_json(json_out, {"model": model, "sha256": meta["sha256"], "scores": [s.to_dict() for s in scores]})
 
 
-@app.command("distill")
+@app.command("distill", short_help="Distill a teacher into a half-width student, without data.")
 @user_errors
 @host_command("distill")
 def distill_cmd(
-    recipe: Annotated[str | None, typer.Option(help="recipe name (quick, dfsr, paper, ...) or YAML path")] = None,
-    teacher: Annotated[str | None, typer.Option(help="teacher zoo name or weights path (overrides the recipe)")] = None,
-    out: Annotated[Path, typer.Option(help="parent folder of the run folder")] = Path("runs/distill"),
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (overrides the recipe)")] = None,
-    resume: Annotated[Path | None, typer.Option(help="continue this run folder from its checkpoint")] = None,
+    recipe: Annotated[str | None, typer.Option(metavar="NAME|FILE", help="recipe name or YAML file; `edgesr "
+                                               "recipes` lists the names [default: quick]")] = None,
+    teacher: Annotated[str | None, typer.Option(metavar="NAME|FILE", help="teacher zoo name or weights file "
+                                                "[default: the recipe's, pytorch-vdsr in the shipped ones]")] = None,
+    out: Annotated[Path, typer.Option(metavar="DIR", help="parent folder of the run folder")] = Path("runs/distill"),
+    device: Annotated[str | None, typer.Option(metavar="auto|cpu|cuda", help="where to train [default: the "
+                                               "recipe's, auto: CUDA when torch sees a GPU]")] = None,
+    resume: Annotated[Path | None, typer.Option(metavar="RUN_DIR", help="continue this run folder from its "
+                                                "checkpoint, with its saved recipe")] = None,
+    threads: Annotated[int | None, typer.Option(metavar="N", help=THREADS_HELP, show_default=False)] = None,
     set_: Annotated[list[str], typer.Option(
-        "--set", help="override recipe keys: --set batch_size=64 cmi.temperature=0.2")] = [],
+        "--set", metavar="KEY=VALUE...", help="override recipe keys: --set batch_size=64 cmi.temperature=0.2")] = [],
 ) -> None:
-    """Data-free distillation of a VDSR teacher into a half-width student (DFSR + CMI)."""
-    from .distill.command import distill
+    """Data-free distillation of a VDSR teacher into a half-width student (DFSR + CMI).
 
-    distill(recipe, set_, teacher, out, device, resume, console=console)
+    Writes runs/distill/<recipe name>/ (a new folder -2, -3, ... if it exists): the student,
+    the generators (the data-free INT8 calibration), metrics.png and results.json. Without a terminal it
+    prints a progress line every 30 seconds.
+    """
+    import time
+
+    from .distill.command import STUDENT_FILE, distill
+
+    started = time.monotonic()
+    use_threads(threads, announce=True)
+    run_dir = distill(recipe, set_, teacher, out, device, resume, console=console)
+    finished(started, "export the student (data-free INT8, calibrated on the run's own samples)",
+             ["export", "--model", str(run_dir / STUDENT_FILE), "--scale", "2", "--precision", "int8"])
 
 
 teacher_app = typer.Typer(help="Train a VDSR teacher of your own.", no_args_is_help=True)
 app.add_typer(teacher_app, name="teacher")
 
 
-@teacher_app.command("train")
+@teacher_app.command("train", short_help="Train a VDSR teacher on HR images.")
 @user_errors
 @host_command("teacher train")
 def teacher_train_cmd(
-    data: Annotated[list[Path], typer.Option(help="folder of ground-truth training images "
-                                                  "(e.g. ../shared/data/train291); "
-                                                  "its last validation.images files are held out")] = [],
+    data: Annotated[list[Path], typer.Option(metavar="DIR", help="folder of ground-truth training images "
+                                             "(e.g. ../shared/data/train291); its last validation.images files "
+                                             "are held out [required for a new run]")] = [],
     scales: Annotated[list[int], typer.Option(
-        help="upscaling factors one network learns (default: the recipe's)")] = [],
-    recipe: Annotated[str | None, typer.Option(help="recipe name (teacher, teacher-tiny) or YAML path")] = None,
-    out: Annotated[Path, typer.Option(help="parent folder of the run folder")] = Path("runs/teacher"),
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (overrides the recipe)")] = None,
-    resume: Annotated[Path | None, typer.Option(help="continue this run folder from its checkpoint")] = None,
+        metavar="S...", help="upscaling factors one network learns [default: the recipe's]")] = [],
+    recipe: Annotated[str | None, typer.Option(metavar="NAME|FILE", help="recipe name or YAML file; `edgesr "
+                                               "recipes` lists the names [default: teacher]")] = None,
+    out: Annotated[Path, typer.Option(metavar="DIR", help="parent folder of the run folder")] = Path("runs/teacher"),
+    device: Annotated[str | None, typer.Option(metavar="auto|cpu|cuda", help="where to train [default: the "
+                                               "recipe's, auto: CUDA when torch sees a GPU]")] = None,
+    resume: Annotated[Path | None, typer.Option(metavar="RUN_DIR", help="continue this run folder from its "
+                                                "checkpoint, with its saved recipe")] = None,
+    threads: Annotated[int | None, typer.Option(metavar="N", help=THREADS_HELP, show_default=False)] = None,
     set_: Annotated[list[str], typer.Option(
-        "--set", help="override recipe keys: --set budget_minutes=2.5 optim.lr=5e-4")] = [],
+        "--set", metavar="KEY=VALUE...", help="override recipe keys: --set budget_minutes=2.5 optim.lr=5e-4")] = [],
 ) -> None:
     """Supervised VDSR training on HR images: MATLAB-bicubic degradations, random patches with
     flips and rotations, several scales in one network, a held-out validation split; writes
     teacher.safetensors and a Set5/Set14 table into the run folder."""
-    from .teacher.command import train_teacher
+    import time
+
+    from .teacher.command import TEACHER_FILE, train_teacher
 
     if len(data) > 1:
         raise EdgesrError("give one --data folder")
     if scales:
         check_scales(scales)
-    train_teacher(data[0] if data else None, scales, recipe, set_, out, device, resume, console=console)
+    started = time.monotonic()
+    use_threads(threads, announce=True)
+    run_dir = train_teacher(data[0] if data else None, scales, recipe, set_, out, device, resume, console=console)
+    finished(started, "distill a student from this teacher",
+             ["distill", "--teacher", str(run_dir / TEACHER_FILE)])
+
+
+@app.command("recipes", short_help="List the named recipes and what each is for.")
+@user_errors
+@host_command("recipes")
+def recipes_cmd() -> None:
+    """List the recipe names --recipe takes, with what each is for: distillation recipes
+    (edgesr distill) and teacher recipes (edgesr teacher train). Your own in ./recipes come
+    first and hide shipped ones of the same name."""
+    from .config import catalog, shipped_recipes
+    from .distill.recipe import DistillRecipe
+    from .teacher.recipe import TeacherRecipe
+
+    entries = catalog({"distillation": DistillRecipe, "teacher": TeacherRecipe})
+    width = max((len(e.name) for e in entries), default=0)
+    shipped = shipped_recipes().resolve()
+    for label, command in (("distillation", "edgesr distill"), ("teacher", "edgesr teacher train"), ("", "")):
+        group = [e for e in entries if e.kind == label]
+        if not group:
+            continue
+        console.print(f"{label} recipes ({command} --recipe NAME):" if label else "not recipes:",
+                      highlight=False, markup=False)
+        for e in group:
+            own = "" if e.path.parent.resolve() == shipped else f"  [{e.path}]"
+            console.print(f"  {e.name.ljust(width)}  {e.description}{own}", highlight=False, markup=False,
+                          soft_wrap=True)
 
 
 def _positive(name: str, value: int | None) -> None:
@@ -199,23 +332,34 @@ def _positive(name: str, value: int | None) -> None:
         raise EdgesrError(f"{name} must be at least 1, got {value}")
 
 
-@app.command("bench")
+@app.command("bench", short_help="Latency, memory and PSNR/SSIM of exported models.")
 @user_errors
 def bench_cmd(
-    artifacts: Annotated[list[Path], typer.Argument(help="exported models (.onnx, .engine, .mlpackage)")],
-    data: Annotated[list[Path], typer.Option(help="benchmark folder(s) for PSNR/SSIM (e.g. Set5 Set14)")] = [],
-    scales: Annotated[list[int], typer.Option(help="scales to score at (default: each artifact's own)")] = [],
-    sizes: Annotated[list[int], typer.Option(help="square output sizes to time, in pixels")] = [256, 512],
-    warmup: Annotated[int, typer.Option(help="untimed runs before timing")] = 3,
-    runs: Annotated[int, typer.Option(help="timed runs per size")] = 20,
-    threads: Annotated[int | None, typer.Option(help="CPU threads (onnxruntime intra-op; torch)")] = None,
-    providers: Annotated[list[str], typer.Option(help="onnxruntime providers in order: cpu, cuda, tensorrt")] = [],
+    artifacts: Annotated[list[Path], typer.Argument(metavar="ARTIFACT", help="exported models: .onnx, .engine, "
+                                                    ".mlpackage, or a TensorRT bundle folder", show_default=False)],
+    data: Annotated[list[Path], typer.Option(metavar="DIR...", help="benchmark folder(s) for PSNR/SSIM, e.g. "
+                                             "../shared/data/Set5 ../shared/data/Set14 [default: none: latency "
+                                             "only]")] = [],
+    scales: Annotated[list[int], typer.Option(metavar="S...", help="scales to score at [default: each "
+                                              "artifact's own]")] = [],
+    sizes: Annotated[list[int], typer.Option(metavar="N...", help="square output sizes to time, in pixels")
+                     ] = [256, 512],
+    warmup: Annotated[int, typer.Option(metavar="N", help="untimed runs before timing")] = 3,
+    runs: Annotated[int, typer.Option(metavar="N", help="timed runs per size")] = 20,
+    threads: Annotated[int | None, typer.Option(metavar="N", help="CPU threads (onnxruntime intra-op; torch) "
+                                                "[default: onnxruntime's, one per core]")] = None,
+    providers: Annotated[list[str], typer.Option(metavar="NAME...", help="onnxruntime providers in order: cpu, "
+                                                 "cuda, tensorrt [default: cpu]")] = [],
     torch_ref: Annotated[bool, typer.Option(
-        "--torch/--no-torch", help="add the source torch model as a reference row, if torch is installed")] = True,
+        "--torch/--no-torch", help="add a reference row: the source torch model, timed and scored (needs torch "
+        "and the source weights; takes longer than the artifacts)")] = False,
     ssim: Annotated[bool, typer.Option(help="also compute SSIM")] = True,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write all numbers here")] = None,
-    markdown_out: Annotated[Path | None, typer.Option("--markdown", help="write the table here")] = None,
-    plot_out: Annotated[Path | None, typer.Option("--plot", help="write a latency-vs-PSNR plot (PNG) here")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", metavar="FILE", help="write all numbers here")] = None,
+    markdown_out: Annotated[Path | None, typer.Option("--markdown", metavar="FILE", help="write the table here")
+                            ] = None,
+    plot_out: Annotated[Path | None, typer.Option("--plot", metavar="FILE", help="write a latency-vs-PSNR plot "
+                                                  "(PNG) here")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP, show_default=False)] = False,
 ) -> None:
     """Latency (p50/p90/p99), throughput, memory and PSNR/SSIM of exported models on this device."""
     from .bench.outputs import plot, rich_table, write_results
@@ -230,14 +374,18 @@ def bench_cmd(
         _positive(name, v)
     if plot_out:
         require_extra("plot", "--plot")
+    refuse_existing([json_out, markdown_out, plot_out], overwrite)
     sets = [open_set(d) for d in data]
     with console.status("benchmarking") as status:
         reference = None
-        if torch_ref and available("torch"):
+        if torch_ref:
+            if not available("torch"):
+                raise EdgesrError('--torch needs torch (not installed here): pip install "edgesr[train]"')
             from .reference import torch_row
 
-            def reference(model: str, eval_scales):
-                return torch_row(model, sizes, warmup, runs, sets, eval_scales, threads, ssim, status.update)
+            def reference(model: str, source_sha256: str, eval_scales):
+                return torch_row(model, source_sha256, sizes, warmup, runs, sets, eval_scales, threads, ssim,
+                                 status.update)
 
         rows = run_bench(artifacts, sizes, warmup, runs, sets, scales or None, threads, providers or None,
                          reference, ssim, progress=status.update)
@@ -247,7 +395,9 @@ def bench_cmd(
     out.print(table)
     for r in rows:
         for note in r.notes:
-            out.print(f"[dim]{r.name}: {note}[/]")
+            out.print(f"[dim]{escape(r.name)}: {escape(note)}[/]")
+    if not torch_ref and any(r.source for r in rows):
+        out.print("[dim]add --torch for a reference row of the source model run by torch[/]")
     settings = {"sizes": sizes, "warmup": warmup, "runs": runs, "threads": threads, "providers": providers,
                 "data": [str(d) for d in data], "scales": scales}
     write_results(rows, sizes, settings, json_out, markdown_out)
@@ -255,17 +405,24 @@ def bench_cmd(
         plot(rows, sizes, plot_out)
 
 
-@app.command("upscale")
+@app.command("upscale", short_help="Upscale photos with an exported model.")
 @user_errors
 def upscale_cmd(
-    inputs: Annotated[list[Path], typer.Argument(help="image files and/or folders of images")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="output file (one input) or folder")],
-    model: Annotated[Path, typer.Option(help="exported model (.onnx, .engine, .mlpackage)")],
-    scale: Annotated[int | None, typer.Option(help="upscaling factor (default: the model's)")] = None,
-    tile: Annotated[int, typer.Option(help="output tile side above which images are tiled (bounds memory)")] = 512,
-    threads: Annotated[int | None, typer.Option(help="CPU threads for onnxruntime")] = None,
-    providers: Annotated[list[str], typer.Option(help="onnxruntime providers in order: cpu, cuda, tensorrt")] = [],
-    overwrite: Annotated[bool, typer.Option(help="replace existing output files (never an input)")] = False,
+    inputs: Annotated[list[Path], typer.Argument(metavar="INPUT", help="image files and/or folders of images",
+                                                 show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="PATH", help="output file (one input) or "
+                                         "folder", show_default=False)],
+    model: Annotated[Path, typer.Option(metavar="ARTIFACT", help="exported model: .onnx, .engine, .mlpackage or a "
+                                        "TensorRT bundle folder", show_default=False)],
+    scale: Annotated[int | None, typer.Option(metavar="S", help="upscaling factor [default: the model's]")] = None,
+    tile: Annotated[int, typer.Option(metavar="N", help="output tile side above which images are tiled "
+                                      "(bounds memory)")] = 512,
+    threads: Annotated[int | None, typer.Option(metavar="N", help="CPU threads for onnxruntime [default: "
+                                                "onnxruntime's, one per core]")] = None,
+    providers: Annotated[list[str], typer.Option(metavar="NAME...", help="onnxruntime providers in order: cpu, "
+                                                 "cuda, tensorrt [default: cpu]")] = [],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP + "; never an input",
+                                            show_default=False)] = False,
 ) -> None:
     """Upscale photos: Y through the model, colour and alpha by MATLAB bicubic, bit depth kept."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -310,23 +467,25 @@ def upscale_cmd(
     console.print(f"wrote {len(jobs)} images to {output}")
 
 
-@app.command("demo")
+@app.command("demo", short_help="Serve the upscaling web page.")
 @user_errors
 def demo_cmd(
-    model: Annotated[list[Path], typer.Option(help="exported model (.onnx, .engine, .mlpackage); repeat the "
-                                                   "option to compare several on the page")],
-    host: Annotated[str, typer.Option(help="address to listen on; 0.0.0.0 opens the page to your network")
-                    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on (0: any free port)")] = 8000,
-    threads: Annotated[int | None, typer.Option(help="CPU threads per inference for onnxruntime "
-                                                        "[default: onnxruntime's]")] = None,
-    workers: Annotated[int, typer.Option(help="inferences run at once")] = DemoLimits.workers,
-    queue: Annotated[int, typer.Option(help="uploads admitted beyond those running; more get 503 + Retry-After")
-                     ] = DemoLimits.queue,
-    max_upload_mb: Annotated[float, typer.Option(help="largest upload, in MB")] = DemoLimits.max_upload / MB,
-    max_mp: Annotated[float, typer.Option(help="largest input image, in megapixels (checked before decoding)")
-                      ] = DemoLimits.max_pixels / MP,
-    max_output_mp: Annotated[float, typer.Option(help="largest result, in megapixels")
+    model: Annotated[list[Path], typer.Option(metavar="ARTIFACT", help="exported model (.onnx, .engine, "
+                                              ".mlpackage, TensorRT bundle folder); repeat the option to compare "
+                                              "several on the page", show_default=False)],
+    host: Annotated[str, typer.Option(metavar="ADDRESS", help="address to listen on; 0.0.0.0 opens the page to "
+                                      "your network")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="port to listen on (0: any free port)")] = 8000,
+    threads: Annotated[int | None, typer.Option(metavar="N", help="CPU threads per inference for onnxruntime "
+                                                "[default: onnxruntime's, one per core]")] = None,
+    workers: Annotated[int, typer.Option(metavar="N", help="inferences run at once")] = DemoLimits.workers,
+    queue: Annotated[int, typer.Option(metavar="N", help="uploads admitted beyond those running; more get 503 + "
+                                       "Retry-After")] = DemoLimits.queue,
+    max_upload_mb: Annotated[float, typer.Option(metavar="MB", help="largest upload, in MB")
+                             ] = DemoLimits.max_upload / MB,
+    max_mp: Annotated[float, typer.Option(metavar="MP", help="largest input image, in megapixels (checked before "
+                                          "decoding)")] = DemoLimits.max_pixels / MP,
+    max_output_mp: Annotated[float, typer.Option(metavar="MP", help="largest result, in megapixels")
                              ] = DemoLimits.max_output_pixels / MP,
 ) -> None:
     """Serve a web page that upscales the images you drop on it, beside MATLAB bicubic."""
@@ -356,39 +515,46 @@ def demo_cmd(
         raise EdgesrError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-@app.command("export")
+@app.command("export", short_help="Export a model: ONNX, TensorRT bundle or CoreML.")
 @user_errors
 @host_command("export")
 def export_cmd(
-    model: Annotated[str | None, typer.Option(
-        help="zoo name (edgesr-vdsr, pytorch-vdsr) or weights file [default: the zoo's default teacher]")] = None,
-    target: Annotated[str, typer.Option(
-        help="onnx, tensorrt (deploy bundle; engine where TensorRT runs) or coreml")] = "onnx",
-    scale: Annotated[int, typer.Option(help="upscaling factor, 2 to 8, one the model was made for")] = 2,
-    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8 (onnx: CPU QDQ; tensorrt: TensorRT QDQ; "
-                                                "coreml: 8-bit weights)")] = "fp32",
-    input_kind: Annotated[str, typer.Option("--input", help="lr: LR in, MATLAB bicubic inside the model; "
-                                                            "bicubic: the network alone")] = "lr",
-    calib: Annotated[str | None, typer.Option(help="INT8 calibration: prior names (dead-leaves, pink-noise), a distill "
-                                                      "run folder or an image folder; default: what taught the run "
-                                                      "the model sits in, else dead-leaves (data-free)")] = None,
-    calib_method: Annotated[str, typer.Option(help="minmax, entropy, percentile or mse")] = DEFAULT_METHOD,
-    float_layers: Annotated[str, typer.Option(help="INT8: VDSR convs kept in float: auto:K (the K whose "
-                                                   "quantization costs most, measured per export; auto: "
-                                                   "3 for tensorrt, 2 for CPU), indices (0 = first, "
-                                                   "-1 = last) comma-separated, or none")] = DEFAULT_FLOAT_LAYERS,
-    qad_steps: Annotated[int, typer.Option(help="INT8: quantization-aware distillation steps before "
-                                                "quantizing (0 = post-training only)")] = 0,
-    out: Annotated[Path | None, typer.Option("-o", "--out", help="output file or folder")] = None,
+    model: Annotated[str, typer.Option(metavar="NAME|FILE", help="zoo name (pytorch-vdsr, edgesr-vdsr) or weights "
+                                       "file, e.g. runs/distill/quick/student.safetensors")] = DEFAULT_TEACHER,
+    target: Annotated[str, typer.Option(metavar="onnx|tensorrt|coreml", help="onnx: one .onnx file; tensorrt: a "
+                                        "deploy bundle folder (engine built too where TensorRT runs); coreml: an "
+                                        ".mlpackage")] = "onnx",
+    scale: Annotated[int, typer.Option(metavar="S", help="upscaling factor, 2 to 8, one the model was made for")] = 2,
+    precision: Annotated[str, typer.Option(metavar="fp32|fp16|int8", help="onnx: int8 is CPU QDQ; tensorrt: "
+                                           "TensorRT QDQ; coreml: fp16 computes in FP16, int8 adds 8-bit "
+                                           "weights")] = "fp32",
+    input_kind: Annotated[str, typer.Option("--input", metavar="lr|bicubic", help="lr: LR in, MATLAB bicubic "
+                                            "inside the model; bicubic: the network alone")] = "lr",
+    calib: Annotated[str | None, typer.Option(metavar="PRIORS|RUN_DIR|IMAGE_DIR", help="INT8 calibration: prior "
+                                              "names (dead-leaves, pink-noise), a distill run folder or a folder "
+                                              "of HR images [default: what taught the run the model sits in, "
+                                              "else dead-leaves: data-free]")] = None,
+    calib_method: Annotated[str, typer.Option(metavar="minmax|entropy|percentile|mse", help="INT8 range "
+                                              "calibration")] = DEFAULT_METHOD,
+    float_layers: Annotated[str, typer.Option(metavar="SPEC", help="INT8: VDSR convs kept in float: auto:K (the K "
+                                              "whose quantization costs most, measured per export; auto: 3 for "
+                                              "tensorrt, 2 for CPU), indices (0 = first, -1 = last) "
+                                              "comma-separated, or none")] = DEFAULT_FLOAT_LAYERS,
+    qad_steps: Annotated[int, typer.Option(metavar="N", help="INT8: quantization-aware distillation steps before "
+                                           "quantizing (0 = post-training only)")] = 0,
+    out: Annotated[Path | None, typer.Option("-o", "--out", metavar="PATH", help="output file or folder [default: "
+                                             "<model>_x<S>_<input>_<precision> + .onnx, _tensorrt/ or .mlpackage, "
+                                             "in the current folder; <model> is the zoo name or the file's stem]")
+                   ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP, show_default=False)] = False,
+    threads: Annotated[int | None, typer.Option(metavar="N", help=THREADS_HELP, show_default=False)] = None,
 ) -> None:
     """Export a model for devices: ONNX (FP32/FP16/INT8), a TensorRT bundle or a CoreML package."""
     from .export.pipeline import ExportRequest, export_model
-    from .models.zoo import Teachers
 
-    model = model or Teachers.DEFAULT.value.name
-
+    use_threads(threads)
     req = ExportRequest(model, target, scale, precision, input_kind, calib, out, calib_method, float_layers,
-                        qad_steps)
+                        qad_steps, overwrite)
     with console.status("exporting") as status:
         result = export_model(req, progress=lambda msg: status.update(msg))
     for note in result.notes:

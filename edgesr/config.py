@@ -5,12 +5,19 @@ to reproduce it. Validation is strict and happens before anything is written: an
 a value of the wrong type or one outside the range its type declares (``Annotated[int,
 Range(1)]``) is a one-line error that names the key (``recipe key log_every: must be >= 1,
 got 0``).
+
+Relative paths (data folders, weights files: keys typed :data:`DataPath` or :data:`ModelRef`)
+are resolved when a recipe is loaded, so a run does not depend on the folder it is started or
+resumed from: a path written in a recipe file is relative to that file's folder (as a
+compose file's or a ``pyproject.toml``'s are), a path given with ``--set`` or a command's flag,
+or a default the file leaves out, to the current folder. The run folder keeps them absolute.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import types
 import typing
 from pathlib import Path
@@ -55,6 +62,27 @@ Positive = Annotated[float, Range(0, low_open=True)]
 Decay = Annotated[float, Range(0, 1, high_open=True)]
 #: shares of a whole: 0 is nothing, 1 everything
 Share = Annotated[float, Range(0, 1, low_open=True)]
+
+
+@dataclasses.dataclass(frozen=True)
+class RelativePath:
+    """Marks a recipe key that holds a path (``Annotated[str, RelativePath()]``): relative
+    values are resolved at load time (see the module docstring)."""
+
+    #: a bare name (no folder, no suffix) is a name, not a path: a zoo model's
+    bare_is_name: bool = False
+
+    def resolve(self, value: str, base: Path) -> str:
+        path = Path(value).expanduser()
+        if path.is_absolute() or (self.bare_is_name and not (path.suffix or "/" in value or os.sep in value)):
+            return str(path)
+        return os.path.normpath(base / path)
+
+
+#: a folder or file of data
+DataPath = Annotated[str, RelativePath()]
+#: a zoo name or a weights file
+ModelRef = Annotated[str, RelativePath(bare_is_name=True)]
 
 
 def fail(key: str, msg: str) -> typing.NoReturn:
@@ -132,6 +160,30 @@ def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
     return obj
 
 
+def resolve_paths(tp: Any, value: Any, base: Path) -> Any:
+    """``value`` (plain data for type ``tp``) with its :class:`RelativePath` keys resolved against
+    ``base``; anything of the wrong shape is left for :func:`from_dict` to report."""
+    origin = get_origin(tp)
+    if origin is Annotated:
+        inner, *extras = get_args(tp)
+        mark = next((e for e in extras if isinstance(e, RelativePath)), None)
+        if mark is not None and isinstance(value, str):
+            return mark.resolve(value, base)
+        return resolve_paths(inner, value, base)
+    if origin in (Union, types.UnionType):
+        inner = [a for a in get_args(tp) if a is not type(None)]
+        return resolve_paths(inner[0], value, base) if len(inner) == 1 else value
+    if origin in (list, tuple) and isinstance(value, (list, tuple)):
+        args = get_args(tp) or (Any,)
+        if origin is list or len(args) == 1 or args[-1] is Ellipsis:
+            return [resolve_paths(args[0], v, base) for v in value]
+        return [resolve_paths(t, v, base) for t, v in zip(args, value)] + list(value[len(args):])
+    if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+        hints = get_type_hints(tp, include_extras=True)
+        return {k: resolve_paths(hints[k], v, base) if k in hints else v for k, v in value.items()}
+    return value
+
+
 def to_dict(obj: Any) -> Any:
     """A plain (YAML-safe) view of a recipe dataclass."""
     if dataclasses.is_dataclass(obj):
@@ -162,9 +214,59 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def shipped_recipes() -> Path:
+    """The recipes that come with edgesr: ``edgesr/recipes`` in an installed package (the
+    checkout's top-level ``recipes/``, the source of truth, installed there: ``pyproject.toml``),
+    that top-level folder itself in a source checkout or an editable install."""
+    installed = Path(__file__).resolve().parent / "recipes"
+    return installed if installed.is_dir() else Path(__file__).resolve().parents[1] / "recipes"
+
+
 def recipe_dirs() -> list[Path]:
-    """Where recipe names are looked up: ./recipes, then the project's own recipes/."""
-    return [Path.cwd() / "recipes", Path(__file__).resolve().parents[1] / "recipes"]
+    """Where recipe names are looked up: ./recipes (your own, first), then the shipped ones."""
+    return [Path.cwd() / "recipes", shipped_recipes()]
+
+
+@dataclasses.dataclass(frozen=True)
+class RecipeEntry:
+    """One named recipe as ``edgesr recipes`` lists it."""
+
+    name: str
+    path: Path
+    #: the key of ``kinds`` whose schema the file validates against, or "" if none does
+    kind: str
+    #: the recipe's ``description`` key, or why the file is not a valid recipe
+    description: str
+
+
+def catalog(kinds: dict[str, type]) -> list[RecipeEntry]:
+    """Every recipe name :func:`find_recipe` resolves (a name in ./recipes hides a shipped one),
+    classified by the recipe class (``kinds``: label to class) that accepts it."""
+    import yaml
+
+    seen: dict[str, Path] = {}
+    for d in recipe_dirs():
+        for path in sorted(d.glob("*.yaml")) if d.is_dir() else []:
+            seen.setdefault(path.stem, path)
+    out = []
+    for name, path in sorted(seen.items()):
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            out.append(RecipeEntry(name, path, "", f"unreadable ({type(exc).__name__})"))
+            continue
+        errors = []
+        for label, cls in kinds.items():
+            try:
+                recipe = from_dict(cls, data if isinstance(data, dict) else {"": data})
+            except EdgesrError as exc:
+                errors.append(str(exc))
+                continue
+            out.append(RecipeEntry(name, path, label, getattr(recipe, "description", "")))
+            break
+        else:
+            out.append(RecipeEntry(name, path, "", f"not a valid recipe: {errors[0] if errors else '?'}"))
+    return out
 
 
 def find_recipe(name_or_path: str) -> Path:
@@ -207,8 +309,10 @@ def _yaml_problem(exc: Exception) -> str:
     return f"{problem} (line {mark.line + 1})" if mark is not None else problem
 
 
-def load_recipe(cls: type[T], name_or_path: str, overrides: list[str] | None = None) -> T:
-    """Read, override and validate a recipe file into ``cls``."""
+def load_recipe(cls: type[T], name_or_path: str, overrides: list[str] | None = None,
+                relative_to: Path | None = None) -> T:
+    """Read, override and validate a recipe file into ``cls``, its paths resolved: the file's
+    against ``relative_to`` (default: the file's folder), the rest against the current folder."""
     import yaml
 
     path = find_recipe(name_or_path)
@@ -221,7 +325,10 @@ def load_recipe(cls: type[T], name_or_path: str, overrides: list[str] | None = N
         raise EdgesrError(f"recipe {path} nests too deeply to be a recipe") from None
     if not isinstance(data, dict):
         raise EdgesrError(f"recipe {path} must be a mapping of keys to values")
-    return from_dict(cls, apply_overrides(data, overrides or []))
+    data = resolve_paths(cls, data, relative_to or path.resolve().parent)
+    recipe = from_dict(cls, apply_overrides(data, overrides or []))
+    # what is still relative came from an override or a default: relative to the current folder
+    return from_dict(cls, resolve_paths(cls, to_dict(recipe), Path.cwd()))
 
 
 def dump_recipe(obj: Any) -> str:

@@ -11,7 +11,8 @@ No torch here.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from typing import Protocol
 
 import numpy as np
 
@@ -49,8 +50,11 @@ def model_input(pair: SRPair, input_kind: str = "bicubic") -> np.ndarray:
 
 
 def score_pairs(predict: Predictor, pairs: list[SRPair], set_name: str, with_ssim: bool = True,
-                input_kind: str = "bicubic") -> Score:
-    """Average PSNR/SSIM over ``pairs`` (per image, border = scale, prediction clipped)."""
+                input_kind: str = "bicubic", bicubic: Score | None = None) -> Score:
+    """Average PSNR/SSIM over ``pairs`` (per image, border = scale, prediction clipped).
+
+    ``bicubic``: a score of the same pairs whose bicubic numbers are taken instead of recomputed.
+    """
     if not pairs:
         raise ValueError(f"{set_name} has no images")
     scale = pairs[0].scale
@@ -61,26 +65,76 @@ def score_pairs(predict: Predictor, pairs: list[SRPair], set_name: str, with_ssi
             raise EdgesrError(f"the model made a {sr.shape} image from {set_name}/{pair.name} x{scale}, "
                               f"expected {pair.gt_y.shape}")
         p.append(psnr(sr, pair.gt_y, scale))
-        bp.append(psnr(pair.bicubic_y, pair.gt_y, scale))
+        if bicubic is None:
+            bp.append(psnr(pair.bicubic_y, pair.gt_y, scale))
         if with_ssim:
             s.append(ssim(sr, pair.gt_y, scale))
-            bs.append(ssim(pair.bicubic_y, pair.gt_y, scale))
+            if bicubic is None:
+                bs.append(ssim(pair.bicubic_y, pair.gt_y, scale))
     mean = lambda v: float(np.mean(v)) if v else float("nan")  # noqa: E731
+    if bicubic is not None:
+        return Score(set_name, scale, len(pairs), mean(p), mean(s), bicubic.bicubic_psnr, bicubic.bicubic_ssim)
     return Score(set_name, scale, len(pairs), mean(p), mean(s), mean(bp), mean(bs))
+
+
+class ScoreStore(Protocol):
+    """Where a model's scores that never change are kept (:class:`edgesr.cache.ScoreCache`)."""
+
+    def get(self, bset: BenchmarkSet, scale: int, with_ssim: bool) -> Score | None: ...
+
+    def put(self, bset: BenchmarkSet, score: Score, with_ssim: bool) -> None: ...
+
+
+@dataclass
+class Row:
+    """One model of :func:`evaluate_rows`: how to run it (made only if a score is missing),
+    the input it takes, and where its scores are kept, if anywhere."""
+
+    predictor: Callable[[], Predictor]
+    input_kind: str = "bicubic"
+    store: ScoreStore | None = None
+
+
+def evaluate_rows(rows: dict[str, Row], sets: Iterable[BenchmarkSet], scales: Iterable[int],
+                  with_ssim: bool = True, on_done: Callable[[str, Score], None] | None = None
+                  ) -> dict[str, list[Score]]:
+    """Scores of every row on every set and scale, in that order.
+
+    Each set's pairs at a scale are read once for all rows, the bicubic numbers are computed
+    once (or taken from a stored row), and a row whose score is stored is not run at all.
+    """
+    scales = list(scales)
+    out: dict[str, list[Score]] = {name: [] for name in rows}
+    predictors: dict[str, Predictor] = {}
+    for bset in sets:
+        for scale in scales:
+            found = {name: r.store.get(bset, scale, with_ssim) if r.store else None for name, r in rows.items()}
+            reference = next((sc for sc in found.values() if sc is not None), None)
+            pairs = None
+            for name, row in rows.items():
+                score = found[name]
+                if score is None:
+                    pairs = pairs if pairs is not None else bset.pairs(scale)
+                    if name not in predictors:
+                        predictors[name] = row.predictor()
+                    score = score_pairs(predictors[name], pairs, bset.name, with_ssim, row.input_kind, reference)
+                    reference = reference or score
+                    if row.store:
+                        row.store.put(bset, score, with_ssim)
+                else:
+                    score = replace(score, set=bset.name)
+                out[name].append(score)
+                if on_done:
+                    on_done(name, score)
+    return out
 
 
 def evaluate(predict: Predictor, sets: Iterable[BenchmarkSet], scales: Iterable[int],
              with_ssim: bool = True, on_done: Callable[[Score], None] | None = None,
              input_kind: str = "bicubic") -> list[Score]:
-    """Scores for every set and scale, in that order."""
-    scores = []
-    for bset in sets:
-        for scale in scales:
-            score = score_pairs(predict, bset.pairs(scale), bset.name, with_ssim, input_kind)
-            scores.append(score)
-            if on_done:
-                on_done(score)
-    return scores
+    """Scores of one model for every set and scale, in that order."""
+    done = (lambda _name, score: on_done(score)) if on_done else None
+    return evaluate_rows({"model": Row(lambda: predict, input_kind)}, sets, scales, with_ssim, done)["model"]
 
 
 def bicubic_predictor(bicubic_y: np.ndarray, scale: int) -> np.ndarray:

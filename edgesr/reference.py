@@ -8,17 +8,21 @@ when torch is installed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from .bench.measure import PeakMemory
 from .bench.rows import BenchRow, Progress, latencies
 from .data.benchmark import BenchmarkSet
+from .errors import EdgesrError
 from .evaluate import evaluate
 
 
-def torch_row(model: str, sizes: Sequence[int], warmup: int, runs: int, sets: Sequence[BenchmarkSet],
+def torch_row(model: str, sha256: str, sizes: Sequence[int], warmup: int, runs: int, sets: Sequence[BenchmarkSet],
               scales: Sequence[int], threads: int | None = None, with_ssim: bool = True,
               progress: Progress | None = None) -> BenchRow:
-    """``model`` (zoo name or weights path, never downloaded here) on torch's CPU backend."""
+    """``model`` on torch's CPU backend: a zoo name (never downloaded here), or the absolute
+    path its artifact recorded at export, whose weights must still have the recorded ``sha256``
+    (a file changed or replaced since is refused rather than benchmarked as the source)."""
     import torch
 
     from .models.predict import torch_predictor
@@ -27,10 +31,13 @@ def torch_row(model: str, sizes: Sequence[int], warmup: int, runs: int, sets: Se
     if threads:
         torch.set_num_threads(threads)
     with PeakMemory() as mem:
-        net, _ = load_model(model, download=False)
+        net, meta = load_model(model, download=False)
+        if sha256 and meta["sha256"] != sha256:
+            raise EdgesrError(f"{model} is not the file the artifact was exported from (sha256 differs)")
         predict = torch_predictor(net, "cpu")
         lat = latencies(lambda x: predict(x, 0), lambda n: n, sizes, warmup, runs, progress)
-    row = BenchRow(f"{model} (torch)", "torch", f"torch {torch.__version__.split('+')[0]}/CPU", model, "fp32",
+    name = Path(model).name
+    row = BenchRow(f"{name} (torch)", "torch", f"torch {torch.__version__.split('+')[0]}/CPU", name, "fp32",
                    "bicubic", 0, None, mem.peak_mb, lat)
     if sets and scales:
         if progress:

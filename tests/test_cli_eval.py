@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -13,6 +14,62 @@ def test_help_on_every_command():
     for cmd in (["eval"], ["export"], ["distill"], ["teacher", "train"]):
         r = run_cli(*cmd, "--help")
         assert r.returncode == 0 and "Usage" in r.stdout, cmd
+
+
+COMMANDS = (["eval"], ["export"], ["distill"], ["teacher", "train"], ["recipes"], ["bench"], ["upscale"], ["demo"])
+
+
+@pytest.mark.parametrize("cmd", COMMANDS, ids=" ".join)
+def test_help_states_defaults_in_plain_words(cmd):
+    """No Python types (<bool>, <list[Path]>) beside the options; each option either names its
+    default or is a flag; required ones say so."""
+    r = run_cli(*cmd, "--help")
+    assert r.returncode == 0, r.stderr
+    assert not re.search(r"<(str|int|float|bool|path|list\[\w+\])>", r.stdout, re.I), r.stdout
+    entries: list[str] = []
+    for line in r.stdout.split("Options:")[-1].splitlines():
+        if re.match(r"  (-\w, )?--[\w-]+", line):
+            entries.append(line.strip())
+        elif line.startswith("    ") and entries:
+            entries[-1] += " " + line.strip()  # an option's help wraps onto indented lines
+    assert entries, r.stdout
+    for entry in entries:
+        takes_value = re.match(r"(-\w, )?--[\w-]+ [A-Za-z]", entry) is not None
+        off_unless_given = entry.split()[0] in ("--json", "--markdown", "--plot", "--resume", "--set")
+        if takes_value and not off_unless_given:
+            assert "[default:" in entry or "[required" in entry, entry
+
+
+def test_help_names_the_defaults_the_code_uses():
+    from edgesr.cli import DEFAULT_TEACHER
+    from edgesr.models.zoo import Teachers
+
+    assert DEFAULT_TEACHER == Teachers.DEFAULT.value.name
+    assert "[default: quick]" in " ".join(run_cli("distill", "--help").stdout.split())
+    up = " ".join(run_cli("upscale", "--help").stdout.split())
+    assert re.search(r"-o, --output PATH [^[]*\[required\]", up)
+    assert re.search(r"--model ARTIFACT [^[]*\[required\]", up)
+
+
+def test_recipes_lists_both_kinds_with_descriptions(tmp_path):
+    own = tmp_path / "recipes"
+    own.mkdir()
+    (own / "mine.yaml").write_text("name: mine\ndescription: my own quick run\nbatch_size: 4\n")
+    (own / "broken.yaml").write_text("name: broken\nno_such_key: 1\n")
+    r = run_cli("recipes", cwd=tmp_path, env={"COLUMNS": "300"})
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    distill, teacher, invalid = (out.index("distillation recipes"), out.index("teacher recipes"),
+                                 out.index("not recipes"))
+    at = {name: out.index(f"\n  {name} ") for name in ("quick", "paper", "mine", "teacher", "teacher-tiny",
+                                                        "broken")}
+    assert all(distill < at[name] < teacher for name in ("quick", "paper", "mine"))
+    assert all(teacher < at[name] < invalid for name in ("teacher", "teacher-tiny"))
+    assert invalid < at["broken"]
+    assert "my own quick run" in out and str(own / "mine.yaml") in out and "no_such_key" in out
+    for line in out.splitlines():
+        if line.startswith("  ") and "broken" not in line:
+            assert len(line.split(None, 1)) == 2, line  # every recipe has its one-line description
 
 
 def test_unknown_model():

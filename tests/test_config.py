@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from edgesr.config import apply_overrides, from_dict, load_recipe
@@ -74,3 +76,39 @@ def test_values_outside_their_range_name_key_and_range(data, fragment):
 def test_bank_must_be_multiple_of_batch():
     with pytest.raises(EdgesrError, match="multiple of batch_size"):
         from_dict(DistillRecipe, {"batch_size": 48, "cmi": {"bank_size": 100}})
+
+
+def test_shipped_recipes_find_the_data_beside_the_checkout_from_any_folder(tmp_path, monkeypatch):
+    """The shipped recipes' data paths are relative to their file: the same folders whatever the
+    current one (before, ``--recipe quick`` from another folder found no validation images)."""
+    shared = (ROOT.parent / "shared" / "data").resolve(strict=False)
+    for cwd in (ROOT, tmp_path):
+        monkeypatch.chdir(cwd)
+        r = load_recipe(DistillRecipe, "quick")
+        assert Path(r.validation.data).resolve() == shared / "train291"
+        assert [Path(s).resolve() for s in r.evaluation.sets] == [shared / "Set5", shared / "Set14"]
+        assert load_recipe(TeacherRecipe, "teacher").evaluation.sets == r.evaluation.sets
+
+
+def test_recipe_paths_are_relative_to_their_file_and_overrides_to_the_current_folder(tmp_path, monkeypatch):
+    folder, cwd = tmp_path / "project" / "recipes", tmp_path / "elsewhere"
+    folder.mkdir(parents=True)
+    cwd.mkdir()
+    (folder / "mine.yaml").write_text(
+        "teacher: weights/t.safetensors\nvalidation: {data: ../images}\nevaluation: {sets: [sets/A, /abs/B]}\n")
+    monkeypatch.chdir(cwd)
+    r = load_recipe(DistillRecipe, str(folder / "mine.yaml"))
+    assert r.teacher == str(folder / "weights" / "t.safetensors")
+    assert r.validation.data == str(tmp_path / "project" / "images")
+    assert r.evaluation.sets == (str(folder / "sets" / "A"), "/abs/B")
+    # --set values, and keys the file leaves out, are relative to the current folder
+    (folder / "t.yaml").write_text("validation: {data: val}\n")
+    r = load_recipe(TeacherRecipe, str(folder / "t.yaml"), ["data=train", "init=pytorch-vdsr"])
+    assert r.data == str(cwd / "train") and r.validation.data == str(folder / "val")
+    assert r.init == "pytorch-vdsr"  # a zoo name, not a path
+    assert r.evaluation.sets[0] == str(tmp_path / "shared" / "data" / "Set5")  # the default's
+    r = load_recipe(TeacherRecipe, str(folder / "t.yaml"), ["validation.data=v", "init=w.safetensors"])
+    assert r.validation.data == str(cwd / "v") and r.init == str(cwd / "w.safetensors")
+    # a run folder's recipe (resume) is read with the paths of the folder the run started in
+    r = load_recipe(TeacherRecipe, str(folder / "t.yaml"), relative_to=tmp_path)
+    assert r.validation.data == str(tmp_path / "val")

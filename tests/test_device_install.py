@@ -87,6 +87,18 @@ def photos(tmp_path_factory) -> Path:
     return folder
 
 
+def test_plain_install_ships_the_recipes(tmp_path):
+    """`pip install .` (not editable) puts the top-level recipes/ into the package, byte for byte,
+    where `--recipe NAME` finds them from any folder."""
+    code = ("import json; from edgesr.config import shipped_recipes; d = shipped_recipes(); "
+            "print(json.dumps([str(d), {p.name: p.read_text() for p in d.glob('*.yaml')}]))")
+    r = subprocess.run([DEVICE_PYTHON, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert r.returncode == 0, r.stderr
+    folder, shipped = json.loads(r.stdout)
+    assert "site-packages" in Path(folder).parts, folder
+    assert shipped == {p.name: p.read_text() for p in (ROOT / "recipes").glob("*.yaml")}
+
+
 def test_device_install_has_no_host_packages(tmp_path):
     """torch, onnx and the rest of the train extra are not importable; edgesr comes from the venv."""
     code = ("import importlib.util as u, edgesr, json; "

@@ -186,3 +186,93 @@ def test_coreml_without_coremltools_names_the_extra(tmp_path):
     r = run_cli("export", "--target", "coreml", "-o", str(tmp_path / "m.mlpackage"), block=("coremltools",))
     assert_user_error(r, '--target coreml needs coremltools (not installed here): pip install "edgesr[coreml]"')
     _assert_nothing_written(tmp_path, set())
+
+
+def test_existing_output_needs_overwrite(run_dir, exported, tmp_path):
+    """One rule for every command that writes: an existing output is refused before any work."""
+    student = str(run_dir / "student.safetensors")
+    target = tmp_path / "m.onnx"
+    target.write_bytes(b"keep me")
+    assert_user_error(run_cli("export", "--model", student, "--scale", "2", "-o", str(target)),
+                      f"{target} exists: pass --overwrite to replace it")
+    assert target.read_bytes() == b"keep me"
+    r = run_cli("export", "--model", student, "--scale", "2", "-o", str(target), "--overwrite")
+    assert r.returncode == 0, r.stderr
+    assert target.read_bytes()[:4] != b"keep"
+    # the default name is refused too, in the folder the command runs in
+    r = run_cli("export", "--model", student, "--scale", "2", cwd=tmp_path)
+    assert r.returncode == 0 and (tmp_path / "student_x2_lr_fp32.onnx").is_file(), r.stderr
+    assert_user_error(run_cli("export", "--model", student, "--scale", "2", cwd=tmp_path), "exists")
+    # bench's and eval's reports follow the same rule
+    report = tmp_path / "report.json"
+    report.write_text("{}")
+    bench = ["bench", str(target), "--sizes", "16", "--warmup", "0", "--runs", "1", "--json", str(report)]
+    assert_user_error(run_cli(*bench, block_torch=True), "report.json exists: pass --overwrite")
+    assert run_cli(*bench, "--overwrite", block_torch=True).returncode == 0
+    assert_user_error(run_cli("eval", "--model", student, "--data", str(tmp_path), "--json", str(report)),
+                      "report.json exists: pass --overwrite")
+
+
+def test_bundle_folder_gets_the_umask(run_dir, tmp_path):
+    import os
+    import stat
+
+    from edgesr.export.pipeline import ExportRequest, export_model
+
+    old = os.umask(0o022)
+    try:
+        res = export_model(ExportRequest(str(run_dir / "student.safetensors"), "tensorrt", 2, out=tmp_path / "b"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(res.path.stat().st_mode) == 0o755
+    assert stat.S_IMODE((res.path / "model.onnx").stat().st_mode) == 0o644
+
+
+def test_bench_takes_a_tensorrt_bundle_folder(exported, tmp_path):
+    r = run_cli("bench", str(exported / "trt"), "--sizes", "16", "--warmup", "0", "--runs", "1",
+                "--json", str(tmp_path / "b.json"), block_torch=True)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert rows[0]["name"] == "trt/model.onnx" and rows[0]["runtime"].startswith("onnxruntime")
+    assert_user_error(run_cli("bench", str(tmp_path), "--sizes", "16", block_torch=True),
+                      "not a TensorRT bundle")
+
+
+def test_bench_torch_row_is_opt_in_and_found_from_any_folder(run_dir, exported, tmp_path):
+    """The artifact records its source's absolute path and checksum; --torch loads it from another
+    folder, and refuses a file that changed since the export."""
+    from edgesr.export.onnx_export import read_metadata
+
+    meta = read_metadata(exported / "fp32.onnx")
+    assert meta.source_path == str((run_dir / "student.safetensors").resolve())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    args = ["bench", str(exported / "fp32.onnx"), "--sizes", "16", "--warmup", "0", "--runs", "1"]
+    r = run_cli(*args, "--json", "plain.json", cwd=elsewhere)
+    assert r.returncode == 0 and "add --torch" in r.stdout, r.stderr
+    assert [row["kind"] for row in json.loads((elsewhere / "plain.json").read_text())["rows"]] == ["artifact",
+                                                                                                  "bicubic"]
+    r = run_cli(*args, "--torch", "--json", "torch.json", cwd=elsewhere)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((elsewhere / "torch.json").read_text())["rows"]
+    assert [row["kind"] for row in rows] == ["artifact", "bicubic", "torch"]
+    assert rows[2]["name"] == "student.safetensors (torch)"
+
+
+def test_bench_torch_row_refuses_a_changed_source(tmp_path):
+    import shutil
+
+    from edgesr.export.pipeline import ExportRequest, export_model
+
+    src = tmp_path / "student.safetensors"
+    torch.manual_seed(1)
+    save_safetensors(VDSR(8, depth=4), src, {"scales": "[2]"})
+    export_model(ExportRequest(str(src), "onnx", 2, out=tmp_path / "m.onnx"))
+    shutil.copy(src, tmp_path / "old.safetensors")
+    save_safetensors(VDSR(8, depth=4), src, {"scales": "[2]"})  # other random weights, same path
+    r = run_cli("bench", str(tmp_path / "m.onnx"), "--sizes", "16", "--warmup", "0", "--runs", "1", "--torch",
+                "--json", str(tmp_path / "b.json"))
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert [row["kind"] for row in rows] == ["artifact", "bicubic"]
+    assert "sha256 differs" in " ".join(rows[0]["notes"])

@@ -37,3 +37,10 @@ def test_jetson_requirements_match_the_base_distribution():
 def test_python_310_is_supported():
     """JetPack 6 ships Python 3.10 (CI checks the code with vermin; this checks the metadata)."""
     assert "3.10" in SpecifierSet(PROJECT["requires-python"])
+
+
+def test_every_package_is_listed():
+    """pyproject lists its packages (to map recipes/ into edgesr/recipes): a new subpackage must be added."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "edgesr").rglob("__init__.py")}
+    assert listed == found | {"edgesr.recipes"}

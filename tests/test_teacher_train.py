@@ -228,3 +228,17 @@ def test_cli_run_writes_a_loadable_teacher_and_results(images, tmp_path):
     assert (net.width, net.depth, meta["steps"]) == (8, 5, "6")
     done = run_cli("teacher", "train", "--resume", str(run))
     assert_user_error(done, "already complete")
+
+
+def test_a_run_the_budget_ends_says_so_and_shows_its_last_step(images, tmp_path):
+    """Without a terminal: the last step reached is shown even between two due lines, and why
+    the run ended before its horizon (a budget that counts the preparation can end it early)."""
+    r = run_cli("teacher", "train", "--recipe", "teacher-tiny", "--data", str(images), "--out", str(tmp_path),
+                "--set", "budget_minutes=0.002", "steps=100000", "validation.images=1", "evaluation.sets=[]",
+                "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    ended = next(ln for ln in lines if "the time budget" in ln)
+    step = int(ended.split("at step ")[1].split(" of ")[0])
+    assert 0 < step < 100000 and ended.startswith("teacher train: the time budget (0.002 min, preparation included)")
+    assert any(ln.startswith(f"teacher train: step {step}/") for ln in lines), r.stdout

@@ -43,6 +43,9 @@ class BenchRow:
     latency: list[Latency] = field(default_factory=list)
     scores: list[Score] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: where the source model was at export and its checksum (how ``--torch`` finds it)
+    source_path: str = ""
+    source_sha256: str = ""
 
     def latency_at(self, size: int) -> Latency | None:
         return next((lat for lat in self.latency if lat.size == size), None)
@@ -56,7 +59,7 @@ class BenchRow:
             "precision": self.precision,
             "input_kind": self.input_kind, "scale": self.scale, "file_mb": self.file_mb, "peak_mb": self.peak_mb,
             "latency": [lat.to_dict() for lat in self.latency], "scores": [s.to_dict() for s in self.scores],
-            "notes": self.notes,
+            "notes": self.notes, "source_path": self.source_path, "source_sha256": self.source_sha256,
         }
 
 
@@ -96,14 +99,16 @@ def artifact_scales(upscaler: Upscaler, scales: Sequence[int] | None) -> tuple[l
 
 def bench_artifact(open_fn: Callable[[], Upscaler], sizes: Sequence[int], warmup: int, runs: int,
                    sets: Sequence[BenchmarkSet], scales: Sequence[int] | None, with_ssim: bool = True,
-                   progress: Progress | None = None) -> BenchRow:
-    """Load (inside the memory measurement), time, then score one artifact."""
+                   progress: Progress | None = None, name: str | None = None) -> BenchRow:
+    """Load (inside the memory measurement), time, then score one artifact (``name``: its row's
+    name, by default the model file's)."""
     with PeakMemory() as mem:
         u = open_fn()
         lat = latencies(u.infer, lambda n: u.input_size(n, n)[0], sizes, warmup, runs, progress)
     m = u.meta
-    row = BenchRow(u.path.name, "artifact", f"{u.backend}/{u.device}", m.model, m.precision, m.input_kind,
-                   m.scale, u.file_size / 1e6, mem.peak_mb, lat)
+    row = BenchRow(name or u.path.name, "artifact", f"{u.backend}/{u.device}", m.model, m.precision, m.input_kind,
+                   m.scale, u.file_size / 1e6, mem.peak_mb, lat, source_path=m.source_path,
+                   source_sha256=m.source_sha256)
     if not mem.resettable:
         row.notes.append("peak memory is the whole process's peak")
     eval_scales, notes = artifact_scales(u, scales)
@@ -131,9 +136,9 @@ def bicubic_row(rows: Sequence[BenchRow], sizes: Sequence[int], scale: int, warm
                     lat, list(seen.values()))
 
 
-#: builds the reference row of a source model (zoo name or weights path) for the scales scored;
-#: the CLI supplies one (the torch model) where torch is installed
-ReferenceRow = Callable[[str, Sequence[int]], "BenchRow"]
+#: builds the reference row of a source model (a zoo name, or the absolute path its artifact
+#: recorded, with the weights' sha256) for the scales scored; the CLI supplies one (the torch model)
+ReferenceRow = Callable[[str, str, Sequence[int]], "BenchRow"]
 
 
 def run_bench(artifacts: Sequence[Path], sizes: Sequence[int], warmup: int, runs: int,
@@ -144,22 +149,25 @@ def run_bench(artifacts: Sequence[Path], sizes: Sequence[int], warmup: int, runs
 
     Reference rows come last so that their memory (torch's) never counts against an artifact.
     """
-    from ..runtime import open_upscaler
+    from ..runtime import open_upscaler, resolve_artifact
 
     rows = []
     for path in artifacts:
         if progress:
             progress(f"loading {path.name}")
+        model = resolve_artifact(path) if path.exists() else path
+        name = path.name if model == path else f"{path.name}/{model.name}"
         rows.append(bench_artifact(lambda p=path: open_upscaler(p, threads, providers), sizes, warmup, runs,
-                                   sets, scales, with_ssim, progress))
+                                   sets, scales, with_ssim, progress, name))
     scale = rows[0].scale if rows else 2
     refs = [bicubic_row(rows, sizes, scale, warmup, runs)]
-    sources = sorted({r.source for r in rows if r.source})
+    sources = sorted({(r.source_path or r.source, r.source_sha256) for r in rows if r.source})
     if reference and sources:
         eval_scales = sorted({s.scale for r in rows for s in r.scores})
-        for model in sources:
+        for model, sha in sources:
             try:
-                refs.append(reference(model, eval_scales))
+                refs.append(reference(model, sha, eval_scales))
             except EdgesrError as exc:
-                next(r for r in rows if r.source == model).notes.append(f"no torch reference row: {exc}")
+                next(r for r in rows if (r.source_path or r.source) == model).notes.append(
+                    f"no torch reference row: {exc}")
     return rows + refs

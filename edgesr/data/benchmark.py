@@ -76,6 +76,12 @@ class BenchmarkSet:
     def prepared(self) -> bool:
         return (self.folder / "y").is_dir()
 
+    def files(self, scale: int) -> list[Path]:
+        """The files :meth:`pairs` reads at ``scale`` (what a cached score of the set depends on)."""
+        if self.prepared:
+            return sorted((self.folder / "y").glob(f"*_x{scale}.npz"))
+        return list_images(_image_folder(self.folder))
+
     def pairs(self, scale: int) -> list[SRPair]:
         if self.prepared:
             return _prepared(self.folder, scale)

@@ -9,22 +9,15 @@ The run folder (``runs/distill/<name>/``) holds ``recipe.yaml`` (resolved), ``me
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import torch
 from rich.console import Console
 
-from ..data.benchmark import BenchmarkSet
 from ..data.splits import holdout, validation_pairs
 from ..errors import EdgesrError
-from ..evaluate import Score, evaluate
-from ..io import write_json
-from ..models.predict import torch_predictor
-from ..models.vdsr import VDSR
-from ..models.zoo import cache_dir, load_model
-from ..scores_table import scores_table
+from ..models.zoo import load_model
 from ..train.command import finish_run, recipe_for, resolve_device, train_in_folder
+from ..train.plot import Panel
 from ..train.run_folder import RESULTS_FILE, complete_run, open_run
 from .generator import save_generators
 from .recipe import DistillRecipe
@@ -32,31 +25,17 @@ from .trainer import Distiller
 
 STUDENT_FILE = "student.safetensors"
 PLOT_PANELS = [
-    ("student KD loss |T(x)-S(x)|", ["kd"]),
-    ("generator losses", ["g_adv", "g_rec", "g_cr"]),
-    ("sample diversity (collapse -> 0) and pixel std", ["g_diversity", "g_sample_std"]),
-    ("validation PSNR (held-out images)", ["val_psnr", "val_bicubic_psnr", "val_teacher_psnr"]),
+    Panel("validation PSNR (dB, held-out images)", "val_psnr", label="student",
+          lines=(("val_teacher_psnr", "teacher ceiling"), ("val_bicubic_psnr", "bicubic floor"))),
+    Panel("student KD loss |T(x) - S(x)|", "kd", smooth=True),
+    Panel("generator: adversarial loss (-KD on its samples)", "g_adv", smooth=True),
+    Panel("generator: reconstruction loss (downscaled T(x) vs its LR)", "g_rec", smooth=True),
+    Panel("generator: contrastive loss (CMI)", "g_cr", smooth=True),
+    Panel("CMI: instance-discrimination accuracy", "g_cr_acc", smooth=True, lines=(("g_cr_chance", "chance"),)),
+    Panel("sample diversity: mean cosine distance of teacher features (0: all alike)", "g_diversity", smooth=True,
+          start_line=True),
+    Panel("generated LR samples: pixel std", "g_sample_std", smooth=True),
 ]
-
-
-def teacher_scores(teacher: VDSR, sha: str, sets: list[BenchmarkSet], scales: list[int], ssim: bool,
-                   device: torch.device) -> list[Score]:
-    """The teacher's benchmark scores, cached per weights checksum (they never change)."""
-    path = cache_dir() / "scores" / f"{sha}.json"
-    cached = json.loads(path.read_text()) if path.is_file() else {}
-    out, missing = [], []
-    for bset in sets:
-        for s in scales:
-            key = f"{bset.folder.resolve()}|x{s}|ssim={ssim}"
-            (out.append(Score(**cached[key])) if key in cached else missing.append((bset, s, key)))
-    for bset, s, key in missing:
-        (score,) = evaluate(torch_predictor(teacher, device), [bset], [s], with_ssim=ssim)
-        cached[key] = score.to_dict()
-        out.append(score)
-    if missing:
-        write_json(path, cached)
-    order = {(b.name, s): i for i, (b, s) in enumerate((b, s) for b in sets for s in scales)}
-    return sorted(out, key=lambda sc: order[(sc.set, sc.scale)])
 
 
 def _validation_pairs(recipe: DistillRecipe, console: Console) -> dict:
@@ -65,7 +44,8 @@ def _validation_pairs(recipe: DistillRecipe, console: Console) -> dict:
         _, val_paths = holdout(folder, recipe.validation.images)
         return validation_pairs(val_paths, list(recipe.scales), recipe.validation.crop)
     if folder:
-        console.print(f"[yellow]validation folder {folder} not found: no validation[/]")
+        console.print(f"validation folder {folder} not found: no validation (--set validation.data=DIR to "
+                      "give one)", style="yellow", markup=False, highlight=False, soft_wrap=True)
     return {}
 
 
@@ -95,18 +75,13 @@ def distill(recipe_name: str | None = None, overrides: list[str] | None = None, 
 
 def finish(run_dir: Path, recipe: DistillRecipe, trainer: Distiller, teacher_meta: dict, console: Console) -> Path:
     """Save the student and generators; evaluate once on the benchmark sets (the teacher too,
-    cached); write results."""
+    cached per checksum); write results."""
     save_generators(trainer.gens, run_dir)
-    results, sets = finish_run(trainer, run_dir, recipe.evaluation, list(recipe.scales), STUDENT_FILE,
-                               {"recipe": recipe.name, "teacher": recipe.teacher,
-                                "teacher_sha256": teacher_meta["sha256"]}, console)
-    results["teacher"] = []
-    if sets and recipe.evaluation.teacher:
-        with console.status("evaluating the teacher (cached after the first time)"):
-            t_scores = teacher_scores(trainer.teacher, teacher_meta["sha256"], sets, list(recipe.scales),
-                                      recipe.evaluation.ssim, trainer.device)
-        results["teacher"] = [s.to_dict() for s in t_scores]
-        console.print(scores_table(t_scores, title=f"teacher ({recipe.teacher})"))
+    teacher = {"teacher": (trainer.teacher, teacher_meta["sha256"])} if recipe.evaluation.teacher else {}
+    results = finish_run(trainer, run_dir, recipe.evaluation, list(recipe.scales), STUDENT_FILE,
+                         {"recipe": recipe.name, "teacher": recipe.teacher,
+                          "teacher_sha256": teacher_meta["sha256"]}, console, teacher)
+    results.setdefault("teacher", [])
     complete_run(run_dir, results)
-    console.print(f"student: {run_dir / STUDENT_FILE}   results: {run_dir / RESULTS_FILE}")
+    console.print(f"student: {run_dir / STUDENT_FILE}   results: {run_dir / RESULTS_FILE}", soft_wrap=True)
     return run_dir

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from ..config import Count, NonNegative, NonNegativeInt, Positive, Range, Share, fail
+from ..config import Count, ModelRef, NonNegative, NonNegativeInt, Positive, Range, Share, fail
 from ..models.zoo import Teachers
 from ..scales import Scale, check_scales
 from ..train.optim import OptimConfig
@@ -119,7 +119,7 @@ class ProgressiveConfig:
 class DistillRecipe(RunRecipe):
     name: str = "distill"
     #: zoo name or weights file (default: ``Teachers.DEFAULT``)
-    teacher: str = Teachers.DEFAULT.value.name
+    teacher: ModelRef = Teachers.DEFAULT.value.name
     scales: tuple[Scale, ...] = (2, 3, 4)
     batch_size: Annotated[int, Range(2)] = 128
     #: student steps per generator step (DFSR: 50)

@@ -103,6 +103,14 @@ class Distiller(Trainer):
             nn.init.zeros_(student.tail.weight)
         return student.train()
 
+    def preparation(self, resumed: bool) -> str:
+        sm, refit = self.recipe.samples, self.recipe.student.init == "teacher-refit" and not resumed
+        if not sm.pool_images:
+            return ""
+        return (f"drawing the sample pool ({sm.pool_images} {'/'.join(sm.priors)} images of {sm.pool_size} px) and "
+                + ("refitting the student to the teacher on it, layer by layer" if refit
+                   else "computing the teacher's outputs on it"))
+
     def begin(self, resumed: bool) -> None:
         """Draw the sample pool and compute the teacher's outputs on it; a new teacher-refit run
         gets them from refitting the student on the pool, a resumed one recomputes them (to the

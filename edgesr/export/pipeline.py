@@ -79,6 +79,8 @@ class ExportRequest:
     method: str = DEFAULT_METHOD
     float_layers: str = DEFAULT_FLOAT_LAYERS
     qad_steps: int = 0
+    #: replace an existing output (else it is an error, as for every edgesr command that writes)
+    overwrite: bool = False
 
     def validate(self) -> None:
         from .quantize import METHODS
@@ -164,6 +166,8 @@ def export_model(req: ExportRequest, progress: Progress = lambda msg: None) -> E
 
     req.validate()
     out = Path(req.out) if req.out else req.default_out()
+    if (out.exists() or out.is_symlink()) and not req.overwrite:
+        raise EdgesrError(f"{out} exists: pass --overwrite to replace it")
     progress("loading the model")
     source = load_source(req.model)
     source.check_scale(req.scale)
@@ -171,7 +175,7 @@ def export_model(req: ExportRequest, progress: Progress = lambda msg: None) -> E
     calib = find_calibration(req.calib, req.model) if int8_onnx else None
     extra: dict = {}
     meta_kw = dict(scale=req.scale, input_kind=req.input_kind, precision=req.precision, model=source.name,
-                   source_sha256=source.sha256, source_psnr=source.psnr)
+                   source_sha256=source.sha256, source_path=source.path, source_psnr=source.psnr)
 
     if req.target == "coreml":
         from .coreml import to_coreml

@@ -187,18 +187,21 @@ def conv_input_ranges(model: onnx.ModelProto, ranges: Ranges) -> list[tuple[floa
     return out
 
 
-def cpu_session(model: onnx.ModelProto, threads: int = 2):
-    """An onnxruntime CPU session of an in-memory model with a fixed thread count."""
+def cpu_session(model: onnx.ModelProto, threads: int | None = None):
+    """An onnxruntime CPU session of an in-memory model with a fixed thread count (by default
+    the command's, :mod:`edgesr.threads`)."""
     import onnxruntime as ort
 
+    from ..threads import chosen
+
     so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
+    so.intra_op_num_threads = threads or chosen()
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
-def run_batch(model: onnx.ModelProto, inputs: np.ndarray, threads: int = 2) -> np.ndarray:
+def run_batch(model: onnx.ModelProto, inputs: np.ndarray, threads: int | None = None) -> np.ndarray:
     """The model's outputs for a batch of inputs, on onnxruntime's CPU provider."""
     return cpu_session(_batched(model), threads).run(None, {"input": np.ascontiguousarray(inputs, np.float32)})[0]
 

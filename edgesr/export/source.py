@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import EdgesrError
 from ..models.vdsr import VDSR
@@ -24,6 +25,8 @@ class SourceModel:
     scales: tuple[int, ...] = ()
     #: ``{set: {"2": dB}}`` as measured with edgesr's protocol, if known
     psnr: dict = field(default_factory=dict)
+    #: the weights file's absolute path ("" for a zoo name), so that bench finds it from any folder
+    path: str = ""
 
     def check_scale(self, scale: int) -> None:
         if self.scales and scale not in self.scales:
@@ -63,4 +66,5 @@ def load_source(model: str) -> SourceModel:
         raise EdgesrError(f"{model}: metadata field 'measured_psnr' is not {{set: {{scale: dB}}}}") from None
     if not scales:
         scales = tuple(sorted({int(s) for by_scale in psnr.values() for s in by_scale}))
-    return SourceModel(net, model, meta["sha256"], scales, psnr)
+    path = "" if zoo.is_zoo_name(model) else str(Path(model).resolve())
+    return SourceModel(net, model, meta["sha256"], scales, psnr, path)

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import onnx
 
+from ..artifact import BUNDLE_MODEL as MODEL
 from ..artifact import ArtifactMeta
 from ..errors import EdgesrError
 from .onnx_export import save_onnx
 
 JETSON_DIR = Path(__file__).resolve().parents[2] / "deploy" / "jetson"
 BUNDLE_FILES = ("build_engine.py", "build_engine.sh", "requirements.txt", "README.md")
-MODEL = "model"
 
 
 def tensorrt_available() -> bool:
@@ -52,7 +52,7 @@ def _bench_text(meta: ArtifactMeta) -> str:
         "```bash\n"
         f"./build_engine.sh {MODEL}.onnx 16 {side} 1024\n"
         f"trtexec --loadEngine={MODEL}.engine --shapes=input:1x1x{side}x{side} --warmUp=500 --iterations=100\n"
-        f"edgesr bench {MODEL}.engine --data Set5 Set14 --scales {meta.scale} --sizes {side}\n"
+        f"edgesr bench {MODEL}.engine --data /path/to/Set5 /path/to/Set14 --scales {meta.scale} --sizes {side}\n"
         "```\n\n"
         f"Input {side}x{side} gives an output of about 512x512.\n"
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch import nn
@@ -15,5 +17,36 @@ def torch_predictor(model: nn.Module, device: str | torch.device = "cpu"):
     def predict(bicubic_y: np.ndarray, scale: int) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(bicubic_y, dtype=np.float32))[None, None].to(device)
         return model(x)[0, 0].float().cpu().numpy()
+
+    return predict
+
+
+def benchmark_predictor(model: nn.Module, device: str | torch.device = "cpu"):
+    """The predictor for whole benchmark images (Set5/Set14 at the end of a run, ``edgesr eval``).
+
+    On the CPU that is onnxruntime on the model exported to ONNX (the export's own
+    :func:`~edgesr.export.onnx_export.torch_to_onnx`, on the command's threads): its convolutions
+    run these models 2-3 times faster than torch's (``benchmarks/results/cpu_latency.md``), and
+    its outputs match torch's to 1e-6 (``benchmarks/final_eval.py`` measures both). On a GPU,
+    torch. The model passed in is not changed.
+    """
+    device = torch.device(device)
+    if device.type != "cpu":
+        return torch_predictor(model, device)
+    import onnxruntime as ort
+
+    from ..export.onnx_export import torch_to_onnx
+    from ..threads import chosen
+
+    graph = torch_to_onnx(copy.deepcopy(model).cpu().float().eval())
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = chosen()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+    def predict(bicubic_y: np.ndarray, scale: int) -> np.ndarray:
+        x = np.ascontiguousarray(bicubic_y, dtype=np.float32)[None, None]
+        return session.run(None, {"input": x})[0][0, 0]
 
     return predict

@@ -16,6 +16,7 @@ from enum import Enum
 from importlib import resources
 from pathlib import Path
 
+from ..cache import cache_dir
 from ..errors import EdgesrError
 from .formats import model_from_state, read_weights
 from .vdsr import VDSR
@@ -84,10 +85,6 @@ def entry(name: str) -> WeightsEntry:
         if t.value.name == name:
             return t.value
     raise EdgesrError(f"unknown model {name!r}: give a weights file path or one of {', '.join(names())}")
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("EDGESR_HOME", Path.home() / ".cache" / "edgesr"))
 
 
 def sha256_of(path: Path) -> str:

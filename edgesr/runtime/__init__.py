@@ -12,7 +12,27 @@ from pathlib import Path
 from ..errors import EdgesrError
 from .base import Upscaler
 
-__all__ = ["Upscaler", "open_upscaler"]
+__all__ = ["Upscaler", "open_upscaler", "resolve_artifact"]
+
+
+def resolve_artifact(path: str | Path) -> Path:
+    """The model file an artifact path means: the path itself, or for a TensorRT bundle folder
+    (``edgesr export --target tensorrt``) its engine where one was built and TensorRT imports
+    here, else its ONNX (run by onnxruntime)."""
+    import importlib.util
+
+    from ..artifact import BUNDLE_MODEL
+    from . import coreml, tensorrt
+
+    path = Path(path)
+    if not path.is_dir() or path.suffix.lower() in coreml.SUFFIXES:
+        return path
+    engine, onnx = path / f"{BUNDLE_MODEL}.engine", path / f"{BUNDLE_MODEL}.onnx"
+    if engine.is_file() and tensorrt.sidecar(engine).is_file() and importlib.util.find_spec("tensorrt"):
+        return engine
+    if onnx.is_file():
+        return onnx
+    raise EdgesrError(f"{path} is a folder but not a TensorRT bundle from edgesr export (no {onnx.name})")
 
 
 def open_upscaler(path: str | Path, threads: int | None = None,
@@ -27,6 +47,7 @@ def open_upscaler(path: str | Path, threads: int | None = None,
     path = Path(path)
     if not path.exists():
         raise EdgesrError(f"model not found: {path}")
+    path = resolve_artifact(path)
     suffix = path.suffix.lower()
     upscaler: Upscaler
     if suffix == ".onnx":

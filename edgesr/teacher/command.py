@@ -16,6 +16,7 @@ from rich.console import Console
 from ..data.splits import holdout, validation_pairs
 from ..errors import EdgesrError
 from ..train.command import finish_run, recipe_for, resolve_device, train_in_folder
+from ..train.plot import Panel
 from ..train.run_folder import RESULTS_FILE, complete_run, open_run
 from .patches import PatchSampler, read_y
 from .recipe import TeacherRecipe
@@ -23,9 +24,10 @@ from .trainer import TeacherTrainer
 
 TEACHER_FILE = "teacher.safetensors"
 PLOT_PANELS = [
-    ("training loss", ["loss"]),
-    ("learning rate", ["lr"]),
-    ("validation PSNR (held-out images)", ["val_psnr", "val_bicubic_psnr"]),
+    Panel("validation PSNR (dB, held-out images)", "val_psnr", label="teacher",
+          lines=(("val_bicubic_psnr", "bicubic floor"),)),
+    Panel("training loss", "loss", smooth=True),
+    Panel("learning rate", "lr"),
 ]
 
 
@@ -72,8 +74,8 @@ def train_teacher(data: str | Path | None = None, scales: list[int] | None = Non
 
 def finish(run_dir: Path, recipe: TeacherRecipe, trainer: TeacherTrainer, console: Console) -> Path:
     """Save the weights; evaluate once on the benchmark sets; write the results."""
-    results, _ = finish_run(trainer, run_dir, recipe.evaluation, list(recipe.scales), TEACHER_FILE,
+    results = finish_run(trainer, run_dir, recipe.evaluation, list(recipe.scales), TEACHER_FILE,
                             {"recipe": recipe.name, "trained_on": Path(recipe.data).name}, console)
     complete_run(run_dir, results)
-    console.print(f"teacher: {run_dir / TEACHER_FILE}   results: {run_dir / RESULTS_FILE}")
+    console.print(f"teacher: {run_dir / TEACHER_FILE}   results: {run_dir / RESULTS_FILE}", soft_wrap=True)
     return run_dir

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from ..config import Count, Range, Share, fail
+from ..config import Count, DataPath, ModelRef, Range, Share, fail
 from ..scales import Scale, check_scales
 from ..train.optim import OptimConfig
 from ..train.recipe import RunRecipe
@@ -30,14 +30,14 @@ class TeacherRecipe(RunRecipe):
     name: str = "teacher"
     #: folder of ground-truth training images (``--data``); its last ``validation.images`` are
     #: held out unless ``validation.data`` names another folder
-    data: str | None = None
+    data: DataPath | None = None
     #: one network for all of these; each patch of a batch draws its own scale
     scales: tuple[Scale, ...] = (2, 3, 4)
     width: Count = 64
     depth: Annotated[int, Range(3)] = 20
     #: weights to start from (zoo name or file) instead of a random init: a second, fine-tuning
     #: stage, e.g. larger patches at a lower learning rate (``recipes/teacher-finetune.yaml``)
-    init: str | None = None
+    init: ModelRef | None = None
     batch_size: Count = 64
     #: training steps (with ``budget_minutes``, an upper bound: the schedule is fitted to the budget)
     steps: Count = 20000

@@ -1,5 +1,6 @@
 """What the training commands share around the loop: the device, new-or-resume, the progress
-bar, the metrics plot, and the end of a run (weights saved, evaluated once, results).
+display (:mod:`.progress`) and metrics plot (:mod:`.plot`) around :func:`fit`, and the end of a
+run (weights saved, evaluated once, results).
 
 ``edgesr distill`` and ``edgesr teacher train`` are each a recipe, a :class:`Trainer` and a
 ``finish``; everything else is here, so the two commands cannot drift apart.
@@ -11,6 +12,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,20 +20,19 @@ import torch
 from rich.console import Console
 
 from ..config import load_recipe
-from ..data.benchmark import BenchmarkSet, existing_sets
+from ..data.benchmark import existing_sets
 from ..errors import EdgesrError
-from ..evaluate import evaluate
+from ..evaluate import Row, Score, evaluate_rows
 from ..models.formats import save_safetensors
-from ..models.predict import torch_predictor
 from ..scores_table import scores_table
 from .loop import fit, stop_on_signals
+from .plot import Panel, plot_metrics
+from .progress import PlainProgress, duration, progress_bar, status
 from .recipe import EvaluationConfig, RunRecipe
 from .run_folder import PLOT_FILE, RECIPE_FILE, RESULTS_FILE, MetricsLog, unlock_run
 from .trainer import Trainer
 
 R = TypeVar("R", bound=RunRecipe)
-#: ``(title, [metric keys])`` per panel of ``metrics.png``
-Panels = list[tuple[str, list[str]]]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -65,81 +66,60 @@ def recipe_for(cls: type[R], resume: str | Path | None, name: str | None, defaul
             raise EdgesrError(f"--resume continues a run with its saved recipe; drop {'/'.join(given)}")
         if (run_dir / RESULTS_FILE).is_file():
             raise EdgesrError(f"{run_dir} is already complete (see {RESULTS_FILE})")
-        return load_recipe(cls, str(run_dir / RECIPE_FILE)), run_dir
+        # its paths were saved resolved; a run folder from before that has them relative to the
+        # folder the run started in, most likely the one it is resumed from
+        return load_recipe(cls, str(run_dir / RECIPE_FILE), relative_to=Path.cwd()), run_dir
     extra = [*(overrides or []), *(f"{key}={json.dumps(value)}" for key, value in flags.items() if value)]
     if device:
         extra.append(f"device={device}")
     return load_recipe(cls, name or default, extra), None
 
 
-def progress_bar(console: Console):
-    """The progress bar of long training jobs: description, bar, steps, times, live info."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console, transient=False)
-
-
-def plot_metrics(records: list[dict[str, Any]], path: Path, panels: Panels) -> None:
-    """One PNG, one panel per ``(title, [metric keys])``; keys absent from the log are skipped."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..io import atomic_path
-
-    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)), sharex=True)
-    axes = list(getattr(axes, "flat", [axes]))
-    for ax, (title, keys) in zip(axes, panels):
-        for key in keys:
-            pts = [(r["step"], r[key]) for r in records if r.get(key) is not None]
-            if pts:
-                ax.plot(*zip(*pts), label=key, marker="." if len(pts) < 50 else None)
-        ax.set_title(title, fontsize=9)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-    axes[-1].set_xlabel("step")
-    fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=90, format="png")
-    finally:
-        plt.close(fig)
-
-
 def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog, resumed: bool, console: Console,
-                    panels: Panels, info: Callable[[dict], str]) -> None:
-    """:func:`fit` with a progress bar (``info`` turns a record into its text; the validation
-    PSNR is added), stop-on-signal, the step-0 validation line of a new run and, however it
-    ends, the metrics plot. A run that ends in an error releases its folder; a plot that
-    cannot be written then never hides that error."""
+                    panels: list[Panel], info: Callable[[dict], str]) -> None:
+    """:func:`fit` with a progress bar on a terminal, or plain progress lines elsewhere
+    (``info`` turns a record into its text; the validation PSNR is added), stop-on-signal, the
+    step-0 validation line of a new run and, however it ends, the metrics plot. A run that ends
+    in an error releases its folder; a plot that cannot be written then never hides that error."""
+    name = trainer.command.removeprefix("edgesr ")
     for change in trainer.recipe_changes:
-        console.print(f"[yellow]resuming with a changed recipe: {change}[/]")
+        console.print(f"resuming with a changed recipe: {change}", style="yellow", markup=False, highlight=False,
+                      soft_wrap=True)
     try:
         started = time.perf_counter()
-        with console.status("preparing the run"):
+        what = trainer.preparation(resumed)
+        with status(console, what) if what else nullcontext():
             trainer.begin(resumed)
-        trainer.elapsed += time.perf_counter() - started  # a time budget covers the preparation too
+        took = time.perf_counter() - started
+        trainer.elapsed += took  # a time budget covers the preparation too
+        if what and not console.is_terminal:
+            console.print(f"prepared in {duration(took)}", markup=False, highlight=False)
         if trainer.val_pairs and not resumed:
-            metrics.write({"step": 0, **trainer.reference_scores(), **trainer.validate()})
-        with stop_on_signals() as stop, progress_bar(console) as progress:
-            task = progress.add_task(trainer.command.removeprefix("edgesr "), total=trainer.horizon,
-                                     completed=trainer.step, info="")
+            with status(console, "validating the starting point on the held-out images"):
+                metrics.write({"step": 0, **trainer.reference_scores(), **trainer.validate()})
+        bar = progress_bar(console) if console.is_terminal else nullcontext()
+        with stop_on_signals() as stop, bar as progress:
+            plain = None if progress else PlainProgress(console, name, trainer.step)
+            task = progress.add_task(name, total=trainer.horizon, completed=trainer.step, info="") if progress else 0
+            last_text = ""
 
             def on_step(step: int, record: dict) -> None:
+                nonlocal last_text
                 val = f" val {record['val_psnr']:.2f} dB" if record.get("val_psnr") is not None else ""
                 text = info(record) + val  # empty between log lines: keep the last one shown
-                progress.update(task, completed=step, total=trainer.horizon, **({"info": text} if text else {}))
+                last_text = text or last_text
+                if progress:
+                    progress.update(task, completed=step, total=trainer.horizon, **({"info": text} if text else {}))
+                else:
+                    plain.update(step, trainer.horizon, last_text)
 
             fit(trainer, run_dir, metrics, stop, on_step)
+            if plain:
+                plain.update(trainer.step, trainer.horizon, last_text, force=True)
+        if trainer.step < trainer.horizon:
+            console.print(f"{name}: the time budget ({trainer.recipe.budget_minutes:g} min, preparation included) "
+                          f"ended the run at step {trainer.step} of {trainer.horizon}",
+                          markup=False, highlight=False, soft_wrap=True)
     except BaseException:
         metrics.close()
         with contextlib.suppress(Exception):  # the error in flight is the one to report
@@ -150,17 +130,23 @@ def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog, resume
     _plot(metrics, run_dir, panels)
 
 
-def _plot(metrics: MetricsLog, run_dir: Path, panels: Panels) -> None:
+def _plot(metrics: MetricsLog, run_dir: Path, panels: list[Panel]) -> None:
     records = metrics.read()
     if records:
         plot_metrics(records, run_dir / PLOT_FILE, panels)
 
 
 def finish_run(trainer: Trainer, run_dir: Path, cfg: EvaluationConfig, scales: list[int], weights: str,
-               metadata: dict[str, str], console: Console) -> tuple[dict, list[BenchmarkSet]]:
+               metadata: dict[str, str], console: Console,
+               references: dict[str, tuple[torch.nn.Module, str]] | None = None) -> dict:
     """Save the trained model as ``weights`` (before the slow evaluation, then again with the
-    PSNR it measured, which exports carry), evaluate it once on the benchmark sets, and return
-    the results (not yet written; the model's scores under its file's stem) and the sets."""
+    PSNR it measured, which exports carry), evaluate it once on the benchmark sets beside the
+    ``references`` (name: ``(model, weights sha256)``; their rows, and bicubic's, are read from
+    the score cache when it has them: they never change), and return the results (not yet
+    written; the model's scores under its file's stem, each reference's under its name)."""
+    from ..cache import ScoreCache
+    from ..models.predict import benchmark_predictor
+
     val = trainer.validate()
     model = trainer.model.eval()
     role = Path(weights).stem
@@ -168,16 +154,31 @@ def finish_run(trainer: Trainer, run_dir: Path, cfg: EvaluationConfig, scales: l
     save_safetensors(model, run_dir / weights, meta)
     results = {"run": str(run_dir), "steps": trainer.step, "seconds": round(trainer.elapsed, 1),
                "steps_per_second": round(trainer.step / max(trainer.elapsed, 1e-9), 3),
-               "device": describe_device(trainer.device), "validation": val, role: []}
+               "device": describe_device(trainer.device), "threads": torch.get_num_threads(), "validation": val,
+               role: [], **{name: [] for name in references or {}}}
     sets = existing_sets(cfg.sets,
-                         lambda folder: console.print(f"[yellow]evaluation set {folder} not found: skipped[/]"))
-    if sets:
-        with console.status(f"evaluating the {role} on the benchmark sets"):
-            scores = evaluate(torch_predictor(model, trainer.device), sets, scales, cfg.ssim)
-        console.print(scores_table(scores, title=f"{role} ({run_dir.name})"))
-        results[role] = [s.to_dict() for s in scores]
-        measured: dict = {}
-        for sc in scores:
-            measured.setdefault(sc.set, {})[str(sc.scale)] = round(sc.psnr, 4)
-        save_safetensors(model, run_dir / weights, {**meta, "measured_psnr": json.dumps(measured)})
-    return results, sets
+                         lambda folder: console.print(f"evaluation set {folder} not found: skipped (--set "
+                                                       "evaluation.sets=[DIR,...] to name others)", style="yellow",
+                                                       markup=False, highlight=False, soft_wrap=True))
+    if not sets:
+        return results
+    rows = {role: Row(lambda: benchmark_predictor(model, trainer.device))}
+    for name, (net, sha) in (references or {}).items():
+        rows[name] = Row(lambda net=net: benchmark_predictor(net, trainer.device), store=ScoreCache(sha))
+    names = ", ".join(rows)
+    where = f"{', '.join(b.name for b in sets)} x{', x'.join(map(str, scales))}"
+    with status(console, f"evaluating the {names} on {where} (cached rows are read, not recomputed)"):
+        def done(name: str, score: Score) -> None:
+            if not console.is_terminal:
+                console.print(f"  {name} {score.set} x{score.scale}: {score.psnr:.3f} dB "
+                              f"(bicubic {score.bicubic_psnr:.3f})", markup=False, highlight=False)
+
+        scores = evaluate_rows(rows, sets, scales, cfg.ssim, done)
+    for name, rows_scores in scores.items():
+        console.print(scores_table(rows_scores, title=f"{name} ({run_dir.name})" if name == role else name))
+        results[name] = [s.to_dict() for s in rows_scores]
+    measured: dict = {}
+    for sc in scores[role]:
+        measured.setdefault(sc.set, {})[str(sc.scale)] = round(sc.psnr, 4)
+    save_safetensors(model, run_dir / weights, {**meta, "measured_psnr": json.dumps(measured)})
+    return results

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Annotated, ClassVar
 
-from ..config import Count, NonNegative, NonNegativeInt, Range, fail
+from ..config import Count, DataPath, NonNegative, NonNegativeInt, Range, fail
 
 SET5, SET14 = "../shared/data/Set5", "../shared/data/Set14"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -23,7 +23,7 @@ class ValidationConfig:
 
     #: folder of HR images whose last ``images`` (sorted) are held out; teacher training holds
     #: them out of its own ``data`` when this is empty
-    data: str | None = None
+    data: DataPath | None = None
     images: Count = 8
     #: centre crop of each validation image (HR pixels), to keep validation cheap
     crop: Annotated[int, Range(16)] = 96
@@ -35,7 +35,7 @@ class EvaluationConfig:
     """The benchmark sets evaluated once, at the end, and never used to choose anything."""
 
     #: missing folders are reported and skipped, not a failure of a finished run
-    sets: tuple[str, ...] = (SET5, SET14)
+    sets: tuple[DataPath, ...] = (SET5, SET14)
     ssim: bool = True
     #: distillation: also evaluate the teacher (cached per teacher checksum in $EDGESR_HOME)
     teacher: bool = True
@@ -53,6 +53,8 @@ class RunRecipe:
 
     #: the run folder's name (``runs/<command>/<name>``)
     name: str = "run"
+    #: one line on what the recipe is for (``edgesr recipes`` lists it)
+    description: str = ""
     seed: NonNegativeInt = 0
     #: auto (CUDA when torch sees a GPU), cpu, cuda or cuda:N
     device: str = "auto"

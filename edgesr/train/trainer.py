@@ -103,6 +103,10 @@ class Trainer(ABC):
         """Called once before training, after a resume has loaded the checkpoint (``resumed``):
         the place for setup a resumed run must not repeat or must redo differently."""
 
+    def preparation(self, resumed: bool) -> str:
+        """What :meth:`begin` will do, in a few words for the line shown meanwhile ("" if nothing)."""
+        return ""
+
     def after_step(self) -> None:
         """Called after each counted step (``step`` and ``elapsed`` updated). Once, early in a
         budgeted run, the schedule is fitted to the steps the budget allows, so that a decaying

@@ -1,0 +1,100 @@
+"""One pass per set and scale, and the score cache of rows that never change."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgesr.cache import ScoreCache
+from edgesr.data.benchmark import BenchmarkSet, open_set
+from edgesr.evaluate import Row, evaluate, evaluate_rows
+
+
+@pytest.fixture
+def image_set(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i, shape in enumerate([(48, 42, 3), (36, 60)]):
+        Image.fromarray((rng.random(shape) * 255).astype(np.uint8)).save(folder / f"im{i}.png")
+    return open_set(folder)
+
+
+def _counting(bset: BenchmarkSet, calls: list):
+    """``bset`` whose ``pairs`` calls are counted."""
+    class Counted(BenchmarkSet):
+        def pairs(self, scale):
+            calls.append(scale)
+            return super().pairs(scale)
+
+    return Counted(bset.name, bset.folder)
+
+
+def _blur(y: np.ndarray, scale: int) -> np.ndarray:
+    return (y + np.roll(y, 1, axis=0)) / 2
+
+
+def test_one_pass_reads_each_set_once_and_reuses_bicubic(image_set, tmp_path):
+    calls: list = []
+    bset = _counting(image_set, calls)
+    rows = {"a": Row(lambda: _blur), "b": Row(lambda: lambda y, s: y)}
+    out = evaluate_rows(rows, [bset], [2, 3])
+    assert calls == [2, 3]  # once per scale for both rows
+    for a, b in zip(out["a"], out["b"]):
+        assert (a.bicubic_psnr, a.bicubic_ssim) == (b.bicubic_psnr, b.bicubic_ssim)
+        assert b.psnr == pytest.approx(b.bicubic_psnr)  # the identity predictor is bicubic itself
+    # the same numbers as scoring each model on its own
+    assert [s.to_dict() for s in evaluate(_blur, [image_set], [2, 3])] == [s.to_dict() for s in out["a"]]
+
+
+def test_cached_rows_are_not_run(image_set, tmp_path):
+    sha = "ab" * 32
+    first = evaluate_rows({"t": Row(lambda: _blur, store=ScoreCache(sha, tmp_path))}, [image_set], [2])["t"]
+
+    def never():
+        raise AssertionError("a cached row was run")
+
+    calls: list = []
+    again = evaluate_rows({"t": Row(never, store=ScoreCache(sha, tmp_path))}, [_counting(image_set, calls)], [2])
+    assert again["t"] == first and calls == []
+    # another model (checksum) or changed images miss the cache
+    assert ScoreCache("cd" * 32, tmp_path).get(image_set, 2, True) is None
+    victim = image_set.files(2)[0]
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    assert ScoreCache(sha, tmp_path).get(image_set, 2, True) is None
+    assert ScoreCache(sha, tmp_path).get(image_set, 2, False) is None  # SSIM on/off is part of the key
+
+
+@pytest.mark.parametrize("content", ["not json", "[1, 2]", '{"k": {"set": 1}}', '{"k": "x"}'])
+def test_a_damaged_cache_is_ignored_and_rewritten(image_set, tmp_path, content):
+    sha = "ef" * 32
+    path = tmp_path / "scores" / f"{sha}.json"
+    path.parent.mkdir()
+    path.write_text(content)
+    (score,) = evaluate_rows({"t": Row(lambda: _blur, store=ScoreCache(sha, tmp_path))}, [image_set], [2])["t"]
+    assert ScoreCache(sha, tmp_path).get(image_set, 2, True) == score
+
+
+def test_write_only_cache_recomputes(image_set, tmp_path):
+    sha = "12" * 32
+    evaluate_rows({"t": Row(lambda: _blur, store=ScoreCache(sha, tmp_path))}, [image_set], [2])
+    ran = []
+    evaluate_rows({"t": Row(lambda: ran.append(1) or _blur, store=ScoreCache(sha, tmp_path, read=False))},
+                  [image_set], [2])
+    assert ran == [1]
+
+
+def test_benchmark_predictor_matches_torch(image_set):
+    """onnxruntime on the ONNX export gives torch's scores to float rounding."""
+    import torch
+
+    from edgesr.models import VDSR
+    from edgesr.models.predict import benchmark_predictor, torch_predictor
+
+    torch.manual_seed(0)
+    net = VDSR(8, depth=4)
+    ref = evaluate(torch_predictor(net), [image_set], [2, 3])
+    fast = evaluate(benchmark_predictor(net), [image_set], [2, 3])
+    for a, b in zip(ref, fast):
+        assert a.psnr == pytest.approx(b.psnr, abs=1e-4) and a.ssim == pytest.approx(b.ssim, abs=1e-6)
