@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ from ..evaluate import evaluate
 from ..models.formats import save_safetensors
 from ..models.predict import torch_predictor
 from ..scores_table import scores_table
+from .distributed import World, join_world
 from .loop import fit, stop_on_signals
 from .recipe import EvaluationConfig, RunRecipe
 from .run_folder import METRICS_FILE, PLOT_FILE, RECIPE_FILE, RESULTS_FILE, MetricsLog
@@ -33,8 +35,26 @@ R = TypeVar("R", bound=RunRecipe)
 Panels = list[tuple[str, list[str]]]
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` means CUDA when torch sees a GPU; asking for CUDA without one is a user error."""
+@contextmanager
+def launched(console: Console) -> Iterator[tuple[World, Console]]:
+    """The processes this command trains with (torchrun's, or this one alone) and the console
+    to report on: rank 0's; the other ranks print nothing but their own errors."""
+    with join_world() as world:
+        yield world, console if world.main else Console(quiet=True)
+
+
+def resolve_device(name: str, world: World | None = None) -> torch.device:
+    """``auto`` means CUDA when torch sees a GPU; asking for CUDA without one is a user error.
+    Under torchrun each process takes the GPU of its ``LOCAL_RANK``."""
+    if world and world.active and name in ("auto", "cuda") and torch.cuda.is_available():
+        if world.local_rank >= torch.cuda.device_count():
+            raise EdgesrError(f"LOCAL_RANK {world.local_rank} but torch sees {torch.cuda.device_count()} GPU(s): "
+                              "start at most one process per GPU (torchrun --nproc-per-node)")
+        torch.cuda.set_device(world.local_rank)
+        return torch.device("cuda", world.local_rank)
+    if world and world.active and name.startswith("cuda:"):
+        raise EdgesrError(f"device {name}: under torchrun each process uses the GPU of its LOCAL_RANK; "
+                          "give --device cuda")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -50,10 +70,17 @@ def describe_device(device: torch.device) -> str:
 
 
 def recipe_for(cls: type[R], resume: str | Path | None, name: str | None, default: str,
-               overrides: list[str] | None, flags: dict[str, Any], device: str | None) -> tuple[R, Path | None]:
+               overrides: list[str] | None, flags: dict[str, Any], device: str | None,
+               world: World | None = None) -> tuple[R, Path | None]:
     """The recipe of a new run (``name`` or ``default``, then ``--set`` overrides, then the
     command's flags, each a recipe key) with ``run_dir`` None, or the saved recipe of the run
-    being resumed with its folder. ``device`` may change on resume; nothing else may."""
+    being resumed with its folder. ``device`` may change on resume; nothing else may. Rank 0
+    reads it and sends it to the other ranks."""
+    return (world or World()).from_main(lambda: _recipe_for(cls, resume, name, default, overrides, flags, device))
+
+
+def _recipe_for(cls: type[R], resume: str | Path | None, name: str | None, default: str,
+                overrides: list[str] | None, flags: dict[str, Any], device: str | None) -> tuple[R, Path | None]:
     if resume:
         run_dir = Path(resume)
         if not (run_dir / RECIPE_FILE).is_file():
@@ -112,32 +139,35 @@ def plot_metrics(records: list[dict[str, Any]], path: Path, panels: Panels) -> N
     plt.close(fig)
 
 
-def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog, resumed: bool, console: Console,
+def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog | None, resumed: bool, console: Console,
                     panels: Panels, info: Callable[[dict], str]) -> None:
     """:func:`fit` with a progress bar (``info`` turns a record into its text; the validation
     PSNR is added), stop-on-signal, the step-0 validation line of a new run and, however it
-    ends, the metrics plot."""
+    ends, the metrics plot (the bar, the log and the plot are rank 0's; ``metrics`` is None on
+    the other ranks)."""
+    main = trainer.world.main
     try:
         started = time.perf_counter()
         with console.status("preparing the run"):
             trainer.begin(resumed)
         trainer.elapsed += time.perf_counter() - started  # a time budget covers the preparation too
-        if trainer.val_pairs and not resumed:
+        if metrics and trainer.val_pairs and not resumed:
             metrics.write({"step": 0, **trainer.reference_scores(), **trainer.validate()})
-        with stop_on_signals() as stop, progress_bar(console) as progress:
+        with stop_on_signals() as stop, (progress_bar(console) if main else nullcontext()) as progress:
             task = progress.add_task(trainer.command.removeprefix("edgesr "), total=trainer.horizon,
-                                     completed=trainer.step, info="")
+                                     completed=trainer.step, info="") if main else None
 
             def on_step(step: int, record: dict) -> None:
                 val = f" val {record['val_psnr']:.2f} dB" if record.get("val_psnr") is not None else ""
                 text = info(record) + val  # empty between log lines: keep the last one shown
                 progress.update(task, completed=step, total=trainer.horizon, **({"info": text} if text else {}))
 
-            fit(trainer, run_dir, metrics, stop, on_step)
+            fit(trainer, run_dir, metrics, stop, on_step if main else None)
     finally:
-        metrics.close()
-        if (run_dir / METRICS_FILE).stat().st_size:
-            plot_metrics(metrics.read(), run_dir / PLOT_FILE, panels)
+        if metrics:
+            metrics.close()
+            if (run_dir / METRICS_FILE).stat().st_size:
+                plot_metrics(metrics.read(), run_dir / PLOT_FILE, panels)
 
 
 def finish_run(trainer: Trainer, run_dir: Path, cfg: EvaluationConfig, scales: list[int], weights: str,
@@ -152,7 +182,8 @@ def finish_run(trainer: Trainer, run_dir: Path, cfg: EvaluationConfig, scales: l
     save_safetensors(model, run_dir / weights, meta)
     results = {"run": str(run_dir), "steps": trainer.step, "seconds": round(trainer.elapsed, 1),
                "steps_per_second": round(trainer.step / max(trainer.elapsed, 1e-9), 3),
-               "device": describe_device(trainer.device), "validation": val, role: []}
+               "device": describe_device(trainer.device), "processes": trainer.world.size, "validation": val,
+               role: []}
     sets = existing_sets(cfg.sets,
                          lambda folder: console.print(f"[yellow]evaluation set {folder} not found: skipped[/]"))
     if sets:

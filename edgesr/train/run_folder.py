@@ -33,16 +33,24 @@ def new_run_dir(base: str | Path, name: str) -> Path:
 
 
 def open_run(run_dir: Path | None, out: str | Path, recipe: RunRecipe, trainer: Trainer
-             ) -> tuple[Path, MetricsLog, bool]:
+             ) -> tuple[Path, MetricsLog | None, bool]:
     """The run folder (a new one under ``out``, with the resolved recipe, when ``run_dir`` is
     None), the trainer resumed from its checkpoint when it has one, and the metrics log opened
-    to match: ``(run_dir, metrics, resumed)``."""
-    if run_dir is None:
-        run_dir = new_run_dir(out, recipe.name)
-        write_text(run_dir / RECIPE_FILE, dump_recipe(recipe))
-    resumed = (run_dir / CHECKPOINT_FILE).is_file()
+    to match: ``(run_dir, metrics, resumed)``. Rank 0 makes and reads the folder; the other
+    ranks get its name and the checkpoint's contents, and no metrics log."""
+
+    def prepare() -> tuple[Path, bool]:
+        folder = run_dir
+        if folder is None:
+            folder = new_run_dir(out, recipe.name)
+            write_text(folder / RECIPE_FILE, dump_recipe(recipe))
+        return folder, (folder / CHECKPOINT_FILE).is_file()
+
+    run_dir, resumed = trainer.world.from_main(prepare)
     if resumed:
         resume(trainer, run_dir / CHECKPOINT_FILE)
+    if not trainer.world.main:
+        return run_dir, None, resumed
     return run_dir, MetricsLog(run_dir / METRICS_FILE, resume_step=trainer.step if resumed else None), resumed
 
 
