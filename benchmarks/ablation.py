@@ -71,10 +71,11 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict:
 
         shutil.rmtree(run_dir)
     _, overrides = VARIANTS[name]
-    sets = [f"budget_minutes={args.budget_minutes}"] + [
-        f"name={name}", f"seed={seed}", f"device={args.device}", "evaluation.sets=[]",
-        f"validation.data={args.data_root / 'train291'}", "validation.every=100000", "checkpoint_every=100000",
-        "progressive.steps=[100000]", *overrides]
+    length = ([f"budget_minutes={args.budget_minutes}", "progressive.steps=[100000]"] if args.steps is None
+              else ["budget_minutes=0", f"progressive.steps=[{args.steps}]"])
+    sets = [*length, f"name={name}", f"seed={seed}", f"device={args.device}", "evaluation.sets=[]",
+            f"validation.data={args.data_root / 'train291'}", "validation.every=100000", "checkpoint_every=100000",
+            *overrides]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
@@ -110,10 +111,13 @@ def mean_scores(scores: list[dict]) -> dict[str, float]:
 
 def markdown(out: dict) -> str:
     cols = ["val_psnr_x2", "val_psnr_x3", "val_psnr_x4", "val_psnr"]
-    lines = [f"Ablation of the `{out['recipe']}` recipe: {out['budget_minutes']:g} min of wall time per run "
-             f"(preparation + training) on {out['machine']}, {out['threads']} thread(s). Validation PSNR (dB, Y, "
-             f"border = scale) on the last {out['val_images']} train291 images (centre {out['val_crop']}-px crops); "
-             "mean over seeds where a variant ran more than once. Load average before/after each run in the JSON.",
+    length = f"{out['steps']} student steps per run"
+    if out["steps"] is None:
+        length = f"{out['budget_minutes']:g} min of wall time per run (preparation + training)"
+    lines = [f"Ablation of the `{out['recipe']}` recipe: {length} on {out['machine']}, {out['threads']} "
+             f"thread(s). Validation PSNR (dB, Y, border = scale) on the last {out['val_images']} train291 "
+             f"images (centre {out['val_crop']}-px crops); mean over seeds where a variant ran more than once. "
+             "Load average before/after each run in the JSON.",
              "", "| variant | what it tests | seeds | steps | x2 | x3 | x4 | mean |",
              "|---|---|---|---|---|---|---|---|"]
     for name, row in out["variants"].items():
@@ -133,11 +137,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipe", default="quick")
     ap.add_argument("--budget-minutes", type=float, default=7.0)
+    ap.add_argument("--steps", type=int, default=None,
+                    help="a fixed number of student steps instead of the budget (for a busy machine; fair "
+                         "only between variants whose steps cost the same)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), help=f"any of: {', '.join(VARIANTS)}")
     ap.add_argument("--seeds", type=int, default=2, help="seeds of each top variant")
     ap.add_argument("--top", type=int, default=2)
+    ap.add_argument("--no-test-sets", action="store_true", help="stop before Set5/Set14 (exploration)")
     ap.add_argument("--val-images", type=int, default=24)
     ap.add_argument("--val-crop", type=int, default=128)
     ap.add_argument("--data-root", type=Path, default=Path("../shared/data"))
@@ -158,13 +166,14 @@ def main() -> None:
         scores[name] += [run_variant(name, seed, args) for seed in range(1, args.seeds)]
     chosen = max(top, key=lambda n: mean_scores(scores[n])["val_psnr"])
     bench: dict = {}
-    for seed_score in scores[chosen]:
+    for seed_score in [] if args.no_test_sets else scores[chosen]:
         model, _ = load_model(str(args.runs / f"seed{seed_score['seed']}" / chosen / "student.safetensors"))
         sets = [open_set(args.data_root / s) for s in ("Set5", "Set14")]
         for sc in evaluate(torch_predictor(model), sets, [2, 3, 4], with_ssim=False):
             bench.setdefault(sc.set, {}).setdefault(str(sc.scale), []).append(sc.psnr)
     bench = {k: {s: round(float(np.mean(v)), 3) for s, v in per.items()} for k, per in bench.items()}
-    out = {"recipe": args.recipe, "budget_minutes": args.budget_minutes, "device": args.device,
+    out = {"recipe": args.recipe, "budget_minutes": args.budget_minutes, "steps": args.steps,
+           "device": args.device,
            "threads": args.threads, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
            "val_images": args.val_images, "val_crop": args.val_crop, "total_seconds": round(time.time() - started),
            "chosen": chosen, "top": top,
