@@ -81,7 +81,7 @@ def fit(trainer: Trainer, run_dir: Path, metrics: MetricsLog | None, stop: StopR
                 "(the last checkpoint on disk is the last good state; lower the learning rate)"), world)
         trainer.step += 1
         # one collective: a stop request on any rank stops all; the budget runs on the slowest clock
-        signum, trainer.elapsed = world.max(stop.signum, time.perf_counter() - started)
+        signum, trainer.elapsed = world.max(stop.signum, time.perf_counter() - started, device=trainer.device)
         trainer.after_step()
         step = trainer.step
         budget_hit = r.budget_minutes > 0 and trainer.elapsed > 60 * r.budget_minutes
