@@ -44,7 +44,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "prune-init": ("the student pruned, not refitted", ["student.init=teacher-prune"]),
     "lr-3e-4": ("student lr 3e-4 instead of 1e-3", ["student_optim.lr=0.0003"]),
     "lr-2e-3": ("student lr 2e-3", ["student_optim.lr=0.002"]),
-    "batch-32": ("32 crops a step", ["batch_size=32"]),
+    "batch-8": ("8 crops a step (twice the steps under --steps: the same pixels)", ["batch_size=8"]),
+    "batch-32": ("32 crops a step (half the steps under --steps)", ["batch_size=32"]),
     "patch-96": ("whole 96-pixel pool images, 4 a step", ["samples.patch=96", "batch_size=4"]),
     "pool-192": ("a pool of 192 images instead of 48", ["samples.pool_images=192"]),
     "pink-noise": ("the pool drawn from pink noise", ["samples.priors=[pink-noise]"]),
@@ -59,6 +60,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                   "student_optim.lr=0.0002", "student_optim.clip_grad_norm=0.4", "cmi.standardize=false"]),
 }
 
+#: under ``--steps``, variants whose steps cost a different amount run this many times the steps,
+#: so that every variant processes the same number of pixels
+STEP_FACTOR = {"batch-8": 2.0, "batch-32": 0.5}
+
 
 def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict:
     """One ``edgesr distill`` of the variant (or its earlier result), scored on validation."""
@@ -72,7 +77,7 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict:
         shutil.rmtree(run_dir)
     _, overrides = VARIANTS[name]
     length = ([f"budget_minutes={args.budget_minutes}", "progressive.steps=[100000]"] if args.steps is None
-              else ["budget_minutes=0", f"progressive.steps=[{args.steps}]"])
+              else ["budget_minutes=0", f"progressive.steps=[{round(args.steps * STEP_FACTOR.get(name, 1.0))}]"])
     sets = [*length, f"name={name}", f"seed={seed}", f"device={args.device}", "evaluation.sets=[]",
             f"validation.data={args.data_root / 'train291'}", "validation.every=100000", "checkpoint_every=100000",
             *overrides]

@@ -8,7 +8,7 @@
 * INT8, both forms (TensorRT QDQ, CPU QDQ), PSNR drop against FP32 on three sets: ``val``
   (centre crops of the 8 held-out train291 images: the only set any default is chosen on),
   Set5 and Set14, x2/x3/x4.
-  - ``methods``: every calibration method, data-free (the run's generators) and from an image
+  - ``methods``: every calibration method, data-free (what taught the run: its priors or generators) and from an image
     folder (20 train291 images, none held out), the head and tail kept float;
   - ``float``: which convs stay float, fixed ``0,-1`` against ``auto:K`` (the K whose
     quantization alone costs most on the calibration samples), data-free;
@@ -37,7 +37,7 @@ from edgesr.bench.measure import time_calls
 from edgesr.data.benchmark import degrade, open_set
 from edgesr.data.splits import holdout, validation_pairs
 from edgesr.evaluate import score_pairs
-from edgesr.export.calibration import Calibration, lr_samples, model_inputs
+from edgesr.export.calibration import Calibration, find_calibration, lr_samples, model_inputs
 from edgesr.export.deploy_net import DeployNet
 from edgesr.export.onnx_export import torch_to_onnx
 from edgesr.export.pipeline import CALIB_SAMPLES, ExportRequest, FloatLayers, export_model
@@ -184,7 +184,7 @@ class Bench:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="pytorch-vdsr")
-    ap.add_argument("--run", type=Path, required=True, help="distill run folder (generators.safetensors)")
+    ap.add_argument("--run", type=Path, required=True, help="distill run folder (its recipe says what taught it)")
     ap.add_argument("--stages", default="methods,float,qad,exporter")
     ap.add_argument("--float-choices", default="0,-1 auto:1 auto:2 auto:3 auto:4")
     ap.add_argument("--qad-steps", type=int, default=300)
@@ -202,8 +202,10 @@ def main() -> None:
     images.mkdir()
     for p in sorted((DATA / "train291").iterdir())[::14][:20]:
         (images / p.name).symlink_to(p)
-    calibs = {"data-free": Calibration("generators", args.run), "images": Calibration("images", images)}
+    # data-free: what taught the run (its prior pool, or its generators when it trained on them)
+    calibs = {"data-free": find_calibration(str(args.run), args.model), "images": Calibration("images", images)}
     result: dict = {"model": args.model, "sha256": source.sha256, "run": str(args.run),
+                    "calibration": calibs["data-free"].describe(),
                     "calibration_images": sorted(p.name for p in images.iterdir()),
                     "validation": f"centre {VAL_CROP}px crops of the last {VAL_IMAGES} train291 images",
                     "note": "CPU timings on a 2-core machine; compare rows of one run only"}

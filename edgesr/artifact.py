@@ -8,14 +8,17 @@ TensorRT engines (which have no metadata slot) as a JSON file beside the engine
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field
 
 from .errors import EdgesrError
+from .scales import MAX_SCALE, MIN_SCALE
 
 PREFIX = "edgesr."
 FORMAT_VERSION = "1"
 INPUT_KINDS = ("lr", "bicubic")
 PRECISIONS = ("fp32", "fp16", "int8")
+#: the colour handling every runtime implements (Y of MATLAB's BT.601 YCbCr)
+COLORS = ("y-bt601",)
 
 
 @dataclass(frozen=True)
@@ -40,10 +43,18 @@ class ArtifactMeta:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.input_kind not in INPUT_KINDS:
-            raise EdgesrError(f"input kind must be one of {INPUT_KINDS}, got {self.input_kind!r}")
-        if self.precision not in PRECISIONS:
-            raise EdgesrError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        """Every field checked: metadata comes from files anyone can edit."""
+        if isinstance(self.scale, bool) or not isinstance(self.scale, int) or not MIN_SCALE <= self.scale <= MAX_SCALE:
+            raise EdgesrError(f"scale must be an integer from {MIN_SCALE} to {MAX_SCALE}, got {self.scale!r}")
+        for name, allowed in (("input_kind", INPUT_KINDS), ("precision", PRECISIONS), ("color", COLORS)):
+            if getattr(self, name) not in allowed:
+                raise EdgesrError(f"{name.replace('_', ' ')} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in ("model", "source_sha256"):
+            if not isinstance(getattr(self, name), str):
+                raise EdgesrError(f"{name} must be a string, got {getattr(self, name)!r}")
+        for name in ("source_psnr", "extra"):
+            if not isinstance(getattr(self, name), dict):
+                raise EdgesrError(f"{name} must be a JSON object, got {getattr(self, name)!r}")
 
     def to_props(self) -> dict[str, str]:
         """String key/values for a model's metadata slot."""
@@ -54,6 +65,8 @@ class ArtifactMeta:
 
     @classmethod
     def from_props(cls, props: dict[str, str], source: str = "artifact") -> ArtifactMeta:
+        """The metadata of a model file; anything missing, malformed or out of range is a
+        one-line error naming ``source``."""
         if props.get(f"{PREFIX}format") != FORMAT_VERSION:
             raise EdgesrError(f"{source} was not exported by edgesr (no edgesr metadata)")
         kw = {}
@@ -61,8 +74,15 @@ class ArtifactMeta:
             raw = props.get(PREFIX + name)
             if raw is None:
                 continue
-            kw[name] = raw if f.type == "str" else json.loads(raw)
+            try:
+                kw[name] = raw if f.type == "str" else json.loads(raw)
+            except ValueError:
+                raise EdgesrError(f"{source} has invalid edgesr metadata: {name} is not JSON ({raw[:40]!r})") from None
+        missing = [name for name, f in cls.__dataclass_fields__.items()
+                   if f.default is MISSING and f.default_factory is MISSING and name not in kw]
+        if missing:
+            raise EdgesrError(f"{source} has incomplete edgesr metadata (no {', '.join(missing)})")
         try:
             return cls(**kw)
-        except TypeError as exc:
-            raise EdgesrError(f"{source} has incomplete edgesr metadata ({exc})") from None
+        except EdgesrError as exc:
+            raise EdgesrError(f"{source} has invalid edgesr metadata: {exc}") from None

@@ -272,6 +272,7 @@ def upscale_cmd(
     """Upscale photos: Y through the model, colour and alpha by MATLAB bicubic, bit depth kept."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from .io import OutputError
     from .runtime import open_upscaler
     from .runtime.batch import plan_jobs, upscale_file
 
@@ -287,7 +288,7 @@ def upscale_cmd(
         upscale_file(upscaler, jobs[0], scale, tile)
         console.print(f"wrote {jobs[0].dst}")
         return
-    failed = 0
+    failed = done = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
         files = bar.add_task("images", total=len(jobs))
@@ -297,9 +298,13 @@ def upscale_cmd(
             try:
                 upscale_file(upscaler, job, scale, tile,
                              on_tile=lambda i, n: bar.update(tiles, completed=i, total=n, visible=n > 1))
+            except OutputError as exc:  # every later image would fail the same way: stop
+                raise OutputError(f"{exc} ({done} of {len(jobs)} images written before)") from None
             except EdgesrError as exc:
                 failed += 1
                 bar.console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            else:
+                done += 1
             bar.update(files, advance=1)
             bar.update(tiles, visible=False)
     if failed:
@@ -366,8 +371,9 @@ def export_cmd(
                                                 "coreml: 8-bit weights)")] = "fp32",
     input_kind: Annotated[str, typer.Option("--input", help="lr: LR in, MATLAB bicubic inside the model; "
                                                             "bicubic: the network alone")] = "lr",
-    calib: Annotated[str | None, typer.Option(help="INT8 calibration: a distill run folder (data-free, the "
-                                                      "default when the model sits in one) or an image folder")] = None,
+    calib: Annotated[str | None, typer.Option(help="INT8 calibration: prior names (dead-leaves, pink-noise), a distill "
+                                                      "run folder or an image folder; default: what taught the run "
+                                                      "the model sits in, else dead-leaves (data-free)")] = None,
     calib_method: Annotated[str, typer.Option(help="minmax, entropy, percentile or mse")] = DEFAULT_METHOD,
     float_layers: Annotated[str, typer.Option(help="INT8: VDSR convs kept in float: auto:K (the K whose "
                                                    "quantization costs most, measured per export; auto: "

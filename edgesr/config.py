@@ -10,6 +10,7 @@ got 0``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -103,6 +104,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail(key, f"expected a number, got {value!r}")
+        if not math.isfinite(value):
+            fail(key, f"expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -152,7 +155,10 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise EdgesrError(f"override {key}: {p} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except (yaml.YAMLError, RecursionError):
+            raise EdgesrError(f"override {item!r}: the value is not valid YAML") from None
     return data
 
 
@@ -174,17 +180,45 @@ def find_recipe(name_or_path: str) -> Path:
     raise EdgesrError(f"unknown recipe {name_or_path!r}: give a YAML path or one of {', '.join(known)}")
 
 
+#: no recipe comes near this; a larger "recipe" is some other file given by mistake
+MAX_RECIPE_BYTES = 1 << 20
+
+
+def read_recipe_text(path: Path) -> str:
+    """A recipe file's text, or a one-line error for what is not a (small) text file."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_RECIPE_BYTES + 1)
+    except OSError as exc:
+        raise EdgesrError(f"cannot read recipe {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_RECIPE_BYTES:
+        raise EdgesrError(f"recipe {path} is over {MAX_RECIPE_BYTES >> 20} MB: not a recipe (a YAML text file)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise EdgesrError(f"recipe {path} is binary data (an image? weights?), not a YAML text file") from None
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """What PyYAML found wrong, and where: ``expected ',' or ']', but got '<stream end>' (line 3)``."""
+    problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+    if not problem:
+        return str(exc).splitlines()[0]
+    return f"{problem} (line {mark.line + 1})" if mark is not None else problem
+
+
 def load_recipe(cls: type[T], name_or_path: str, overrides: list[str] | None = None) -> T:
     """Read, override and validate a recipe file into ``cls``."""
     import yaml
 
     path = find_recipe(name_or_path)
+    text = read_recipe_text(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise EdgesrError(f"recipe {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EdgesrError(f"recipe {path} is not a readable text file ({type(exc).__name__})") from None
+        raise EdgesrError(f"recipe {path} is not valid YAML: {_yaml_problem(exc)}") from None
+    except RecursionError:
+        raise EdgesrError(f"recipe {path} nests too deeply to be a recipe") from None
     if not isinstance(data, dict):
         raise EdgesrError(f"recipe {path} must be a mapping of keys to values")
     return from_dict(cls, apply_overrides(data, overrides or []))

@@ -1,4 +1,11 @@
-"""Atomic file writes: a killed job leaves either the old file or the new one, never half."""
+"""Writing outputs: atomically, durably, with the user's file mode, and with one-line errors.
+
+A killed job leaves either the old file or the new one, never half; a full disk, a read-only
+folder or a forbidden path is an :class:`OutputError` naming the path and the operating
+system's reason, with the old file (a previous checkpoint) intact and no temporary left behind.
+Writers that need a file name get a temporary one beside the target, named so that
+:func:`stale_temporaries` can find the ones a killed process left.
+"""
 
 from __future__ import annotations
 
@@ -10,29 +17,88 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .errors import EdgesrError
+
+#: how atomic writes name their temporaries: ``.<target name>.<random>.tmp``
+TEMP_PREFIX, TEMP_SUFFIX = ".", ".tmp"
+
+
+class OutputError(EdgesrError):
+    """An output could not be written (no space, no permission, read-only file system, ...).
+
+    Unlike a bad input, it will hit every later write to the same place as well.
+    """
+
+
+def cannot_write(path: str | Path, exc: OSError) -> OutputError:
+    """The error for ``path``: the operating system's reason, or which part of the path is a
+    file where a folder should be (the OS says "File exists" or "Not a directory")."""
+    path = Path(path)
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):
+        blocking = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            return OutputError(f"cannot write {path}: {blocking} is a file, not a folder")
+    return OutputError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync(path: Path) -> None:
+    """Flush ``path`` (a file, or a folder's entries) to the disk: a rename is durable only
+    when the data it points to is."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # folders cannot be opened on some systems; the rename is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems do not sync folders
+    finally:
+        os.close(fd)
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it over ``path``."""
+    """Yield a temporary path beside ``path``; when the block succeeds, it replaces ``path``.
+
+    The file gets the mode a plain ``open`` would give (``0666 & ~umask``), whatever the writer
+    did to the temporary (``mkstemp`` makes it 0600; some writers replace it with their own).
+    An ``OSError`` in the block or around it is an :class:`OutputError` for ``path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would otherwise survive the rename
-    tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        _fsync(tmp)
+        os.replace(tmp, path)
+        _fsync(path.parent)
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes(path: str | Path, data: bytes | memoryview) -> None:
+    """Write ``data`` atomically. Serialise to bytes first, then call this: library writers
+    given a file name report a full disk in their own words (torch: ``unexpected pos``)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
 
 
 def write_text(path: str | Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+    write_bytes(path, text.encode())
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -49,18 +115,30 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     import shutil
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent))
+        os.chmod(tmp, 0o777 & ~_umask())
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
     try:
         yield tmp
         if path.is_dir():
-            old = path.with_name(f".{path.name}.old")
+            old = path.with_name(f"{TEMP_PREFIX}{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def stale_temporaries(folder: Path) -> list[Path]:
+    """The temporaries of atomic writes in ``folder`` (files and folders): what a process
+    killed while writing leaves. Only safe to delete while no other process writes there."""
+    return sorted(p for p in folder.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"))

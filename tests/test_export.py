@@ -257,3 +257,22 @@ def test_coreml_package_spec(tmp_path):
     assert "constexpr_affine_dequantize" in kinds or "constexpr_blockwise_shift_scale" in kinds  # 8-bit weights
     fp16 = ct.proto.MIL_pb2.DataType.Value("FLOAT16")
     assert any(o.type.tensorType.dataType == fp16 for op in ops if op.type == "conv" for o in op.outputs)
+
+
+def test_calibration_from_priors_is_the_data_free_default(tmp_path):
+    calib = find_calibration("dead-leaves,pink-noise", "m")
+    assert calib.kind == "priors" and calib.priors == ("dead-leaves", "pink-noise")
+    lr = lr_samples(calib, 3, 6)
+    assert lr.shape == (6, 1, 16, 16) and lr.dtype == np.float32 and 0 <= lr.min() and lr.max() <= 1
+    assert lr.std() > 0.02  # images with content, not flat
+    np.testing.assert_array_equal(lr, lr_samples(calib, 3, 6))  # reproducible from the seed
+    assert find_calibration(None, "pytorch-vdsr").describe() == {"kind": "priors", "priors": ["dead-leaves"],
+                                                                 "weights": [1.0]}
+    # a run that trained on a prior pool only is calibrated on its priors, not its unused generators
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "recipe.yaml").write_text("name: r\nsamples: {priors: [pink-noise], pool_images: 4, generator_share: 0}\n")
+    (run / "student.safetensors").write_bytes(b"")
+    assert find_calibration(None, str(run / "student.safetensors")).priors == ("pink-noise",)
+    with pytest.raises(EdgesrError, match="not a folder nor a prior"):
+        find_calibration("leaves", "m")

@@ -19,7 +19,8 @@ def test_quick_recipe_runs_offline_without_shared_data(tmp_path):
            "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
            "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
     r = subprocess.run([sys.executable, "-m", "edgesr", "distill", "--recipe", "quick", "--device", "cpu",
-                        "--set", "progressive.steps=[2]", "batch_size=2", "checkpoint_every=2"],
+                        "--set", "progressive.steps=[2]", "batch_size=2", "checkpoint_every=2",
+                        "samples.pool_images=2", "samples.pool_size=48"],  # a tiny pool: the refit stays quick
                        cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "not found" in r.stdout  # validation and benchmark folders are missing: said, then skipped

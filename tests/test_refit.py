@@ -86,3 +86,16 @@ def test_solve_conv_recovers_a_known_conv_from_a_pixel_subset():
     targets = F.conv2d(inputs, w, padding=1)
     got = solve_conv(inputs, targets, ridge=0.0, pixels=0.5, generator=g)
     assert torch.allclose(got, w, atol=1e-4)
+
+
+def test_sampled_columns_are_the_unfold_columns_at_the_kept_positions():
+    from edgesr.models.refit import _sampled_columns
+
+    x = torch.randn(3, 4, 9, 7)
+    tgt = torch.randn(3, 2, 9 * 7)
+    g = torch.Generator().manual_seed(1)
+    cols, t = _sampled_columns(x, tgt, 0.3, g)
+    keep = torch.randperm(63, generator=torch.Generator().manual_seed(1))[: int(0.3 * 63)]
+    full = F.unfold(x, 3, padding=1)
+    torch.testing.assert_close(cols, full[:, :, keep])
+    torch.testing.assert_close(t, tgt[:, :, keep])

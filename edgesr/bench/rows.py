@@ -20,6 +20,7 @@ from ..errors import EdgesrError
 from ..evaluate import Score, evaluate
 from ..ops import imresize
 from ..runtime import Upscaler
+from ..runtime.base import MIN_LR_SIDE
 from .measure import Latency, PeakMemory, summarize, time_calls
 
 Progress = Callable[[str], None]
@@ -72,8 +73,8 @@ def latencies(run: Callable[[np.ndarray], object], input_side: Callable[[int], i
     out = []
     for size in sizes:
         side = input_side(size)
-        if side < 1:
-            raise ValueError(f"output size {size} is too small for this model")
+        if side < MIN_LR_SIDE:
+            raise EdgesrError(f"--sizes {size} is too small for this model: its input would be {side}x{side}")
         x = _test_image(side).astype(np.float32)
         if progress:
             progress(f"timing {size}x{size}")

@@ -9,6 +9,9 @@ import numpy as np
 from ..errors import EdgesrError
 
 IMAGE_SUFFIXES = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"}
+#: the Pillow formats an image is read from, whatever its name says; others (EPS runs
+#: Ghostscript, PDF, PSD, ...) are refused, since uploads and folders may hold anything
+READ_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF")  # JPEG includes MPO (phone cameras)
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -23,8 +26,9 @@ def read_rgb8(path: Path) -> np.ndarray:
     """
     from PIL import Image, ImageOps
 
+    Image.init()  # registers every plugin: ``formats=`` looks each name up among them
     try:
-        with Image.open(path) as im:
+        with Image.open(path, formats=READ_FORMATS) as im:
             im = ImageOps.exif_transpose(im)
             if im.mode == "L":
                 arr = np.asarray(im)

@@ -26,7 +26,7 @@ from ..models.zoo import cache_dir, load_model
 from ..scores_table import scores_table
 from ..train.command import finish_run, launched, recipe_for, resolve_device, train_in_folder
 from ..train.distributed import everywhere
-from ..train.run_folder import RESULTS_FILE, open_run
+from ..train.run_folder import RESULTS_FILE, complete_run, open_run
 from .generator import save_generators
 from .recipe import DistillRecipe
 from .trainer import Distiller
@@ -111,6 +111,6 @@ def finish(run_dir: Path, recipe: DistillRecipe, trainer: Distiller, teacher_met
                                       recipe.evaluation.ssim, trainer.device)
         results["teacher"] = [s.to_dict() for s in t_scores]
         console.print(scores_table(t_scores, title=f"teacher ({recipe.teacher})"))
-    write_json(run_dir / RESULTS_FILE, results)
+    complete_run(run_dir, results)
     console.print(f"student: {run_dir / STUDENT_FILE}   results: {run_dir / RESULTS_FILE}")
     return run_dir

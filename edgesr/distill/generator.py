@@ -59,21 +59,22 @@ GENERATORS_FILE = "generators.safetensors"
 
 def save_generators(gens: dict[int, Generator], run_dir: str | Path) -> Path:
     """All scales' generators in one safetensors file (keys ``x<s>.<param>``), atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    from ..io import atomic_path
+    from ..io import write_bytes
 
     state = {f"x{s}.{k}": v.detach().float().cpu().contiguous() for s, g in gens.items()
              for k, v in g.state_dict().items()}
     meta = {"configs": json.dumps({str(s): g.config() for s, g in gens.items()})}
     path = Path(run_dir) / GENERATORS_FILE
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=meta)
+    write_bytes(path, save(state, metadata=meta))
     return path
 
 
 def load_generators(run_dir: str | Path, device: str | torch.device = "cpu") -> dict[int, Generator]:
-    """The generators a distillation run saved, keyed by scale (eval mode)."""
+    """The generators a distillation run saved, keyed by scale (eval mode). The file may come
+    from anyone: each scale's sizes must match its weights (so nothing larger than the file is
+    built), and anything else wrong is a one-line error."""
     from safetensors import safe_open
 
     from ..errors import EdgesrError
@@ -81,13 +82,22 @@ def load_generators(run_dir: str | Path, device: str | torch.device = "cpu") -> 
     path = Path(run_dir) / GENERATORS_FILE
     if not path.is_file():
         raise EdgesrError(f"{run_dir} has no {GENERATORS_FILE}: is it an edgesr distill run folder?")
-    with safe_open(str(path), framework="pt") as f:
-        configs = json.loads(f.metadata()["configs"])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    gens = {}
-    for s, cfg in configs.items():
-        g = Generator(**cfg)
-        prefix = f"x{s}."
-        g.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-        gens[int(s)] = g.to(device).eval()
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            configs = json.loads((f.metadata() or {})["configs"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        gens = {}
+        for s, cfg in configs.items():
+            prefix = f"x{s}."
+            lr, z_dim, channels = (int(cfg[k]) for k in ("lr_size", "z_dim", "channels"))
+            fc = tensors[prefix + "fc.weight"]
+            if lr < 4 or lr % 4 or channels < 2 or tuple(fc.shape) != (channels * (lr // 4) ** 2, z_dim):
+                raise ValueError(f"x{s}'s sizes do not match its weights")
+            g = Generator(lr, z_dim, channels)
+            g.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            gens[int(s)] = g.to(device).eval()
+    except Exception as exc:
+        detail = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+        raise EdgesrError(f"{path} is not a generators file of edgesr distill "
+                          f"({type(exc).__name__}{f': {detail}' if detail else ''})") from None
     return gens

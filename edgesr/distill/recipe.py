@@ -61,8 +61,9 @@ class SamplesConfig:
 class GeneratorConfig:
     z_dim: Count = 256
     channels: Annotated[int, Range(2)] = 128
-    #: LR patch size per scale, in the order of ``scales``, each a multiple of 4; HR patches are lr * scale
-    lr_sizes: tuple[Annotated[int, Range(4)], ...] = (24, 16, 12)
+    #: LR patch size per scale, in the order of ``scales``, each a multiple of 4 (at least 8: the
+    #: first feature map, lr / 4, needs more than one pixel to normalise); HR patches are lr * scale
+    lr_sizes: tuple[Annotated[int, Range(8)], ...] = (24, 16, 12)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(name="adam", lr=1e-5, schedule="constant"))
     #: Algorithm 1 line 20: also take gradient steps on a persistent z (0 = off)
     z_lr: NonNegative = 0.0
@@ -139,7 +140,8 @@ class DistillRecipe(RunRecipe):
         super().validate()
         check_scales(self.scales, "recipe key scales")
         if len(self.generator.lr_sizes) != len(self.scales):
-            fail("generator.lr_sizes", "needs one LR size per scale")
+            fail("scales", f"{list(self.scales)} needs one generator.lr_sizes entry per scale, "
+                           f"got {list(self.generator.lr_sizes)}: set both")
         if any(s % 4 for s in self.generator.lr_sizes):
             fail("generator.lr_sizes", f"each must be a multiple of 4, got {list(self.generator.lr_sizes)}")
         if self.cmi.bank_size % self.batch_size:

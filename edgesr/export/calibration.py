@@ -1,9 +1,11 @@
-"""Calibration inputs for INT8: data-free (a distillation run's generators) or an image folder.
+"""Calibration inputs for INT8: data-free (procedural priors, or a distillation run's
+generators) or an image folder.
 
 Data-free is the default because the whole point of the pipeline is that no training images
-are needed: the generators that taught the student also show the quantizer the activation
-ranges it will meet. An image folder (HR images through the MATLAB pipeline) is the
-comparison. Either way the samples are LR Y patches in [0, 1]; :func:`model_inputs` turns
+are needed: the samples that taught the student (the run's priors, or its generators when it
+trained on them) also show the quantizer the activation ranges it will meet, and a model from
+anywhere else is calibrated on the dead-leaves prior. An image folder (HR images through the
+MATLAB pipeline) is the comparison. Either way the samples are LR Y patches in [0, 1]; :func:`model_inputs` turns
 them into what the exported graph takes (LR itself, or its MATLAB-bicubic upscaling).
 """
 
@@ -14,41 +16,75 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import load_recipe
 from ..data.benchmark import degrade
 from ..data.images import list_images, read_rgb8
 from ..errors import EdgesrError
 from ..ops import image_to_y, imresize
+from ..samples.priors import PRIORS, prior_images
 
 #: HR patch side of the image-folder samples: the generators' 48 (LR 24/16/12 for x2/x3/x4)
 HR_PATCH = 48
 
 
+#: the prior of a model that comes with no run folder to say what taught it
+DEFAULT_PRIOR = "dead-leaves"
+
+
 @dataclass(frozen=True)
 class Calibration:
-    """Where the samples come from: ``kind`` is ``generators`` or ``images``."""
+    """Where the samples come from: ``kind`` is ``priors`` (``priors`` in proportion to
+    ``weights``), ``generators`` (the run folder ``path``) or ``images`` (the folder ``path``)."""
 
     kind: str
-    path: Path
+    path: Path | None = None
+    priors: tuple[str, ...] = ()
+    weights: tuple[float, ...] = ()
 
     def describe(self) -> dict:
+        if self.kind == "priors":
+            return {"kind": self.kind, "priors": list(self.priors), "weights": list(self.weights)}
         return {"kind": self.kind, "path": str(self.path)}
 
 
+def _run_calibration(run_dir: Path) -> Calibration | None:
+    """What taught the student of this run folder: its recipe's priors when it trained on a
+    pool only, else its generators; None when the folder is not a distillation run."""
+    from ..distill.generator import GENERATORS_FILE
+    from ..distill.recipe import DistillRecipe
+
+    recipe_file = run_dir / "recipe.yaml"
+    if recipe_file.is_file():
+        try:
+            recipe = load_recipe(DistillRecipe, str(recipe_file))
+        except EdgesrError as e:
+            raise EdgesrError(f"calibration: {recipe_file}: {e}") from None
+        sm = recipe.samples
+        if sm.generator_share == 0 and sm.pool_images:
+            return Calibration("priors", priors=tuple(sm.priors), weights=tuple(sm.prior_weights))
+    if (run_dir / GENERATORS_FILE).is_file():
+        return Calibration("generators", run_dir)
+    return None
+
+
 def find_calibration(calib: str | Path | None, model: str) -> Calibration:
-    """``--calib`` resolved; without it, the run folder the model file sits in (data-free)."""
+    """``--calib`` resolved: prior names (comma-separated), a run folder or an image folder;
+    without it, whatever taught the run the model file sits in, else the default prior: the
+    default is always data-free."""
     from ..distill.generator import GENERATORS_FILE
 
     if calib is None:
-        parent = Path(model).parent
-        if Path(model).is_file() and (parent / GENERATORS_FILE).is_file():
-            return Calibration("generators", parent)
-        raise EdgesrError("INT8 needs calibration data: give --calib RUN_FOLDER (data-free, from "
-                          "edgesr distill) or --calib IMAGE_FOLDER")
+        found = _run_calibration(Path(model).parent) if Path(model).is_file() else None
+        return found or Calibration("priors", priors=(DEFAULT_PRIOR,), weights=(1.0,))
+    names = tuple(n.strip() for n in str(calib).split(","))
+    if all(n in PRIORS for n in names):
+        return Calibration("priors", priors=names, weights=(1.0,) * len(names))
     path = Path(calib)
     if not path.is_dir():
-        raise EdgesrError(f"calibration folder not found: {calib}")
-    if (path / GENERATORS_FILE).is_file():
-        return Calibration("generators", path)
+        raise EdgesrError(f"--calib {calib}: not a folder nor a prior ({', '.join(PRIORS)})")
+    found = _run_calibration(path)
+    if found is not None:
+        return found
     if not list_images(path):
         raise EdgesrError(f"calibration folder {calib} has no images and no {GENERATORS_FILE}")
     return Calibration("images", path)
@@ -83,7 +119,16 @@ def image_samples(folder: Path, scale: int, n: int, seed: int = 0) -> np.ndarray
     return np.stack(out)[:, None].astype(np.float32)
 
 
+def prior_samples(priors: tuple[str, ...], weights: tuple[float, ...], scale: int, n: int,
+                  seed: int = 0) -> np.ndarray:
+    """``n`` LR patches: ``HR_PATCH``-square prior images through the MATLAB pipeline."""
+    hr = prior_images(priors, weights, n, HR_PATCH, seed)
+    return np.stack([degrade(im, scale)[0] for im in hr])[:, None].astype(np.float32)
+
+
 def lr_samples(calib: Calibration, scale: int, n: int, seed: int = 0) -> np.ndarray:
+    if calib.kind == "priors":
+        return prior_samples(calib.priors, calib.weights, scale, n, seed)
     fn = generator_samples if calib.kind == "generators" else image_samples
     return fn(calib.path, scale, n, seed)
 

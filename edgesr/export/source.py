@@ -51,9 +51,16 @@ def load_source(model: str) -> SourceModel:
     else:
         psnr_table = _json_field(meta, "measured_psnr", model) or {}
         declared = _json_field(meta, "scales", model)
-        if declared is not None:
-            scales = tuple(int(s) for s in declared)
-    psnr = {name: {str(s): float(v) for s, v in by_scale.items()} for name, by_scale in psnr_table.items()}
+        try:
+            if declared is not None:
+                scales = tuple(int(s) for s in declared)
+        except (TypeError, ValueError):
+            raise EdgesrError(f"{model}: metadata field 'scales' is not a list of integers") from None
+    try:
+        psnr = {str(name): {str(int(s)): float(v) for s, v in by_scale.items()}
+                for name, by_scale in psnr_table.items()}
+    except (AttributeError, TypeError, ValueError):
+        raise EdgesrError(f"{model}: metadata field 'measured_psnr' is not {{set: {{scale: dB}}}}") from None
     if not scales:
         scales = tuple(sorted({int(s) for by_scale in psnr.values() for s in by_scale}))
     return SourceModel(net, model, meta["sha256"], scales, psnr)

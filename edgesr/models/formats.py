@@ -227,12 +227,11 @@ def model_from_state(state: dict[str, torch.Tensor], source: str = "weights") ->
 
 def save_safetensors(model: VDSR, path: str | Path, metadata: dict[str, str] | None = None) -> None:
     """Write ``model``'s weights (float32) and string metadata atomically as safetensors."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    from ..io import atomic_path
+    from ..io import write_bytes
 
     meta = {"format": "edgesr-vdsr", "width": str(model.width), "depth": str(model.depth)}
     meta.update(metadata or {})
     state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=meta)
+    write_bytes(path, save(state, metadata=meta))

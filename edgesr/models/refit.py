@@ -55,6 +55,19 @@ def layerwise_forward(net: VDSR, inputs: torch.Tensor, chunk: int = 8) -> torch.
     return inputs.float() + _conv(act, tail.weight, chunk)
 
 
+def _sampled_columns(x: torch.Tensor, tgt: torch.Tensor, pixels: float,
+                     generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The im2col columns of ``x`` and the ``tgt`` values at a random share ``pixels`` of the
+    positions (the same positions in every image of the chunk), gathered from the padded maps
+    rather than cut from a full unfold, which would cost 1/pixels times the memory traffic."""
+    n, c, h, w = x.shape
+    keep = torch.randperm(h * w, generator=generator)[: max(1, int(pixels * h * w))].to(x.device)
+    rows, cols = keep // w, keep % w
+    padded = F.pad(x, (1, 1, 1, 1))
+    taps = [padded[:, :, rows + dy, cols + dx] for dy in range(3) for dx in range(3)]  # each (n, c, k)
+    return torch.stack(taps, dim=2).reshape(n, 9 * c, -1), tgt[:, :, keep]
+
+
 def solve_conv(inputs: torch.Tensor, targets: torch.Tensor, ridge: float, pixels: float = 1.0,
                chunk: int = 8, generator: torch.Generator | None = None) -> torch.Tensor:
     """The 3x3 conv weight (no bias, padding 1) that best maps ``inputs`` to ``targets``.
@@ -69,12 +82,11 @@ def solve_conv(inputs: torch.Tensor, targets: torch.Tensor, ridge: float, pixels
     gram = torch.zeros(dim, dim, dtype=torch.float64, device=inputs.device)
     cross = torch.zeros(dim, c_out, dtype=torch.float64, device=inputs.device)
     for i in range(0, len(inputs), chunk):
-        cols = F.unfold(inputs[i : i + chunk].float(), 3, padding=1)  # (n, dim, positions)
-        tgt = targets[i : i + chunk].float().flatten(2)  # (n, c_out, positions)
+        x, tgt = inputs[i : i + chunk].float(), targets[i : i + chunk].float().flatten(2)
         if pixels < 1.0:
-            keep = torch.randperm(cols.shape[2], generator=generator)[: max(1, int(pixels * cols.shape[2]))]
-            keep = keep.to(cols.device)
-            cols, tgt = cols[:, :, keep], tgt[:, :, keep]
+            cols, tgt = _sampled_columns(x, tgt, pixels, generator)
+        else:
+            cols = F.unfold(x, 3, padding=1)  # (n, dim, positions), rows in (c_in, kh, kw) order
         cols = cols.transpose(0, 1).reshape(dim, -1)
         tgt = tgt.transpose(0, 1).reshape(c_out, -1)
         gram += (cols @ cols.T).double()

@@ -99,21 +99,19 @@ def sha256_of(path: Path) -> str:
 
 
 def _download(e: WeightsEntry, dest: Path) -> None:
-    from ..io import atomic_path
+    from ..io import write_bytes
 
     try:
-        with atomic_path(dest) as tmp:
-            with urllib.request.urlopen(e.url, timeout=30) as r, open(tmp, "wb") as f:
-                f.write(r.read())
-            if sha256_of(tmp) != e.sha256:
-                raise EdgesrError(f"download of {e.name} failed its sha256 check; nothing was saved")
-    except EdgesrError:
-        raise
+        with urllib.request.urlopen(e.url, timeout=30) as r:
+            data = r.read()
     except Exception as exc:
         raise EdgesrError(
             f"{e.name} is not in the cache and could not be downloaded ({type(exc).__name__}); "
             f"fetch {e.url} to {dest}, or pass the file's path instead of the name"
         ) from None
+    if hashlib.sha256(data).hexdigest() != e.sha256:
+        raise EdgesrError(f"download of {e.name} failed its sha256 check; nothing was saved")
+    write_bytes(dest, data)
 
 
 def is_zoo_name(model: str) -> bool:

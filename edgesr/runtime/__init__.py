@@ -17,7 +17,7 @@ __all__ = ["Upscaler", "open_upscaler"]
 
 def open_upscaler(path: str | Path, threads: int | None = None,
                   providers: Sequence[str] | None = None) -> Upscaler:
-    """Load an artifact with the runtime its file type calls for.
+    """Load an artifact with the runtime its file type calls for, checked against its metadata.
 
     ``threads`` and ``providers`` (e.g. ``["cuda", "cpu"]``) tune onnxruntime; TensorRT engines
     and CoreML packages pick their own device and refuse ``providers``.
@@ -28,15 +28,19 @@ def open_upscaler(path: str | Path, threads: int | None = None,
     if not path.exists():
         raise EdgesrError(f"model not found: {path}")
     suffix = path.suffix.lower()
+    upscaler: Upscaler
     if suffix == ".onnx":
         from .onnx import OnnxUpscaler
 
-        return OnnxUpscaler(path, threads=threads, providers=providers)
-    if providers:
+        upscaler = OnnxUpscaler(path, threads=threads, providers=providers)
+    elif providers:
         raise EdgesrError(f"--providers applies to ONNX models only, not {path.name}")
-    if suffix in tensorrt.SUFFIXES:
-        return tensorrt.TensorRTUpscaler(path)
-    if suffix in coreml.SUFFIXES:
-        return coreml.CoreMLUpscaler(path)
-    known = (".onnx",) + tensorrt.SUFFIXES + coreml.SUFFIXES
-    raise EdgesrError(f"unknown model type {path.name}: expected one of {', '.join(known)}")
+    elif suffix in tensorrt.SUFFIXES:
+        upscaler = tensorrt.TensorRTUpscaler(path)
+    elif suffix in coreml.SUFFIXES:
+        upscaler = coreml.CoreMLUpscaler(path)
+    else:
+        known = (".onnx",) + tensorrt.SUFFIXES + coreml.SUFFIXES
+        raise EdgesrError(f"unknown model type {path.name}: expected one of {', '.join(known)}")
+    upscaler.check_graph()
+    return upscaler

@@ -57,11 +57,38 @@ class Upscaler(ABC):
         return out_h // s, out_w // s
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        """The raw artifact on one 2-D Y image (its own input kind); returns 2-D float32."""
+        """The raw artifact on one 2-D Y image (its own input kind); returns 2-D float32.
+
+        A failure inside the runtime (the artifact is someone else's file) is a one-line error."""
         if x.ndim != 2 or min(x.shape) < 1:
             raise EdgesrError(f"the model needs a non-empty 2-D Y image, got shape {x.shape}")
-        out = self._run(np.ascontiguousarray(x, dtype=np.float32)[None, None])
-        return np.asarray(out, dtype=np.float32).reshape(out.shape[-2:])
+        try:
+            out = np.asarray(self._run(np.ascontiguousarray(x, dtype=np.float32)[None, None]), dtype=np.float32)
+        except EdgesrError:
+            raise
+        except Exception as exc:
+            detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+            raise EdgesrError(f"{self.path.name} failed on a {x.shape[1]}x{x.shape[0]} input: "
+                              f"{type(exc).__name__}{f' ({detail})' if detail else ''}") from None
+        if out.ndim < 2 or out.size != out.shape[-2] * out.shape[-1]:
+            raise EdgesrError(f"{self.path.name} returned shape {out.shape}, not one 2-D image")
+        return out.reshape(out.shape[-2:])
+
+    def probe_size(self) -> tuple[int, int]:
+        """``(h, w)`` of the input :meth:`check_graph` runs."""
+        return (8, 8) if self.meta.input_kind == "lr" else (16, 16)
+
+    def check_graph(self) -> None:
+        """Run the artifact once on a small input and compare its output size with what the
+        metadata promises: a forged or mistaken scale or input kind is a one-line error on
+        opening, not a shape error in the middle of a folder of photos."""
+        h, w = self.probe_size()
+        out = self.infer(np.full((h, w), 0.5, np.float32))
+        s = self.meta.scale
+        want = (h * s, w * s) if self.meta.input_kind == "lr" else (h, w)
+        if out.shape != want:
+            raise EdgesrError(f"{self.path.name} does not match its metadata ({self.meta.input_kind} input, x{s}): "
+                              f"a {w}x{h} input gives {out.shape[1]}x{out.shape[0]}, not {want[1]}x{want[0]}")
 
     def check_scale(self, scale: int) -> None:
         """``lr`` artifacts are built for one scale; ``bicubic`` ones (VDSR) serve any."""

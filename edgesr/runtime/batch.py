@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.images import IMAGE_SUFFIXES, list_images
+from ..data.images import list_images
 from ..errors import EdgesrError
 from .base import Upscaler
-from .photo import read_photo, upscale_photo, write_photo
+from .photo import names_image, output_format, read_photo, upscale_photo, write_photo
 from .tiling import DEFAULT_MARGIN, DEFAULT_TILE
 
 
@@ -47,7 +47,7 @@ def plan_jobs(inputs: Sequence[Path], output: Path, overwrite: bool = False) -> 
         raise EdgesrError("give at least one input image or folder")
     sources = _sources(inputs)
     single_file = len(inputs) == 1 and not inputs[0].is_dir()
-    if single_file and output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir():
+    if single_file and names_image(output) and not output.is_dir():
         jobs = [Job(sources[0], output)]
     else:
         if output.exists() and not output.is_dir():
@@ -56,6 +56,7 @@ def plan_jobs(inputs: Sequence[Path], output: Path, overwrite: bool = False) -> 
     resolved_inputs = {s.resolve(): s for s in sources}
     seen: dict[Path, Path] = {}
     for job in jobs:
+        output_format(job.dst)
         dst = job.dst.resolve()
         if dst in resolved_inputs:
             raise EdgesrError(f"refusing to overwrite input {resolved_inputs[dst]}: choose another -o")

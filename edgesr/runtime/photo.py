@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from ..data.images import IMAGE_SUFFIXES, READ_FORMATS
 from ..errors import EdgesrError
 from ..io import atomic_path
 from ..ops import imresize, rgb_to_ycbcr, ycbcr_to_rgb
@@ -27,9 +28,6 @@ from .tiling import DEFAULT_MARGIN, DEFAULT_TILE, upscale_tiled
 #: channel layouts kept through the pipeline, by number of channels
 MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-#: the Pillow formats a photo is read from, whatever its name says; others (EPS runs
-#: Ghostscript, PDF, PSD, ...) are refused, since uploads and folders may hold anything
-READ_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF")  # JPEG includes MPO (phone cameras)
 
 
 class TooManyPixels(EdgesrError):
@@ -165,6 +163,10 @@ def read_photo(source: str | Path | bytes, max_pixels: int | None = None) -> Pho
     try:
         with _opened(source) as f, _open_image(f) as im:
             size = im.size
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1 and im.format != "MPO":  # MPO: a phone photo whose first frame is the picture
+                raise EdgesrError(f"it has {frames} frames (an animation or a multi-page file); edgesr "
+                                  "upscales still images: save the frame you want as a PNG")
             if max_pixels is None or size[0] * size[1] <= max_pixels:
                 orientation = int(im.getexif().get(0x0112, 1))
                 f.seek(0)
@@ -200,14 +202,27 @@ def _save(fp: BinaryIO, photo: Photo, fmt: str, **options) -> None:
     img.save(fp, format=fmt, **options)
 
 
-def write_photo(path: str | Path, photo: Photo) -> None:
-    """Write atomically; 16 bits survive in PNG, other formats get 8 bits."""
+def names_image(path: Path) -> bool:
+    """Whether ``path``'s suffix is an image format's (one edgesr writes or not)."""
     from PIL import Image
 
+    return path.suffix.lower() in IMAGE_SUFFIXES or path.suffix.lower() in Image.registered_extensions()
+
+
+def output_format(path: Path) -> str:
+    """The Pillow format ``path`` is written in, from its suffix: one of :data:`IMAGE_SUFFIXES`
+    (still images without palette loss), else a one-line error listing them."""
+    from PIL import Image
+
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise EdgesrError(f"cannot write {path}: edgesr writes {', '.join(sorted(IMAGE_SUFFIXES))} images")
+    return Image.registered_extensions()[path.suffix.lower()]
+
+
+def write_photo(path: str | Path, photo: Photo) -> None:
+    """Write atomically; 16 bits survive in PNG, other formats get 8 bits."""
     path = Path(path)
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None:
-        raise EdgesrError(f"cannot write {path.name}: unknown image format {path.suffix!r}")
+    fmt = output_format(path)
     if fmt == "JPEG" and photo.has_alpha:
         raise EdgesrError(f"cannot write {path.name}: JPEG has no alpha channel, use .png")
     with atomic_path(path) as tmp, open(tmp, "wb") as f:

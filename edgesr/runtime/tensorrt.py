@@ -71,6 +71,16 @@ class TensorRTUpscaler(Upscaler):
         self.stream = _check(self._cudart.cudaStreamCreate())
         self._buffers: dict[tuple, tuple[int, int]] = {}
 
+    def probe_size(self) -> tuple[int, int]:
+        """The default probe brought inside what the engine accepts: its static input shape,
+        or the range of its first optimization profile."""
+        h, w = super().probe_size()
+        shape = tuple(self.engine.get_tensor_shape("input"))
+        if len(shape) == 4 and min(shape) > 0:
+            return int(shape[2]), int(shape[3])
+        lo, _opt, hi = (tuple(d) for d in self.engine.get_tensor_profile_shape("input", 0))
+        return int(min(max(h, lo[2]), hi[2])), int(min(max(w, lo[3]), hi[3]))
+
     def _device_buffers(self, in_shape: tuple, out_shape: tuple) -> tuple[int, int]:
         """Device memory for one input/output shape, kept: benchmark loops repeat shapes."""
         key = (in_shape, out_shape)

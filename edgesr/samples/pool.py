@@ -13,23 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from ..ops.resize_torch import imresize
-from .priors import PRIORS
-
-
-def prior_images(priors: Sequence[str], weights: Sequence[float], n: int, size: int, seed: int) -> np.ndarray:
-    """``n`` images ``(n, size, size)`` from the named priors, in proportion to ``weights``
-    (largest remainders), reproducible from ``seed``."""
-    w = np.asarray(weights if weights else [1.0] * len(priors), np.float64)
-    share = n * w / w.sum()
-    counts = np.floor(share).astype(int)
-    counts[np.argsort(counts - share)[: n - counts.sum()]] += 1
-    rng = np.random.default_rng(seed)
-    parts = [PRIORS[name](int(k), size, rng) for name, k in zip(priors, counts) if k]
-    return np.concatenate(parts) if parts else np.zeros((0, size, size), np.float32)
+from .priors import prior_images
 
 
 def degrade(hr: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,7 +11,7 @@ spectrum without the edges. NumPy only: the images are reproducible from a seed 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -98,3 +98,15 @@ def pink_noise(n: int, size: int, rng: np.random.Generator, alpha: tuple[float, 
 
 #: the priors a recipe can name
 PRIORS: dict[str, Prior] = {"dead-leaves": dead_leaves, "pink-noise": pink_noise}
+
+
+def prior_images(priors: Sequence[str], weights: Sequence[float], n: int, size: int, seed: int) -> np.ndarray:
+    """``n`` images ``(n, size, size)`` from the named priors, in proportion to ``weights``
+    (largest remainders), reproducible from ``seed``."""
+    w = np.asarray(weights if weights else [1.0] * len(priors), np.float64)
+    share = n * w / w.sum()
+    counts = np.floor(share).astype(int)
+    counts[np.argsort(counts - share)[: n - counts.sum()]] += 1
+    rng = np.random.default_rng(seed)
+    parts = [PRIORS[name](int(k), size, rng) for name, k in zip(priors, counts) if k]
+    return np.concatenate(parts) if parts else np.zeros((0, size, size), np.float32)

@@ -15,10 +15,9 @@ from rich.console import Console
 
 from ..data.splits import holdout, validation_pairs
 from ..errors import EdgesrError
-from ..io import write_json
 from ..train.command import finish_run, launched, recipe_for, resolve_device, train_in_folder
 from ..train.distributed import everywhere
-from ..train.run_folder import RESULTS_FILE, open_run
+from ..train.run_folder import RESULTS_FILE, complete_run, open_run
 from .patches import PatchSampler, read_y
 from .recipe import TeacherRecipe
 from .trainer import TeacherTrainer
@@ -77,6 +76,6 @@ def finish(run_dir: Path, recipe: TeacherRecipe, trainer: TeacherTrainer, consol
     """Save the weights; evaluate once on the benchmark sets; write the results."""
     results, _ = finish_run(trainer, run_dir, recipe.evaluation, list(recipe.scales), TEACHER_FILE,
                             {"recipe": recipe.name, "trained_on": Path(recipe.data).name}, console)
-    write_json(run_dir / RESULTS_FILE, results)
+    complete_run(run_dir, results)
     console.print(f"teacher: {run_dir / TEACHER_FILE}   results: {run_dir / RESULTS_FILE}")
     return run_dir

@@ -1,20 +1,24 @@
 """Checkpoints: written atomically and only with finite weights; read without running code.
 
-A checkpoint is the loop's progress (``step``, ``elapsed``, ``log``), the torch RNG states and
-the method's state, all tensors and plain containers, read with ``torch.load(weights_only=True)``:
-a run folder from someone else cannot execute anything when resumed.
+A checkpoint is the loop's progress (``step``, ``elapsed``, ``log``), the torch RNG states,
+the method's state and the recipe it was trained with, all tensors and plain containers, read
+with ``torch.load(weights_only=True)``: a run folder from someone else cannot execute anything
+when resumed. The recipe lets a resume tell an edited ``recipe.yaml`` from the one the weights
+were trained with.
 """
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..config import to_dict
 from ..errors import EdgesrError
-from ..io import atomic_path
+from ..io import write_bytes
 from .distributed import everywhere
 from .trainer import LossLog, Trainer, finite
 
@@ -47,9 +51,10 @@ def save_checkpoint(trainer: Trainer, path: Path) -> None:
         return
     state = {"step": trainer.step, "elapsed": trainer.elapsed,
              "log": {"sums": dict(trainer.losses.sums), "counts": dict(trainer.losses.counts)},
-             **trainer.state_dict(), **rng_state(trainer.device)}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+             "recipe": to_dict(trainer.recipe), **trainer.state_dict(), **rng_state(trainer.device)}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_bytes(path, buf.getbuffer())
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -68,10 +73,45 @@ def load_checkpoint(path: Path) -> dict:
     return state
 
 
+def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a.b": value}`` for every non-mapping value of a nested mapping."""
+    if not isinstance(tree, dict):
+        return {prefix.rstrip("."): tree}
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        out.update(_leaves(v, f"{prefix}{k}."))
+    return out
+
+
+def recipe_changes(saved: Any, recipe: Any) -> list[str]:
+    """The keys of ``recipe`` that differ from the recipe a checkpoint was trained with, as
+    ``key old -> new``; a change outside ``recipe.RESUMABLE`` is a one-line error naming it.
+
+    Keys only one side has (a checkpoint from before the key existed) are not compared."""
+    if not isinstance(saved, dict):
+        return []  # checkpoints written before recipes were saved in them
+    old, new = _leaves(saved), _leaves(to_dict(recipe))
+    changed = [k for k in new if k in old and old[k] != new[k]]
+    allowed = tuple(recipe.RESUMABLE)
+    for key in changed:
+        if not any(key == a or key.startswith(a + ".") for a in allowed):
+            raise EdgesrError(f"recipe key {key} was changed since the checkpoint ({old[key]!r} -> {new[key]!r}): "
+                              f"a resumed run keeps its recipe except {', '.join(allowed)}; "
+                              "undo the edit or start a new run")
+    return [f"{k} {old[k]!r} -> {new[k]!r}" for k in changed]
+
+
 def resume(trainer: Trainer, path: Path) -> None:
     """Put ``trainer`` where the checkpoint at ``path`` left off; a checkpoint that does not
-    fit the run's recipe is a one-line error. Rank 0 reads it and sends it to every rank."""
-    state = trainer.world.from_main(lambda: load_checkpoint(path))
+    fit the run's recipe, or a recipe edited where it may not be, is a one-line error. The
+    accepted edits are left in ``trainer.recipe_changes``. Rank 0 reads it and sends it to
+    every rank."""
+
+    def read() -> tuple[dict, list[str]]:
+        state = load_checkpoint(path)
+        return state, recipe_changes(state.get("recipe"), trainer.recipe)
+
+    state, trainer.recipe_changes = trainer.world.from_main(read)
     try:
         trainer.step, trainer.elapsed = int(state["step"]), float(state["elapsed"])
         trainer.losses = LossLog(**state["log"])

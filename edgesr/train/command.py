@@ -7,6 +7,7 @@ bar, the metrics plot, and the end of a run (weights saved, evaluated once, resu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ from ..scores_table import scores_table
 from .distributed import World, join_world
 from .loop import fit, stop_on_signals
 from .recipe import EvaluationConfig, RunRecipe
-from .run_folder import METRICS_FILE, PLOT_FILE, RECIPE_FILE, RESULTS_FILE, MetricsLog
+from .run_folder import PLOT_FILE, RECIPE_FILE, RESULTS_FILE, MetricsLog, unlock_run
 from .trainer import Trainer
 
 R = TypeVar("R", bound=RunRecipe)
@@ -134,18 +135,23 @@ def plot_metrics(records: list[dict[str, Any]], path: Path, panels: Panels) -> N
             ax.legend(fontsize=7)
     axes[-1].set_xlabel("step")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
+    finally:
+        plt.close(fig)
 
 
 def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog | None, resumed: bool, console: Console,
                     panels: Panels, info: Callable[[dict], str]) -> None:
     """:func:`fit` with a progress bar (``info`` turns a record into its text; the validation
     PSNR is added), stop-on-signal, the step-0 validation line of a new run and, however it
-    ends, the metrics plot (the bar, the log and the plot are rank 0's; ``metrics`` is None on
-    the other ranks)."""
+    ends, the metrics plot. A run that ends in an error releases its folder; a plot that
+    cannot be written then never hides that error. The bar, the log, the plot and the folder's
+    lock are rank 0's; ``metrics`` is None on the other ranks."""
     main = trainer.world.main
+    for change in trainer.recipe_changes:
+        console.print(f"[yellow]resuming with a changed recipe: {change}[/]")
     try:
         started = time.perf_counter()
         with console.status("preparing the run"):
@@ -163,11 +169,22 @@ def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog | None,
                 progress.update(task, completed=step, total=trainer.horizon, **({"info": text} if text else {}))
 
             fit(trainer, run_dir, metrics, stop, on_step if main else None)
-    finally:
+    except BaseException:
         if metrics:
             metrics.close()
-            if (run_dir / METRICS_FILE).stat().st_size:
-                plot_metrics(metrics.read(), run_dir / PLOT_FILE, panels)
+            with contextlib.suppress(Exception):  # the error in flight is the one to report
+                _plot(metrics, run_dir, panels)
+            unlock_run(run_dir)
+        raise
+    if metrics:
+        metrics.close()
+        _plot(metrics, run_dir, panels)
+
+
+def _plot(metrics: MetricsLog, run_dir: Path, panels: Panels) -> None:
+    records = metrics.read()
+    if records:
+        plot_metrics(records, run_dir / PLOT_FILE, panels)
 
 
 def finish_run(trainer: Trainer, run_dir: Path, cfg: EvaluationConfig, scales: list[int], weights: str,

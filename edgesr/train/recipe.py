@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from ..config import Count, NonNegative, NonNegativeInt, Range, fail
 
@@ -44,6 +44,12 @@ class EvaluationConfig:
 @dataclass(frozen=True)
 class RunRecipe:
     """Keys of every training run: what the loop and the run folder read."""
+
+    #: keys (and sections) a resumed run may change in its ``recipe.yaml``: where it runs, how
+    #: often it saves, how long it may take and what it is judged on at the end, never what it
+    #: learns (any other change is refused: the checkpoint was trained with the old value)
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("device", "checkpoint_every", "budget_minutes", "max_bad_steps",
+                                            "evaluation")
 
     #: the run folder's name (``runs/<command>/<name>``)
     name: str = "run"

@@ -77,6 +77,8 @@ class Trainer(ABC):
         self.step = 0
         self.elapsed = 0.0
         self.losses = LossLog()
+        #: recipe keys changed since the checkpoint this run resumed from (see ``RunRecipe.RESUMABLE``)
+        self.recipe_changes: list[str] = []
         cuda = device.type == "cuda"
         self.amp = cuda and recipe.bf16
         self.channels_last = cuda and recipe.channels_last
