@@ -69,14 +69,16 @@ def _is_number(s: str) -> bool:
 
 
 def user_errors(fn):
-    """Turn :class:`EdgesrError` into ``error: <message>`` on stderr and exit code 1."""
+    """Turn :class:`EdgesrError` into ``error: <message>`` on stderr and exit code 1 (an error
+    every training process raised alike is printed by rank 0 only: ``echo``)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except EdgesrError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            if not getattr(exc, "echo", False):
+                err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")

@@ -13,6 +13,7 @@ from edgesr.data.splits import holdout, validation_pairs
 from edgesr.teacher.patches import PatchSampler, read_y
 from edgesr.teacher.recipe import TeacherRecipe
 from edgesr.teacher.trainer import TeacherTrainer
+from edgesr.train.distributed import World
 
 
 def write_images(folder: Path, n: int = 6, shape: tuple[int, int] = (61, 73), seed: int = 0) -> Path:
@@ -43,9 +44,10 @@ def tiny_recipe(data: Path, **overrides) -> TeacherRecipe:
     return from_dict(TeacherRecipe, base)
 
 
-def tiny_trainer(recipe: TeacherRecipe) -> TeacherTrainer:
+def tiny_trainer(recipe: TeacherRecipe, world: World | None = None) -> TeacherTrainer:
     train, val = holdout(recipe.data, recipe.validation.images)
     cpu = torch.device("cpu")
     sampler = PatchSampler(read_y(train), recipe.scales, recipe.patches.size, cpu, recipe.patches.augment,
                            recipe.patches.downsizes)
-    return TeacherTrainer(recipe, sampler, cpu, validation_pairs(val, list(recipe.scales), recipe.validation.crop))
+    return TeacherTrainer(recipe, sampler, cpu, validation_pairs(val, list(recipe.scales), recipe.validation.crop),
+                          world)

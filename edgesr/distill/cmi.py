@@ -97,28 +97,30 @@ def _affine_crops(x: torch.Tensor, scale_xy: torch.Tensor, shift_xy: torch.Tenso
 
 
 def random_views(lr: torch.Tensor, pad: int, local_scale: tuple[float, float],
-                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 generator: torch.Generator | None = None, total: int | None = None,
+                 rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
     """CMI's two views of each LR image: global (flip + padded random crop) and local
     (random resized crop of ``local_scale`` area, aspect 3/4..4/3, + flip). No colour jitter:
-    the SR teacher sees luma only."""
+    the SR teacher sees luma only. ``lr`` may be the ``rows`` of a batch of ``total`` images
+    (a training process's share): the views of all are drawn, those of ``rows`` made."""
     n, _, h, w = lr.shape
     dev = lr.device
 
-    def rand(*shape: int) -> torch.Tensor:
-        return torch.rand(*shape, generator=generator).to(dev)
+    def rand(*shape: int) -> torch.Tensor:  # uniform numbers of shape (n, *shape)
+        return torch.rand(total or n, *shape, generator=generator)[rows].to(dev)
 
     # global: integer shifts in [-pad, pad] pixels, zero fill, same size
-    shifts = torch.floor(rand(n, 2) * (2 * pad + 1)) - pad
+    shifts = torch.floor(rand(2) * (2 * pad + 1)) - pad
     shift_norm = shifts * 2 / torch.tensor([w, h], device=dev)
-    glob = _affine_crops(lr, torch.ones(n, 2, device=dev), shift_norm, rand(n) < 0.5)
+    glob = _affine_crops(lr, torch.ones(n, 2, device=dev), shift_norm, rand() < 0.5)
     # local: area fraction and aspect ratio, then a random position inside the image
-    area = local_scale[0] + rand(n) * (local_scale[1] - local_scale[0])
-    log_ratio = (rand(n) * 2 - 1) * math.log(4 / 3)
+    area = local_scale[0] + rand() * (local_scale[1] - local_scale[0])
+    log_ratio = (rand() * 2 - 1) * math.log(4 / 3)
     ratio = torch.exp(log_ratio)
     half_w = torch.clamp(torch.sqrt(area * ratio), max=1.0)
     half_h = torch.clamp(torch.sqrt(area / ratio), max=1.0)
-    centre = (rand(n, 2) * 2 - 1) * torch.stack([1 - half_w, 1 - half_h], dim=1)
-    local = _affine_crops(lr, torch.stack([half_w, half_h], dim=1), centre, rand(n) < 0.5)
+    centre = (rand(2) * 2 - 1) * torch.stack([1 - half_w, 1 - half_h], dim=1)
+    local = _affine_crops(lr, torch.stack([half_w, half_h], dim=1), centre, rand() < 0.5)
     return glob, local
 
 

@@ -16,7 +16,8 @@ from rich.console import Console
 from ..data.splits import holdout, validation_pairs
 from ..errors import EdgesrError
 from ..models.zoo import load_model
-from ..train.command import finish_run, recipe_for, resolve_device, train_in_folder
+from ..train.command import finish_run, launched, recipe_for, resolve_device, train_in_folder
+from ..train.distributed import everywhere
 from ..train.plot import Panel
 from ..train.run_folder import RESULTS_FILE, complete_run, open_run
 from .generator import save_generators
@@ -52,25 +53,28 @@ def _validation_pairs(recipe: DistillRecipe, console: Console) -> dict:
 def distill(recipe_name: str | None = None, overrides: list[str] | None = None, teacher: str | None = None,
             out: str | Path = "runs/distill", device: str | None = None, resume: str | Path | None = None,
             console: Console | None = None) -> Path:
-    """Run (or resume) a distillation; returns the run folder."""
-    console = console or Console()
-    recipe, run_dir = recipe_for(DistillRecipe, resume, recipe_name, "quick", overrides, {"teacher": teacher}, device)
-    dev = resolve_device(device or recipe.device)
-    teacher_net, teacher_meta = load_model(recipe.teacher)
-    if teacher_net.width < recipe.student.width:
-        raise EdgesrError(f"student width {recipe.student.width} exceeds the teacher's {teacher_net.width}")
-    trainer = Distiller(recipe, teacher_net, dev, _validation_pairs(recipe, console))
-    run_dir, metrics, resumed = open_run(run_dir, out, recipe, trainer)
-    console.print(f"[bold]distill[/] {recipe.name} -> {run_dir} on {dev} "
-                  f"({recipe.total_steps} student steps, {recipe.progressive.stages} stage(s)"
-                  f"{f', resumed at step {trainer.step}' if resumed else ''})")
+    """Run (or resume) a distillation, on every process torchrun started; returns the run folder."""
+    with launched(console or Console()) as (world, console):
+        recipe, run_dir = recipe_for(DistillRecipe, resume, recipe_name, "quick", overrides, {"teacher": teacher},
+                                     device, world)
+        dev = resolve_device(device or recipe.device, world)
+        teacher_net, teacher_meta = load_model(recipe.teacher)
+        if teacher_net.width < recipe.student.width:
+            raise everywhere(EdgesrError(f"student width {recipe.student.width} exceeds the teacher's "
+                                         f"{teacher_net.width}"), world)
+        val_pairs = _validation_pairs(recipe, console) if world.main else {}
+        trainer = Distiller(recipe, teacher_net, dev, val_pairs, world)
+        run_dir, metrics, resumed = open_run(run_dir, out, recipe, trainer)
+        console.print(f"[bold]distill[/] {recipe.name} -> {run_dir} on {dev}{world.describe()} "
+                      f"({recipe.total_steps} student steps, {recipe.progressive.stages} stage(s)"
+                      f"{f', resumed at step {trainer.step}' if resumed else ''})")
 
-    def info(record: dict) -> str:
-        kd = f" kd {record['kd']:.4f}" if "kd" in record else ""
-        return f"stage {trainer.stage + 1}/{recipe.progressive.stages}{kd}"
+        def info(record: dict) -> str:
+            kd = f" kd {record['kd']:.4f}" if "kd" in record else ""
+            return f"stage {trainer.stage + 1}/{recipe.progressive.stages}{kd}"
 
-    train_in_folder(trainer, run_dir, metrics, resumed, console, PLOT_PANELS, info)
-    return finish(run_dir, recipe, trainer, teacher_meta, console)
+        train_in_folder(trainer, run_dir, metrics, resumed, console, PLOT_PANELS, info)
+        return finish(run_dir, recipe, trainer, teacher_meta, console) if world.main else run_dir
 
 
 def finish(run_dir: Path, recipe: DistillRecipe, trainer: Distiller, teacher_meta: dict, console: Console) -> Path:

@@ -121,6 +121,7 @@ class DistillRecipe(RunRecipe):
     #: zoo name or weights file (default: ``Teachers.DEFAULT``)
     teacher: ModelRef = Teachers.DEFAULT.value.name
     scales: tuple[Scale, ...] = (2, 3, 4)
+    #: the global batch: under torchrun each of N processes trains on ``batch_size / N`` of it
     batch_size: Annotated[int, Range(2)] = 128
     #: student steps per generator step (DFSR: 50)
     student_steps_per_gen_step: Count = 50

@@ -7,7 +7,9 @@ sample pool (``samples.pool_images``), ``1 - samples.generator_share`` of each s
 is crops of the pool, whose teacher outputs were computed once; with ``generator_share`` 0
 there are no generators and no generator steps.
 All randomness comes from torch's global generators, whose state is checkpointed, so a run
-stopped and resumed ends with exactly the weights of an uninterrupted run (on CPU). The loop,
+stopped and resumed ends with exactly the weights of an uninterrupted run (on CPU). Under
+torchrun each process trains on its rows of every global batch, its networks in DDP; CMI
+contrasts, and its memory bank keeps, the rows of every process (:mod:`edgesr.train.distributed`). The loop,
 checkpoints and logging are :mod:`edgesr.train`'s.
 """
 
@@ -24,8 +26,9 @@ from ..models.prune import prune_to_width
 from ..models.refit import layerwise_forward, refit_student
 from ..models.vdsr import VDSR
 from ..samples.pool import SamplePool
+from ..train.distributed import World
 from ..train.optim import build_optimizer, descend, lr_at, set_lr
-from ..train.trainer import Trainer, finite
+from ..train.trainer import Trainer
 from .cmi import (
     MemoryBank,
     ProjectionHead,
@@ -42,9 +45,12 @@ from .recipe import DistillRecipe
 from .stages import StagePlan
 
 
-def _values(losses: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Loss tensors as floats for the log (private entries, ``_``-prefixed, left out)."""
-    return {key: float(v.detach()) for key, v in losses.items() if not key.startswith("_")}
+def _values(losses: dict[str, torch.Tensor], world: World) -> dict[str, float]:
+    """Loss tensors as floats for the log, averaged over the ranks in one collective (private
+    entries, ``_``-prefixed, left out)."""
+    keys = [key for key in losses if not key.startswith("_")]
+    values = world.mean(torch.stack([losses[key].detach().float() for key in keys])).tolist()
+    return dict(zip(keys, values))
 
 
 class Distiller(Trainer):
@@ -55,23 +61,27 @@ class Distiller(Trainer):
     command = "edgesr distill"
 
     def __init__(self, recipe: DistillRecipe, teacher: VDSR, device: torch.device,
-                 val_pairs: dict | None = None) -> None:
-        super().__init__(recipe, device, val_pairs)
+                 val_pairs: dict | None = None, world: World | None = None) -> None:
+        super().__init__(recipe, device, val_pairs, world)
+        #: this process's rows of each global batch (pool crops first, then generator samples)
+        self.rows = self.world.rows(recipe.batch_size)
         self.teacher = self.prepare(teacher.eval()).requires_grad_(False)
         self.plan = StagePlan(recipe.progressive, recipe.student.depth - 2)
         self.planned_steps = self.plan.total
         self.stage = 0
         self.n_gen = round(recipe.batch_size * recipe.samples.generator_share)
         self.pool: SamplePool | None = None  # made by begin(), which knows whether the run resumes
-        self.student = self.prepare(self._initial_student())
-        self.student_opt = build_optimizer(self.student.parameters(), recipe.student_optim)
+        self._adopt_student(self._initial_student())
         self.gens = {s: Generator(lr, recipe.generator.z_dim, recipe.generator.channels).to(device)
                      for s, lr in zip(recipe.scales, recipe.generator.lr_sizes)} if self.n_gen else {}
+        #: the generators as their step trains them (in DDP under torchrun); sampling uses ``gens``
+        self.ddp_gens = {s: g if recipe.generator.frozen else self.world.wrap(g) for s, g in self.gens.items()}
         self.gen_opts = {s: build_optimizer(g.parameters(), recipe.generator.optim) for s, g in self.gens.items()}
         feat_dim = teacher.blocks * teacher.width
         self.cmi_on = recipe.losses.w_c > 0 and bool(self.gens)
         self.head = ProjectionHead(feat_dim, recipe.cmi.head_dim).to(device)
         self.head_opt = torch.optim.Adam(self.head.parameters(), lr=recipe.cmi.head_lr)
+        self.ddp_head = self.world.wrap(self.head) if self.cmi_on else self.head
         self.banks = {s: MemoryBank(recipe.cmi.bank_size, 2 * feat_dim, recipe.batch_size, device)
                       for s in recipe.scales} if self.cmi_on else {}
         self.z_pool = {s: g.noise(recipe.batch_size) for s, g in self.gens.items()} if recipe.generator.z_lr else {}
@@ -131,10 +141,17 @@ class Distiller(Trainer):
             targets = layerwise_forward(self.teacher, inputs)
         self.pool = SamplePool(inputs, targets, scales.to(self.device))
 
+    def _adopt_student(self, student: VDSR) -> None:
+        """Train ``student`` from now on: on the device, in DDP under torchrun (which gives every
+        rank rank 0's weights), with a fresh optimizer."""
+        self.student = self.prepare(student)
+        #: what the student step runs; checkpoints, validation and the generator step use ``student``
+        self.ddp_student = self.world.wrap(self.student)
+        self.student_opt = build_optimizer(self.student.parameters(), self.recipe.student_optim)
+
     def _grow(self, stage: int) -> None:
         """Move to ``stage``: append its blocks before the tail, fresh student optimizer."""
-        self.student = self.prepare(self.student.grown(self.plan.blocks(stage)).train())
-        self.student_opt = build_optimizer(self.student.parameters(), self.recipe.student_optim)
+        self._adopt_student(self.student.grown(self.plan.blocks(stage)).train())
         self.stage = stage
 
     def _input(self, lr: torch.Tensor, scale: int) -> torch.Tensor:
@@ -144,18 +161,25 @@ class Distiller(Trainer):
     def _student_batches(self, scale: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """What the student learns from: network inputs and the teacher's outputs on them, from
         the pool (crops, cached outputs) and from the current generator (fresh, teacher run now);
-        one batch when their shapes agree."""
+        one batch when their shapes agree. The global batch is the pool's crops, then the
+        generator's samples: every rank draws all of them and keeps its rows."""
         r = self.recipe
+        first, end = self.rows.start, self.rows.stop
+        n_pool = r.batch_size - self.n_gen if self.pool is not None else 0
         parts = []
-        if self.pool is not None and r.batch_size > self.n_gen:
-            x, y = self.pool.batch(r.batch_size - self.n_gen, r.samples.patch, r.samples.symmetries)
-            parts.append((self.as_input(x), y))
+        if n_pool:
+            x, y = self.pool.batch(n_pool, r.samples.patch, r.samples.symmetries,
+                                   slice(min(first, n_pool), min(end, n_pool)))
+            if len(x):
+                parts.append((self.as_input(x), y))
         if self.n_gen:
             g = self.gens[scale]
-            with torch.no_grad():
-                x = self._input(g(g.noise(self.n_gen)), scale)
-                with self.autocast():
-                    parts.append((x, self.teacher(x).float()))
+            z = g.noise(self.n_gen)[max(first - n_pool, 0):max(end - n_pool, 0)]
+            if len(z):
+                with torch.no_grad():
+                    x = self._input(g(z), scale)
+                    with self.autocast():
+                        parts.append((x, self.teacher(x).float()))
         if len(parts) == 2 and parts[0][0].shape[1:] == parts[1][0].shape[1:]:
             parts = [(self.as_input(torch.cat([parts[0][0], parts[1][0]])), torch.cat([parts[0][1], parts[1][1]]))]
         return parts
@@ -163,22 +187,27 @@ class Distiller(Trainer):
     def student_step(self, scale: int) -> float:
         """Imitation: fit S to T on a fresh batch (Eq. 5), the mean over all its samples.
 
-        Returns the loss, read once (the step's only device sync); a non-finite loss skips the update.
+        Returns the loss averaged over the ranks, read once (the step's only device sync); a
+        non-finite loss on any rank skips the update on every rank.
         """
         loss = torch.zeros((), device=self.device)
+        rows = self.rows.stop - self.rows.start
         for x, t_out in self._student_batches(scale):
             with self.autocast():
-                s_out = self.student(x)
-            loss = loss + kd_loss(t_out, s_out) * (len(x) / self.recipe.batch_size)
-        value = loss.item()
+                s_out = self.ddp_student(x)
+            loss = loss + kd_loss(t_out, s_out) * (len(x) / rows)
+        value = self.agree(loss)
         if math.isfinite(value):
             descend(self.student_opt, loss, self.recipe.student_optim)
         return value
 
     def generator_losses(self, scale: int, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Eq. 13 for the generator of ``scale``: adversarial + W_R L_R + W_C L_cr (all means)."""
+        """Eq. 13 for the generator of ``scale``: adversarial + W_R L_R + W_C L_cr (all means),
+        for this rank's rows ``z`` of the global batch. The adversarial term is read on the mean
+        KD of the whole batch, and CMI contrasts the features of every rank's rows."""
         r = self.recipe
-        lr = self.gens[scale](z)
+        world = self.world
+        lr = self.ddp_gens[scale](z)
         x = self._input(lr, scale)
         self.student.requires_grad_(False)
         try:
@@ -187,24 +216,29 @@ class Distiller(Trainer):
                 s_out = self.student(x)
         finally:
             self.student.requires_grad_(True)
-        l_kd = kd_loss(t_out, s_out)
+        l_kd = world.averaged(kd_loss(t_out, s_out))
         out = {"kd_gen": l_kd, "adv": adversarial_loss(l_kd), "rec": reconstruction_loss(t_out, lr, scale)}
-        out["diversity"] = diversity(pooled_features(feats)).detach()
+        pooled = pooled_features(feats).detach()
         out["sample_std"] = lr.detach().float().std(dim=(1, 2, 3)).mean()
-        if self.cmi_on:
-            glob, local = random_views(lr, r.cmi.pad, tuple(r.cmi.local_scale))
+        if not self.cmi_on:
+            out["diversity"] = diversity(world.all_rows(pooled))
+        else:
+            glob, local = random_views(lr, r.cmi.pad, tuple(r.cmi.local_scale), total=r.batch_size, rows=self.rows)
             with self.autocast():
                 g_feat = pooled_features(self.teacher.forward_features(self._input(glob, scale))[1])
                 l_feat = pooled_features(self.teacher.forward_features(self._input(local, scale))[1])
+            # the whole batch's rows, in one gather; this rank's keep their gradient
+            pooled, l_feat, g_feat = world.all_rows(torch.cat([pooled, l_feat, g_feat], dim=1)).chunk(3, dim=1)
+            out["diversity"] = diversity(pooled)
             bank = self.banks[scale]
             cached_local, cached_global = bank.sample(r.cmi.negatives).chunk(2, dim=1)
             feats = torch.cat([l_feat, cached_local, g_feat, cached_global])
-            proj = self.head(standardize(feats) if r.cmi.standardize else feats)
+            proj = self.ddp_head(standardize(feats) if r.cmi.standardize else feats)
             p_local, p_global = proj.chunk(2)
-            n = len(z)
+            n = len(l_feat)
             out["cr"] = info_nce(p_local, p_global, n, r.cmi.temperature)
             out["cr_acc"] = instance_accuracy(p_local, p_global, n)
-            out["cr_chance"] = torch.tensor(1.0 / len(p_local))
+            out["cr_chance"] = torch.full((), 1.0 / len(p_local), device=p_local.device)
             out["_bank_entry"] = torch.cat([l_feat, g_feat], dim=1).detach()
         w = r.losses
         out["total"] = w.w_adv * out["adv"] + w.w_r * out["rec"] + (w.w_c * out["cr"] if self.cmi_on else 0.0)
@@ -213,29 +247,35 @@ class Distiller(Trainer):
     def generator_step(self, scale: int) -> dict[str, float] | None:
         """Generation: update G_s (and the CMI head, and z if enabled) on Eq. 13.
 
-        Returns the loss values, or None (and no update) when the total is non-finite.
+        Returns the loss values (averaged over the ranks), or None (and no update on any rank)
+        when the total is non-finite.
         """
         r = self.recipe
+        rows = self.rows
         if r.generator.frozen:
             with torch.no_grad():
-                losses = self.generator_losses(scale, self.gens[scale].noise(r.batch_size))
-            return _values(losses)
-        z = self.z_pool[scale].requires_grad_(True) if r.generator.z_lr else self.gens[scale].noise(r.batch_size)
+                losses = self.generator_losses(scale, self.gens[scale].noise(r.batch_size)[rows])
+            return _values(losses, self.world)
+        if r.generator.z_lr:
+            z = self.z_pool[scale][rows].detach().requires_grad_(True)
+        else:
+            z = self.gens[scale].noise(r.batch_size)[rows]
         losses = self.generator_losses(scale, z)
-        if not finite(losses["total"]):
+        values = _values(losses, self.world)
+        if not math.isfinite(values["total"]):
             return None
         opt = self.gen_opts[scale]
         opt.zero_grad(set_to_none=True)
         self.head_opt.zero_grad(set_to_none=True)
-        losses["total"].backward()
+        losses["total"].backward()  # DDP averages the generator's and the head's gradients
         opt.step()
         if self.cmi_on:
             self.head_opt.step()
             self.banks[scale].add(losses.pop("_bank_entry"))
         if r.generator.z_lr:
-            with torch.no_grad():
-                self.z_pool[scale] = (z - r.generator.z_lr * z.grad).detach()
-        return _values(losses)
+            with torch.no_grad():  # z.grad is the ranks' size times its share of the batch's gradient
+                self.z_pool[scale] = self.world.all_rows(z - r.generator.z_lr * z.grad / self.world.size).detach()
+        return values
 
     def _set_lrs(self) -> None:
         r = self.recipe
@@ -297,8 +337,7 @@ class Distiller(Trainer):
         if st.get("horizon", self.planned_steps) != self.horizon:  # (runs older than budget fitting have none)
             self.shorten(st["horizon"])
         if st["student_blocks"] != self.student.blocks:
-            self.student = self.prepare(self.student.grown(st["student_blocks"]).train())
-            self.student_opt = build_optimizer(self.student.parameters(), self.recipe.student_optim)
+            self._adopt_student(self.student.grown(st["student_blocks"]).train())
         self.stage = st["stage"]
         self.student.load_state_dict(st["student"])
         self.student_opt.load_state_dict(st["student_opt"])

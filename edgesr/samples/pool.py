@@ -54,11 +54,13 @@ class SamplePool:
     def to(self, device: torch.device) -> SamplePool:
         return SamplePool(self.inputs.to(device), self.targets.to(device), self.scales.to(device))
 
-    def batch(self, n: int, patch: int, symmetries: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, n: int, patch: int, symmetries: bool = True,
+              rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` random ``patch``-square crops of random pool images and the same crops of their
-        targets, under one random symmetry of the square."""
+        targets, under one random symmetry of the square; of those, the ``rows`` (a training
+        process's share: the draws are those of all ``n``)."""
         size = self.inputs.shape[-1]
-        idx = torch.randint(len(self.inputs), (n,))
+        idx = torch.randint(len(self.inputs), (n,))[rows]
         top, left = (int(v) for v in torch.randint(size - patch + 1, (2,)))
         k = int(torch.randint(8, (1,))) if symmetries else 0
         window = (slice(None), slice(None), slice(top, top + patch), slice(left, left + patch))

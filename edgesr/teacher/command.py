@@ -15,7 +15,8 @@ from rich.console import Console
 
 from ..data.splits import holdout, validation_pairs
 from ..errors import EdgesrError
-from ..train.command import finish_run, recipe_for, resolve_device, train_in_folder
+from ..train.command import finish_run, launched, recipe_for, resolve_device, train_in_folder
+from ..train.distributed import everywhere
 from ..train.plot import Panel
 from ..train.run_folder import RESULTS_FILE, complete_run, open_run
 from .patches import PatchSampler, read_y
@@ -43,33 +44,34 @@ def split_images(recipe: TeacherRecipe) -> tuple[list[Path], list[Path]]:
 def train_teacher(data: str | Path | None = None, scales: list[int] | None = None, recipe_name: str | None = None,
                   overrides: list[str] | None = None, out: str | Path = "runs/teacher", device: str | None = None,
                   resume: str | Path | None = None, console: Console | None = None) -> Path:
-    """Train (or resume training) a VDSR teacher; returns the run folder."""
-    console = console or Console()
+    """Train (or resume training) a VDSR teacher, on every process torchrun started; returns the run folder."""
     flags = {"data": str(data) if data else None, "scales": list(scales or [])}
-    recipe, run_dir = recipe_for(TeacherRecipe, resume, recipe_name, "teacher", overrides, flags, device)
-    if not recipe.data:
-        raise EdgesrError("give the training images with --data DIR (e.g. ../shared/data/train291)")
-    dev = resolve_device(device or recipe.device)
-    train_paths, val_paths = split_images(recipe)
-    with console.status(f"reading and degrading {len(train_paths)} training images on {dev}"):
-        sampler = PatchSampler(read_y(train_paths), recipe.scales, recipe.patches.size, dev,
-                               recipe.patches.augment, recipe.patches.downsizes)
-        val_pairs = validation_pairs(val_paths, list(recipe.scales), recipe.validation.crop)
-    if sampler.dropped:
-        console.print(f"[yellow]{sampler.dropped} training image(s) smaller than the patch were left out[/]")
-    trainer = TeacherTrainer(recipe, sampler, dev, val_pairs)
-    run_dir, metrics, resumed = open_run(run_dir, out, recipe, trainer)
-    budget = f", budget {recipe.budget_minutes:g} min" if recipe.budget_minutes else ""
-    console.print(f"[bold]teacher[/] {recipe.name} -> {run_dir} on {dev}: VDSR {recipe.width}x{recipe.depth}, "
-                  f"x{'/'.join(map(str, recipe.scales))}, {sampler.images} training images "
-                  f"({len(train_paths)} files), {len(val_paths)} held out, up to {recipe.steps} steps{budget}"
-                  f"{f', resumed at step {trainer.step}' if resumed else ''}")
+    with launched(console or Console()) as (world, console):
+        recipe, run_dir = recipe_for(TeacherRecipe, resume, recipe_name, "teacher", overrides, flags, device, world)
+        if not recipe.data:
+            raise everywhere(EdgesrError("give the training images with --data DIR (e.g. ../shared/data/train291)"),
+                             world)
+        dev = resolve_device(device or recipe.device, world)
+        train_paths, val_paths = split_images(recipe)
+        with console.status(f"reading and degrading {len(train_paths)} training images on {dev}"):
+            sampler = PatchSampler(read_y(train_paths), recipe.scales, recipe.patches.size, dev,
+                                   recipe.patches.augment, recipe.patches.downsizes)
+            val_pairs = validation_pairs(val_paths, list(recipe.scales), recipe.validation.crop) if world.main else {}
+        if sampler.dropped:
+            console.print(f"[yellow]{sampler.dropped} training image(s) smaller than the patch were left out[/]")
+        trainer = TeacherTrainer(recipe, sampler, dev, val_pairs, world)
+        run_dir, metrics, resumed = open_run(run_dir, out, recipe, trainer)
+        budget = f", budget {recipe.budget_minutes:g} min" if recipe.budget_minutes else ""
+        console.print(f"[bold]teacher[/] {recipe.name} -> {run_dir} on {dev}{world.describe()}: "
+                      f"VDSR {recipe.width}x{recipe.depth}, x{'/'.join(map(str, recipe.scales))}, "
+                      f"{sampler.images} training images ({len(train_paths)} files), {len(val_paths)} held out, "
+                      f"up to {recipe.steps} steps{budget}{f', resumed at step {trainer.step}' if resumed else ''}")
 
-    def info(record: dict) -> str:
-        return f"loss {record['loss']:.5f}" if record.get("loss") is not None else ""
+        def info(record: dict) -> str:
+            return f"loss {record['loss']:.5f}" if record.get("loss") is not None else ""
 
-    train_in_folder(trainer, run_dir, metrics, resumed, console, PLOT_PANELS, info)
-    return finish(run_dir, recipe, trainer, console)
+        train_in_folder(trainer, run_dir, metrics, resumed, console, PLOT_PANELS, info)
+        return finish(run_dir, recipe, trainer, console) if world.main else run_dir
 
 
 def finish(run_dir: Path, recipe: TeacherRecipe, trainer: TeacherTrainer, console: Console) -> Path:

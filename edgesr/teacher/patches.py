@@ -74,15 +74,16 @@ class PatchSampler:
     def images(self) -> int:
         return len(self.offsets)
 
-    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(bicubic, hr)`` batches of shape ``(n, 1, size, size)``, float32."""
+    def sample(self, n: int, rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(bicubic, hr)`` batches of shape ``(n, 1, size, size)``, float32: the places of
+        ``n`` patches are drawn, the patches of ``rows`` cut (a training process's share)."""
         dev = self.device
         image = torch.multinomial(self.weights, n, replacement=True)
         scale = torch.randint(len(self.scales), (n,), device=dev)
         top = (torch.rand(n, device=dev, dtype=torch.float64) * self.room_h[scale, image]).long()
         left = (torch.rand(n, device=dev, dtype=torch.float64) * self.room_w[scale, image]).long()
         sym = torch.randint(8, (n,), device=dev) if self.augment else torch.zeros(n, dtype=torch.long, device=dev)
-        return self.crop(image, scale, top, left, sym)
+        return self.crop(image[rows], scale[rows], top[rows], left[rows], sym[rows])
 
     def crop(self, image: torch.Tensor, scale: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
              sym: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

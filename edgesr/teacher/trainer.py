@@ -3,7 +3,8 @@ and schedule, the schedule fitted to a wall-clock budget.
 
 All randomness (init and patch draws) comes from torch's global generators, whose states are
 checkpointed, so a run stopped and resumed ends with exactly the weights of an uninterrupted
-run (on CPU). The loop, checkpoints and logging are :mod:`edgesr.train`'s.
+run (on CPU). Under torchrun each process trains on its rows of every global batch, the
+model in DDP (:mod:`edgesr.train.distributed`). The loop, checkpoints and logging are :mod:`edgesr.train`'s.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import nn
 from ..errors import EdgesrError
 from ..models.vdsr import VDSR
 from ..models.zoo import load_model
+from ..train.distributed import World
 from ..train.optim import build_optimizer, descend, lr_at, set_lr
 from ..train.trainer import Trainer
 from .patches import PatchSampler
@@ -39,13 +41,17 @@ class TeacherTrainer(Trainer):
     command = "edgesr teacher train"
 
     def __init__(self, recipe: TeacherRecipe, sampler: PatchSampler, device: torch.device,
-                 val_pairs: dict | None = None) -> None:
-        super().__init__(recipe, device, val_pairs)
+                 val_pairs: dict | None = None, world: World | None = None) -> None:
+        super().__init__(recipe, device, val_pairs, world)
+        #: this process's rows of each global batch
+        self.rows = self.world.rows(recipe.batch_size)
         self.sampler = sampler
         model = VDSR(recipe.width, recipe.depth)
         if recipe.init:
             start_from(model, recipe.init)
         self.model = self.prepare(model.train())
+        #: what the training step runs: ``model`` in DDP under torchrun, ``model`` itself otherwise
+        self.ddp_model = self.world.wrap(self.model)
         self.opt = build_optimizer(self.model.parameters(), recipe.optim)
         #: the step count the schedule decays over: ``steps``, or fewer to fit the budget
         self.horizon = self.planned_steps = recipe.steps
@@ -54,14 +60,14 @@ class TeacherTrainer(Trainer):
         return [self.model]
 
     def train_step(self) -> bool:
-        """One optimiser step on a fresh batch; a non-finite loss skips the update."""
+        """One optimiser step on a fresh batch; a non-finite loss (on any rank) skips the update."""
         set_lr(self.opt, lr_at(self.recipe.optim, self.step, self.horizon))
-        x, y = self.sampler.sample(self.recipe.batch_size)
+        x, y = self.sampler.sample(self.recipe.batch_size, self.rows)
         with self.autocast():
-            out = self.model(self.as_input(x))
+            out = self.ddp_model(self.as_input(x))
         diff = out.float() - y
         loss = diff.abs().mean() if self.recipe.loss == "l1" else diff.square().mean()
-        value = loss.item()
+        value = self.agree(loss)
         if not math.isfinite(value):
             return False
         descend(self.opt, loss, self.recipe.optim)

@@ -19,6 +19,7 @@ import torch
 from ..config import to_dict
 from ..errors import EdgesrError
 from ..io import write_bytes
+from .distributed import everywhere
 from .trainer import LossLog, Trainer, finite
 
 
@@ -26,25 +27,31 @@ class Diverged(EdgesrError):
     """Training produced non-finite losses or weights; no bad checkpoint was written."""
 
 
-def rng_state() -> dict[str, Any]:
-    """torch's CPU and CUDA generator states: what makes ``--resume`` continue exactly."""
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """torch's CPU generator state and the training GPU's: what makes ``--resume`` continue
+    exactly. Every rank keeps them equal (:mod:`.distributed`), so rank 0's serve any rank."""
     return {"rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+            "cuda_rng": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else None}
 
 
-def restore_rng(state: dict[str, Any]) -> None:
+def restore_rng(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["rng"])
-    if state.get("cuda_rng") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    cuda = state.get("cuda_rng")
+    if cuda and device.type == "cuda":  # one state, or (older checkpoints) one per visible GPU
+        torch.cuda.set_rng_state(cuda[0] if len(cuda) == 1 else cuda[device.index or 0], device)
 
 
 def save_checkpoint(trainer: Trainer, path: Path) -> None:
-    """Write the trainer's checkpoint, unless a weight is non-finite (then stop: never save bad state)."""
+    """Write the trainer's checkpoint, unless a weight is non-finite (then stop: never save bad
+    state). Every rank checks its weights (the same on all), rank 0 writes."""
     if not all(finite(p) for net in trainer.networks() for p in net.parameters()):
-        raise Diverged(f"non-finite weights at step {trainer.step}; the previous checkpoint was kept")
+        raise everywhere(Diverged(f"non-finite weights at step {trainer.step}; the previous checkpoint was kept"),
+                         trainer.world)
+    if not trainer.world.main:
+        return
     state = {"step": trainer.step, "elapsed": trainer.elapsed,
              "log": {"sums": dict(trainer.losses.sums), "counts": dict(trainer.losses.counts)},
-             "recipe": to_dict(trainer.recipe), **trainer.state_dict(), **rng_state()}
+             "recipe": to_dict(trainer.recipe), **trainer.state_dict(), **rng_state(trainer.device)}
     buf = io.BytesIO()
     torch.save(state, buf)
     write_bytes(path, buf.getbuffer())
@@ -97,15 +104,20 @@ def recipe_changes(saved: Any, recipe: Any) -> list[str]:
 def resume(trainer: Trainer, path: Path) -> None:
     """Put ``trainer`` where the checkpoint at ``path`` left off; a checkpoint that does not
     fit the run's recipe, or a recipe edited where it may not be, is a one-line error. The
-    accepted edits are left in ``trainer.recipe_changes``."""
-    state = load_checkpoint(path)
-    trainer.recipe_changes = recipe_changes(state.get("recipe"), trainer.recipe)
+    accepted edits are left in ``trainer.recipe_changes``. Rank 0 reads it and sends it to
+    every rank."""
+
+    def read() -> tuple[dict, list[str]]:
+        state = load_checkpoint(path)
+        return state, recipe_changes(state.get("recipe"), trainer.recipe)
+
+    state, trainer.recipe_changes = trainer.world.from_main(read)
     try:
         trainer.step, trainer.elapsed = int(state["step"]), float(state["elapsed"])
         trainer.losses = LossLog(**state["log"])
         trainer.load_state_dict(state)
-        restore_rng(state)
+        restore_rng(state, trainer.device)
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
         detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-        raise EdgesrError(f"checkpoint {path} does not fit this run's recipe "
-                          f"({type(exc).__name__}: {detail})") from None
+        raise everywhere(EdgesrError(f"checkpoint {path} does not fit this run's recipe "
+                                     f"({type(exc).__name__}: {detail})"), trainer.world) from None

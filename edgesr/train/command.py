@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,6 +25,7 @@ from ..errors import EdgesrError
 from ..evaluate import Row, Score, evaluate_rows
 from ..models.formats import save_safetensors
 from ..scores_table import scores_table
+from .distributed import World, join_world
 from .loop import fit, stop_on_signals
 from .plot import Panel, plot_metrics
 from .progress import PlainProgress, duration, progress_bar, status
@@ -35,8 +36,26 @@ from .trainer import Trainer
 R = TypeVar("R", bound=RunRecipe)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` means CUDA when torch sees a GPU; asking for CUDA without one is a user error."""
+@contextmanager
+def launched(console: Console) -> Iterator[tuple[World, Console]]:
+    """The processes this command trains with (torchrun's, or this one alone) and the console
+    to report on: rank 0's; the other ranks print nothing but their own errors."""
+    with join_world() as world:
+        yield world, console if world.main else Console(quiet=True)
+
+
+def resolve_device(name: str, world: World | None = None) -> torch.device:
+    """``auto`` means CUDA when torch sees a GPU; asking for CUDA without one is a user error.
+    Under torchrun each process takes the GPU of its ``LOCAL_RANK``."""
+    if world and world.active and name in ("auto", "cuda") and torch.cuda.is_available():
+        if world.local_rank >= torch.cuda.device_count():
+            raise EdgesrError(f"LOCAL_RANK {world.local_rank} but torch sees {torch.cuda.device_count()} GPU(s): "
+                              "start at most one process per GPU (torchrun --nproc-per-node)")
+        torch.cuda.set_device(world.local_rank)
+        return torch.device("cuda", world.local_rank)
+    if world and world.active and name.startswith("cuda:"):
+        raise EdgesrError(f"device {name}: under torchrun each process uses the GPU of its LOCAL_RANK; "
+                          "give --device cuda")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -52,10 +71,17 @@ def describe_device(device: torch.device) -> str:
 
 
 def recipe_for(cls: type[R], resume: str | Path | None, name: str | None, default: str,
-               overrides: list[str] | None, flags: dict[str, Any], device: str | None) -> tuple[R, Path | None]:
+               overrides: list[str] | None, flags: dict[str, Any], device: str | None,
+               world: World | None = None) -> tuple[R, Path | None]:
     """The recipe of a new run (``name`` or ``default``, then ``--set`` overrides, then the
     command's flags, each a recipe key) with ``run_dir`` None, or the saved recipe of the run
-    being resumed with its folder. ``device`` may change on resume; nothing else may."""
+    being resumed with its folder. ``device`` may change on resume; nothing else may. Rank 0
+    reads it and sends it to the other ranks."""
+    return (world or World()).from_main(lambda: _recipe_for(cls, resume, name, default, overrides, flags, device))
+
+
+def _recipe_for(cls: type[R], resume: str | Path | None, name: str | None, default: str,
+                overrides: list[str] | None, flags: dict[str, Any], device: str | None) -> tuple[R, Path | None]:
     if resume:
         run_dir = Path(resume)
         if not (run_dir / RECIPE_FILE).is_file():
@@ -75,13 +101,16 @@ def recipe_for(cls: type[R], resume: str | Path | None, name: str | None, defaul
     return load_recipe(cls, name or default, extra), None
 
 
-def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog, resumed: bool, console: Console,
+def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog | None, resumed: bool, console: Console,
                     panels: list[Panel], info: Callable[[dict], str]) -> None:
     """:func:`fit` with a progress bar on a terminal, or plain progress lines elsewhere
     (``info`` turns a record into its text; the validation PSNR is added), stop-on-signal, the
     step-0 validation line of a new run and, however it ends, the metrics plot. A run that ends
-    in an error releases its folder; a plot that cannot be written then never hides that error."""
+    in an error releases its folder; a plot that cannot be written then never hides that error.
+    The progress, the log, the plot and the folder's lock are rank 0's; ``metrics`` is None on
+    the other ranks."""
     name = trainer.command.removeprefix("edgesr ")
+    main = trainer.world.main
     for change in trainer.recipe_changes:
         console.print(f"resuming with a changed recipe: {change}", style="yellow", markup=False, highlight=False,
                       soft_wrap=True)
@@ -92,14 +121,14 @@ def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog, resume
             trainer.begin(resumed)
         took = time.perf_counter() - started
         trainer.elapsed += took  # a time budget covers the preparation too
-        if what and not console.is_terminal:
+        if main and what and not console.is_terminal:
             console.print(f"prepared in {duration(took)}", markup=False, highlight=False)
-        if trainer.val_pairs and not resumed:
+        if metrics and trainer.val_pairs and not resumed:
             with status(console, "validating the starting point on the held-out images"):
                 metrics.write({"step": 0, **trainer.reference_scores(), **trainer.validate()})
-        bar = progress_bar(console) if console.is_terminal else nullcontext()
+        bar = progress_bar(console) if main and console.is_terminal else nullcontext()
         with stop_on_signals() as stop, bar as progress:
-            plain = None if progress else PlainProgress(console, name, trainer.step)
+            plain = PlainProgress(console, name, trainer.step) if main and not progress else None
             task = progress.add_task(name, total=trainer.horizon, completed=trainer.step, info="") if progress else 0
             last_text = ""
 
@@ -110,24 +139,26 @@ def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog, resume
                 last_text = text or last_text
                 if progress:
                     progress.update(task, completed=step, total=trainer.horizon, **({"info": text} if text else {}))
-                else:
+                elif plain:
                     plain.update(step, trainer.horizon, last_text)
 
-            fit(trainer, run_dir, metrics, stop, on_step)
+            fit(trainer, run_dir, metrics, stop, on_step if main else None)
             if plain:
                 plain.update(trainer.step, trainer.horizon, last_text, force=True)
-        if trainer.step < trainer.horizon:
+        if main and trainer.step < trainer.horizon:
             console.print(f"{name}: the time budget ({trainer.recipe.budget_minutes:g} min, preparation included) "
                           f"ended the run at step {trainer.step} of {trainer.horizon}",
                           markup=False, highlight=False, soft_wrap=True)
     except BaseException:
-        metrics.close()
-        with contextlib.suppress(Exception):  # the error in flight is the one to report
-            _plot(metrics, run_dir, panels)
-        unlock_run(run_dir)
+        if metrics:
+            metrics.close()
+            with contextlib.suppress(Exception):  # the error in flight is the one to report
+                _plot(metrics, run_dir, panels)
+            unlock_run(run_dir)
         raise
-    metrics.close()
-    _plot(metrics, run_dir, panels)
+    if metrics:
+        metrics.close()
+        _plot(metrics, run_dir, panels)
 
 
 def _plot(metrics: MetricsLog, run_dir: Path, panels: list[Panel]) -> None:
@@ -154,7 +185,8 @@ def finish_run(trainer: Trainer, run_dir: Path, cfg: EvaluationConfig, scales: l
     save_safetensors(model, run_dir / weights, meta)
     results = {"run": str(run_dir), "steps": trainer.step, "seconds": round(trainer.elapsed, 1),
                "steps_per_second": round(trainer.step / max(trainer.elapsed, 1e-9), 3),
-               "device": describe_device(trainer.device), "threads": torch.get_num_threads(), "validation": val,
+               "device": describe_device(trainer.device), "processes": trainer.world.size,
+               "threads": torch.get_num_threads(), "validation": val,
                role: [], **{name: [] for name in references or {}}}
     sets = existing_sets(cfg.sets,
                          lambda folder: console.print(f"evaluation set {folder} not found: skipped (--set "

@@ -4,9 +4,10 @@ Each step: the method's update, the NaN streak, then the log line, validation, c
 stop request and time budget, in that order. A method plugs in through
 :class:`~edgesr.train.trainer.Trainer`; nothing here knows which method it drives.
 
-For data-parallel training, the places are: the ``ok`` of a step (reduce it over ranks so that
-every rank skips the same steps), ``stop.requested`` (broadcast it), and the metrics, validation
-and checkpoint writes (rank 0 only).
+Under torchrun every rank runs this loop in step with the others: a step's ``ok`` is already
+agreed (the method averaged its losses over the ranks), the stop request and the clock are
+agreed once per step (the largest over the ranks), and the log, validation, progress and
+checkpoint writes are rank 0's.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from ..errors import EdgesrError
 from .checkpoint import Diverged, save_checkpoint
+from .distributed import everywhere
 from .run_folder import CHECKPOINT_FILE, MetricsLog
 from .trainer import Trainer
 
@@ -38,6 +40,12 @@ class StopRequest:
         self.requested = True
         self.signal_name = signal.Signals(signum).name
 
+    @property
+    def signum(self) -> int:
+        """The signal as a number for the ranks to agree on (0: none)."""
+        return (signal.Signals[self.signal_name].value if self.signal_name else signal.SIGTERM.value) \
+            if self.requested else 0
+
 
 @contextmanager
 def stop_on_signals() -> Iterator[StopRequest]:
@@ -50,47 +58,58 @@ def stop_on_signals() -> Iterator[StopRequest]:
             signal.signal(s, handler)
 
 
-def fit(trainer: Trainer, run_dir: Path, metrics: MetricsLog, stop: StopRequest,
+def fit(trainer: Trainer, run_dir: Path, metrics: MetricsLog | None, stop: StopRequest,
         on_step: Callable[[int, dict], None] | None = None) -> None:
     """Train ``trainer`` to its horizon, its time budget or a stop request.
 
     ``on_step(step, record)`` sees every step with its log record (empty between log lines)
-    and the latest validation scores.
+    and the latest validation scores; ``metrics`` and ``on_step`` are rank 0's (None elsewhere).
     """
     r = trainer.recipe
+    world = trainer.world
+    world.broadcast_(trainer.networks())  # every rank starts from rank 0's weights
     started = time.perf_counter() - trainer.elapsed
     bad_steps = 0
     last_val: dict[str, float] = {}
     while trainer.step < trainer.horizon:
-        ok = trainer.train_step()
+        with world.watching():  # DDP's gradient all-reduce fails inside the step
+            ok = trainer.train_step()
         bad_steps = 0 if ok else bad_steps + 1
         if bad_steps >= r.max_bad_steps:
-            raise Diverged(f"training diverged at step {trainer.step}: {bad_steps} consecutive non-finite losses "
-                           "(the last checkpoint on disk is the last good state; lower the learning rate)")
+            raise everywhere(Diverged(
+                f"training diverged at step {trainer.step}: {bad_steps} consecutive non-finite losses "
+                "(the last checkpoint on disk is the last good state; lower the learning rate)"), world)
         trainer.step += 1
-        trainer.elapsed = time.perf_counter() - started
+        # one collective: a stop request on any rank stops all; the budget runs on the slowest clock
+        signum, trainer.elapsed = world.max(stop.signum, time.perf_counter() - started, device=trainer.device)
         trainer.after_step()
         step = trainer.step
         budget_hit = r.budget_minutes > 0 and trainer.elapsed > 60 * r.budget_minutes
         last = step >= trainer.horizon or budget_hit
         boundary = last or trainer.stage_ended()
 
-        record: dict = {}
-        if step % r.log_every == 0 or boundary:
-            record = {"step": step, **trainer.log_fields(), "time": round(trainer.elapsed, 2),
-                      **trainer.losses.flush()}
-        if trainer.val_pairs and (step % r.validation.every == 0 or boundary):
-            last_val = trainer.validate()
-            record = {"step": step, **record, **last_val}
-        if record:
-            metrics.write(record)
-        if on_step:
-            on_step(step, {**record, **last_val})
+        if world.main:
+            record: dict = {}
+            if step % r.log_every == 0 or boundary:
+                record = {"step": step, **trainer.log_fields(), "time": round(trainer.elapsed, 2),
+                          **trainer.losses.flush()}
+            if trainer.val_pairs and (step % r.validation.every == 0 or boundary):
+                last_val = trainer.validate()
+                record = {"step": step, **record, **last_val}
+            if record and metrics:
+                metrics.write(record)
+            if on_step:
+                on_step(step, {**record, **last_val})
 
-        if (step % r.checkpoint_every == 0 or stop.requested or last) and bad_steps == 0:
+        if not world.active:
+            signum = stop.signum  # a single process also honours a request made during this step
+        if (step % r.checkpoint_every == 0 or signum or last) and bad_steps == 0:
             save_checkpoint(trainer, run_dir / CHECKPOINT_FILE)  # never in the middle of a non-finite streak
-        if stop.requested:
-            raise Interrupted(f"{stop.signal_name} at step {step}: checkpoint saved; continue with "
-                              f"{trainer.command} --resume {run_dir}")
+        if signum:
+            world.barrier()  # the checkpoint is on disk before any rank exits
+            again = " (on one process, or under torchrun with any number that divides batch_size)"
+            raise everywhere(Interrupted(f"{signal.Signals(int(signum)).name} at step {step}: checkpoint saved; "
+                                         f"continue with {trainer.command} --resume {run_dir}"
+                                         f"{again if world.active else ''}"), world)
         if budget_hit:
             break

@@ -87,35 +87,48 @@ def unlock_run(run_dir: Path) -> None:
 
 
 def open_run(run_dir: Path | None, out: str | Path, recipe: RunRecipe, trainer: Trainer
-             ) -> tuple[Path, MetricsLog, bool]:
+             ) -> tuple[Path, MetricsLog | None, bool]:
     """The run folder (a new one under ``out``, with the resolved recipe, when ``run_dir`` is
     None), locked for this process and cleaned of what a killed process left, the trainer
     resumed from its checkpoint when it has one, and the metrics log opened to match:
-    ``(run_dir, metrics, resumed)``."""
-    if run_dir is None:
-        run_dir = new_run_dir(out, recipe.name)
-        lock_run(run_dir)
+    ``(run_dir, metrics, resumed)``. Rank 0 makes, locks and cleans the folder; the other ranks
+    get its name and the checkpoint's contents, and no metrics log."""
+
+    def prepare() -> tuple[Path, bool]:
+        folder = run_dir
+        if folder is None:
+            folder = new_run_dir(out, recipe.name)
+            lock_run(folder)
+            try:
+                write_text(folder / RECIPE_FILE, dump_recipe(recipe))
+            except BaseException:
+                unlock_run(folder)
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # still empty: no half-made run folder
+                raise
+        else:
+            lock_run(folder)
         try:
-            write_text(run_dir / RECIPE_FILE, dump_recipe(recipe))
+            if (folder / RESULTS_FILE).is_file():  # completed while this process was starting
+                raise EdgesrError(f"{folder} is already complete (see {RESULTS_FILE})")
+            _remove_temporaries(folder)
+            return folder, (folder / CHECKPOINT_FILE).is_file()
         except BaseException:
-            unlock_run(run_dir)
-            with contextlib.suppress(OSError):
-                run_dir.rmdir()  # still empty: no half-made run folder
+            unlock_run(folder)
             raise
-    else:
-        lock_run(run_dir)
+
+    main = trainer.world.main
+    run_dir, resumed = trainer.world.from_main(prepare)
     try:
-        if (run_dir / RESULTS_FILE).is_file():  # completed while this process was starting
-            raise EdgesrError(f"{run_dir} is already complete (see {RESULTS_FILE})")
-        _remove_temporaries(run_dir)
-        resumed = (run_dir / CHECKPOINT_FILE).is_file()
         if resumed:
             resume(trainer, run_dir / CHECKPOINT_FILE)
+        if not main:
+            return run_dir, None, resumed
         return run_dir, MetricsLog(run_dir / METRICS_FILE, resume_step=trainer.step if resumed else 0), resumed
     except BaseException:
-        unlock_run(run_dir)
+        if main:
+            unlock_run(run_dir)
         raise
-
 
 def _remove_temporaries(run_dir: Path) -> None:
     """What a process killed in an atomic write left (a 54 MB ``.checkpoint.pt.*.tmp``)."""

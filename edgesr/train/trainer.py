@@ -2,8 +2,9 @@
 
 The loop owns the order of things; a method owns its networks, optimisers, data and step. New
 sample sources, cached teacher outputs or another initialisation change a method's
-``__init__`` or ``train_step``, never the loop; data-parallel training wraps the networks a
-method builds and seeds each rank in :meth:`Trainer.__init__`.
+``__init__`` or ``train_step``, never the loop. Under torchrun a method draws the random numbers
+of the global batch and trains on its rows (``self.rows``), through DDP wrappers of its networks
+(``World.wrap``), and agrees on its loss before updating (:meth:`Trainer.agree`): :mod:`.distributed`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import nn
 
 from ..evaluate import bicubic_predictor, validation_psnr
 from ..models.predict import torch_predictor
+from .distributed import World
 from .recipe import RunRecipe
 
 
@@ -65,9 +67,12 @@ class Trainer(ABC):
     #: the steps the recipe asks for: the horizon until a time budget shortens it
     planned_steps: int
 
-    def __init__(self, recipe: RunRecipe, device: torch.device, val_pairs: dict | None = None) -> None:
+    def __init__(self, recipe: RunRecipe, device: torch.device, val_pairs: dict | None = None,
+                 world: World | None = None) -> None:
         self.recipe = recipe
         self.device = device
+        #: the processes training together (one unless launched by torchrun); every rank seeds alike
+        self.world = world or World()
         self.val_pairs = val_pairs or {}
         self.step = 0
         self.elapsed = 0.0
@@ -134,6 +139,11 @@ class Trainer(ABC):
         return {}
 
     # ------------------------------------------------------------------ shared by every method
+    def agree(self, loss: torch.Tensor) -> float:
+        """The step's loss averaged over the ranks, read once: the same number on every rank, so
+        that a non-finite loss on any rank makes every rank skip the update."""
+        return float(self.world.mean(loss.detach()))
+
     def prepare(self, net: nn.Module) -> nn.Module:
         """``net`` on the training device, in the memory format the recipe asks for."""
         net = net.to(self.device)
