@@ -539,7 +539,7 @@ def export_cmd(
     calib_method: Annotated[str, typer.Option(metavar="minmax|entropy|percentile|mse", help="INT8 range "
                                               "calibration")] = DEFAULT_METHOD,
     float_layers: Annotated[str, typer.Option(metavar="SPEC", help="INT8: VDSR convs kept in float: auto:K (the K "
-                                              "whose quantization costs most, measured per export; auto: 3 for "
+                                              "whose quantization costs most, measured per export; auto: 4 for "
                                               "tensorrt, 2 for CPU), indices (0 = first, -1 = last) "
                                               "comma-separated, or none")] = DEFAULT_FLOAT_LAYERS,
     qad_steps: Annotated[int, typer.Option(metavar="N", help="INT8: quantization-aware distillation steps before "
