@@ -16,6 +16,8 @@ A block may be marked with an HTML comment on the line before it (invisible on G
   after it find its run folder. ``EDGESR_README_FULL=1`` runs it as written.
 * ``<!-- readme-test: gpu -->``: needs a CUDA GPU (its commands say ``--device cuda``); skipped
   where torch sees none, with the reason.
+* ``<!-- readme-test: cluster -->``: needs 8 GPUs or several machines (the torchrun commands
+  for a node or a cluster); skipped here with the reason, since one machine cannot run them.
 * ``<!-- readme-test: server -->``: the block's last command serves until Ctrl-C: it is started
   on a free port (``--port 0``: a fixed port may be taken on a shared machine), asked for its
   page, then stopped with SIGINT and must exit cleanly.
@@ -80,7 +82,7 @@ def test_every_block_is_understood():
     """Markers name a known kind, and no block uses a bare ``edgesr``/``python`` that the README's
     install does not put on the PATH."""
     kinds = {b.kind for b in BLOCKS}
-    assert kinds <= {"run", "ci", "main-job", "gpu", "server"}, kinds
+    assert kinds <= {"run", "ci", "main-job", "gpu", "cluster", "server"}, kinds
     assert sum(b.kind == "main-job" for b in BLOCKS) == 1
     for b in BLOCKS:
         for cmd in b.commands:
@@ -159,6 +161,8 @@ def test_readme_block(block: Block, checkout: dict):
         return
     if block.kind == "gpu" and not _gpu():
         pytest.skip("needs a CUDA GPU (torch sees none here)")
+    if block.kind == "cluster":
+        pytest.skip("needs 8 GPUs or several machines: one machine cannot run it")
     commands = list(block.commands)
     if block.kind == "main-job" and os.environ.get("EDGESR_README_FULL") != "1":
         # the one command not run as written (about 8 minutes on 2 cores): cut, so that the
