@@ -3,7 +3,8 @@
 The run folder (``runs/distill/<name>/``) holds ``recipe.yaml`` (resolved), ``metrics.jsonl``,
 ``metrics.png``, ``checkpoint.pt`` (atomic; ``--resume`` continues from it),
 ``student.safetensors`` (what ``edgesr eval`` and ``edgesr export`` load),
-``generators.safetensors`` (data-free calibration for INT8 export) and ``results.json``
+``generators.safetensors`` (the DFSR generators; INT8 calibration of a run that trained on
+them, while a pool-only run is calibrated on its priors) and ``results.json``
 (Set5/Set14, evaluated once at the end: student, teacher, bicubic).
 """
 
