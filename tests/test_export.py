@@ -224,7 +224,7 @@ def test_sensitivity_ranks_layers_and_auto_keeps_the_costliest_float(lr_onnx, ra
     keep = most_sensitive(costs, 2)
     assert len(keep) == 2 and min(costs[i] for i in keep) >= max(c for i, c in enumerate(costs) if i not in keep)
     assert FloatLayers.parse("auto:2").indices(5, costs) == keep
-    assert (FloatLayers.parse("auto", "tensorrt").auto, FloatLayers.parse("auto", "cpu").auto) == (3, 2)
+    assert (FloatLayers.parse("auto", "tensorrt").auto, FloatLayers.parse("auto", "cpu").auto) == (4, 2)
     assert FloatLayers.parse("0,-1").indices(5, None) == [0, 4]
     assert FloatLayers.parse("none").indices(5, None) == []
     for bad in ("auto:x", "a,b", "auto:-1"):
