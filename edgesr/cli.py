@@ -247,7 +247,7 @@ def distill_cmd(
     """Data-free distillation of a VDSR teacher into a half-width student (DFSR + CMI).
 
     Writes runs/distill/<recipe name>/ (a new folder -2, -3, ... if it exists): the student,
-    the generators (the data-free INT8 calibration), metrics.png and results.json. Without a terminal it
+    the generators, metrics.png and results.json; INT8 export calibrates on what taught the run. Without a terminal it
     prints a progress line every 30 seconds.
     """
     import time
