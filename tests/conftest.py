@@ -27,6 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("EDGESR_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The README's commands first: they are the longest file and run in order in one process
+    (``--dist loadfile``), so the other process works through every other file meanwhile
+    instead of waiting for them at the end."""
+    items.sort(key=lambda item: item.path.name != "test_readme.py")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (DATA / "Set5").is_dir():
