@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -9,6 +12,8 @@ from PIL import Image
 from edgesr.cache import ScoreCache
 from edgesr.data.benchmark import BenchmarkSet, open_set
 from edgesr.evaluate import Row, evaluate, evaluate_rows
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -98,3 +103,44 @@ def test_benchmark_predictor_matches_torch(image_set):
     fast = evaluate(benchmark_predictor(net), [image_set], [2, 3])
     for a, b in zip(ref, fast):
         assert a.psnr == pytest.approx(b.psnr, abs=1e-4) and a.ssim == pytest.approx(b.ssim, abs=1e-6)
+
+
+def _shipped_entries() -> tuple[str, dict[str, dict]]:
+    from edgesr.models.zoo import load_model
+
+    _, meta = load_model("pytorch-vdsr")
+    raw = json.loads((ROOT / "edgesr" / "weights" / "scores" / f"{meta['sha256']}.json").read_text())
+    return meta["sha256"], raw
+
+
+def test_shipped_teacher_scores_agree_with_the_zoo(tmp_path):
+    """The shipped rows of pytorch-vdsr are all valid cache entries (none silently dropped) and
+    say what its zoo entry says it measures, on Set5 and Set14 at every scale with SSIM."""
+    from edgesr.models.zoo import Teachers
+
+    sha, raw = _shipped_entries()
+    assert ScoreCache(sha, tmp_path)._shipped == raw
+    measured = Teachers.PYTORCH_VDSR.value.measured_psnr
+    got = {(e["set"], e["scale"]): e["psnr"] for k, e in raw.items() if k.endswith("ssim=True")}
+    assert set(got) == {(name, s) for name in ("Set5", "Set14") for s in (2, 3, 4)}
+    for (name, scale), psnr in got.items():
+        assert psnr == pytest.approx(measured[name][scale], abs=6e-4)
+
+
+@pytest.mark.integration
+def test_shipped_teacher_scores_are_a_fresh_evaluation(shared_data, tmp_path):
+    """The shipped row of Set5 x2 is found for the real files (same fingerprint) and equals what
+    evaluating the teacher now gives, SSIM and bicubic included."""
+    from edgesr.models.predict import torch_predictor
+    from edgesr.models.zoo import load_model
+
+    net, meta = load_model("pytorch-vdsr")
+    bset = open_set(shared_data / "Set5")
+    shipped = ScoreCache(meta["sha256"], tmp_path).get(bset, 2, True)
+    assert shipped is not None
+    (fresh,) = evaluate(torch_predictor(net), [bset], [2])
+    for field in ("psnr", "bicubic_psnr"):
+        assert getattr(fresh, field) == pytest.approx(getattr(shipped, field), abs=1e-3)
+    for field in ("ssim", "bicubic_ssim"):
+        assert getattr(fresh, field) == pytest.approx(getattr(shipped, field), abs=1e-5)
+    assert ScoreCache(meta["sha256"], tmp_path, read=False).get(bset, 2, True) is None
