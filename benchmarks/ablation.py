@@ -36,37 +36,51 @@ from edgesr.evaluate import evaluate, validation_psnr
 from edgesr.models.predict import torch_predictor
 from edgesr.models.zoo import load_model
 
-#: name -> (what it tests, recipe overrides on top of ``quick``)
+#: name -> (what it tests, recipe overrides on top of ``quick``). ``quick`` takes 4 crops a step;
+#: the variants marked "b16" keep the 16 crops a step of the recipe they were measured against.
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "init-only": ("the refitted student before any training step", ["student_optim.lr=0", "budget_minutes=0",
                                                                    "progressive.steps=[1]"]),
-    "quick": ("the recipe as shipped (student lr 2e-3)", []),
+    "quick": ("the recipe as shipped (4 crops a step, student lr 2e-3)", []),
     "prune-init": ("the student pruned, not refitted", ["student.init=teacher-prune"]),
-    "lr-3e-4": ("student lr 3e-4", ["student_optim.lr=0.0003"]),
-    "lr-1e-3": ("student lr 1e-3", ["student_optim.lr=0.001"]),
-    "lr-3e-3": ("student lr 3e-3", ["student_optim.lr=0.003"]),
+    "batch-16": ("16 crops a step (the previous quick)", ["batch_size=16"]),
+    "batch-8": ("8 crops a step", ["batch_size=8"]),
+    "b16-lr-1e-3": ("b16, student lr 1e-3", ["batch_size=16", "student_optim.lr=0.001"]),
+    "b16-lr-3e-3": ("b16, student lr 3e-3", ["batch_size=16", "student_optim.lr=0.003"]),
     "refit-pixels-0.1": ("the refit's normal equations from 10% of the pool's pixels (25% in quick)",
                          ["student.refit_pixels=0.1"]),
-    "batch-8": ("8 crops a step (twice the steps under --steps: the same pixels)", ["batch_size=8"]),
-    "batch-32": ("32 crops a step (half the steps under --steps)", ["batch_size=32"]),
-    "patch-96": ("whole 96-pixel pool images, 4 a step", ["samples.patch=96", "batch_size=4"]),
+    "patch-96": ("whole 96-pixel pool images", ["samples.patch=96", "batch_size=2"]),
     "pool-192": ("a pool of 192 images instead of 48", ["samples.pool_images=192"]),
     "pink-noise": ("the pool drawn from pink noise", ["samples.priors=[pink-noise]"]),
     "dead-leaves+pink": ("the pool drawn from both priors, 3:1", ["samples.priors=[dead-leaves, pink-noise]",
                                                                   "samples.prior_weights=[3, 1]"]),
     "no-symmetries": ("pool crops without flips and rotations", ["samples.symmetries=false"]),
-    "generators-25": ("lr-1e-3 with a quarter of each batch from the DFSR generators, with CMI (standardised)",
-                      ["student_optim.lr=0.001", "samples.generator_share=0.25", "losses.w_c=0.8"]),
-    "generators-25-no-cmi": ("the same without CMI", ["student_optim.lr=0.001", "samples.generator_share=0.25",
-                                                      "losses.w_c=0"]),
-    "dfsr+cmi": ("the previous quick recipe: pruned student, generators only, CMI as published",
+    "b16-generators-25": ("b16, lr 1e-3, a quarter of each batch from the DFSR generators, with CMI "
+                          "(standardised)", ["batch_size=16", "student_optim.lr=0.001",
+                                             "samples.generator_share=0.25", "losses.w_c=0.8"]),
+    "b16-generators-25-no-cmi": ("the same without CMI", ["batch_size=16", "student_optim.lr=0.001",
+                                                          "samples.generator_share=0.25", "losses.w_c=0"]),
+    "dfsr+cmi": ("the first quick recipe: pruned student, generators only, CMI as published",
                  ["student.init=teacher-prune", "samples.generator_share=1", "samples.pool_images=0",
                   "student_optim.lr=0.0002", "student_optim.clip_grad_norm=0.4", "cmi.standardize=false"]),
 }
 
-#: under ``--steps``, variants whose steps cost a different amount run this many times the steps,
-#: so that every variant processes the same number of pixels
-STEP_FACTOR = {"batch-8": 2.0, "batch-32": 0.5}
+
+def recipe_batch(recipe: str) -> int:
+    import yaml
+
+    from edgesr.config import find_recipe
+
+    return int(yaml.safe_load(find_recipe(recipe).read_text())["batch_size"])
+
+
+def step_factor(overrides: list[str], base_batch: int) -> float:
+    """Under ``--steps``, every variant sees the same number of crops: a variant with a larger
+    batch runs proportionally fewer steps (patch-96 counts its crops by pixels)."""
+    keys = dict(o.split("=", 1) for o in overrides)
+    batch = int(keys.get("batch_size", base_batch))
+    pixels = (int(keys["samples.patch"]) / 48) ** 2 if "samples.patch" in keys else 1.0
+    return base_batch / (batch * pixels)
 
 
 def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict:
@@ -81,7 +95,8 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict:
         shutil.rmtree(run_dir)
     _, overrides = VARIANTS[name]
     length = ([f"budget_minutes={args.budget_minutes}", "progressive.steps=[100000]"] if args.steps is None
-              else ["budget_minutes=0", f"progressive.steps=[{round(args.steps * STEP_FACTOR.get(name, 1.0))}]"])
+              else ["budget_minutes=0",
+                    f"progressive.steps=[{round(args.steps * step_factor(overrides, recipe_batch(args.recipe)))}]"])
     sets = [*length, f"name={name}", f"seed={seed}", f"device={args.device}", "evaluation.sets=[]",
             f"validation.data={args.data_root / 'train291'}", "validation.every=100000", "checkpoint_every=100000",
             *overrides]
