@@ -85,7 +85,8 @@ def test_refit_on_part_of_the_pool_fits_those_images_and_keeps_every_target():
     part = Distiller(tiny_recipe(**{**POOL, "samples": {**POOL["samples"], "pool_images": 5},
                                     "student": {**POOL["student"], "refit_images": 3}}),
                      tiny_teacher(), torch.device("cpu"))
-    small = Distiller(tiny_recipe(**POOL), tiny_teacher(), torch.device("cpu"))
+    small = Distiller(tiny_recipe(**{**POOL, "student": {**POOL["student"], "refit_images": 7}}),
+                      tiny_teacher(), torch.device("cpu"))  # at most 7: the whole pool of 3
     for d in (part, small):
         d.begin(False)
     assert len(part.pool.inputs) == 5 * 2

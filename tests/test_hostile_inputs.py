@@ -476,8 +476,6 @@ CASES = [
     bad_key("samples.priors", "[fractal]", "recipe key samples.priors[0]: expected one of"),
     bad_key("samples.pool_size", "4", "recipe key samples.pool_size: must be >= 8, got 4"),
     bad_key("student.refit_pixels", "0", "recipe key student.refit_pixels: must be in (0, 1], got 0"),
-    bad_keys(f"{POOL} student.refit_images=9", "recipe key student.refit_images: 9 is more than "
-             "samples.pool_images"),
     bad_keys("samples.pool_images=2", "recipe key samples.priors: a pool (samples.pool_images > 0) is drawn "
              "from at least one prior"),
     bad_keys("samples.generator_share=0.5", "recipe key samples.pool_images: generator_share 0.5 leaves part "

@@ -32,8 +32,8 @@ class StudentConfig:
     refit_ridge: NonNegative = 1e-4
     #: teacher-refit: share of the pool's pixels each layer's normal equations are built from
     refit_pixels: Share = 0.25
-    #: teacher-refit: fit on the first N pool images (at every scale); 0 = the whole pool. A pool
-    #: larger than the fit needs costs only the teacher's outputs on the rest.
+    #: teacher-refit: fit on at most the first N pool images (at every scale); 0 = the whole
+    #: pool. A pool larger than the fit needs costs only the teacher's outputs on the rest.
     refit_images: NonNegativeInt = 0
 
 
@@ -166,9 +166,6 @@ class DistillRecipe(RunRecipe):
                  "to the pool: give samples.pool_images > 0")
         if self.student.init == "teacher-refit" and not pool:
             fail("student.init", "teacher-refit fits the student on the sample pool: give samples.pool_images > 0")
-        if self.student.refit_images > sm.pool_images:
-            fail("student.refit_images", f"{self.student.refit_images} is more than samples.pool_images "
-                 f"{sm.pool_images}")
         if self.student.init == "teacher-refit" and self.progressive.stages != 1:
             fail("progressive.stages", "a teacher-refit student is whole from the start: use 1 stage")
         if pool and any(sm.pool_size % s for s in self.scales):

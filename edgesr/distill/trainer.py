@@ -134,7 +134,7 @@ class Distiller(Trainer):
         inputs = inputs.to(self.device)
         targets = None
         if r.student.init == "teacher-refit" and not resumed:
-            n = r.student.refit_images or sm.pool_images
+            n = min(r.student.refit_images or sm.pool_images, sm.pool_images)
             rows = (torch.arange(len(inputs)) % sm.pool_images < n).nonzero().squeeze(1).to(self.device)
             fit = refit_student(self.teacher, r.student.width, inputs[rows], self.student.blocks,
                                 r.student.refit_ridge, r.student.refit_pixels, seed=r.seed)
