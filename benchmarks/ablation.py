@@ -50,7 +50,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "refit-pixels-0.1": ("the refit's normal equations from 10% of the pool's pixels (25% in quick)",
                          ["student.refit_pixels=0.1"]),
     "patch-96": ("whole 96-pixel pool images", ["samples.patch=96", "batch_size=2"]),
-    "pool-192": ("a pool of 192 images instead of 48", ["samples.pool_images=192"]),
+    "pool-96": ("a pool of 96 images instead of 48, the refit on the first 48",
+                ["samples.pool_images=96", "student.refit_images=48"]),
+    "pool-192": ("a pool of 192 images instead of 48, the refit on the first 48",
+                 ["samples.pool_images=192", "student.refit_images=48"]),
     "pink-noise": ("the pool drawn from pink noise", ["samples.priors=[pink-noise]"]),
     "dead-leaves+pink": ("the pool drawn from both priors, 3:1", ["samples.priors=[dead-leaves, pink-noise]",
                                                                   "samples.prior_weights=[3, 1]"]),
@@ -135,7 +138,8 @@ def mean_scores(scores: list[dict]) -> dict[str, float]:
 
 def markdown(out: dict) -> str:
     cols = ["val_psnr_x2", "val_psnr_x3", "val_psnr_x4", "val_psnr"]
-    length = f"{out['steps']} student steps per run"
+    length = (f"the crops of {out['steps']} steps of {out['batch_size']} per run (a variant with another batch "
+              "runs as many steps as that takes: the steps column)")
     if out["steps"] is None:
         length = f"{out['budget_minutes']:g} min of wall time per run (preparation + training)"
     lines = [f"Ablation of the `{out['recipe']}` recipe: {length} on {out['machine']}, {out['threads']} "
@@ -196,7 +200,8 @@ def main() -> None:
         for sc in evaluate(torch_predictor(model), sets, [2, 3, 4], with_ssim=False):
             bench.setdefault(sc.set, {}).setdefault(str(sc.scale), []).append(sc.psnr)
     bench = {k: {s: round(float(np.mean(v)), 3) for s, v in per.items()} for k, per in bench.items()}
-    out = {"recipe": args.recipe, "budget_minutes": args.budget_minutes, "steps": args.steps,
+    out = {"recipe": args.recipe, "batch_size": recipe_batch(args.recipe), "budget_minutes": args.budget_minutes,
+           "steps": args.steps,
            "device": args.device,
            "threads": args.threads, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
            "val_images": args.val_images, "val_crop": args.val_crop, "total_seconds": round(time.time() - started),

@@ -76,6 +76,25 @@ def test_resume_with_a_refitted_student_and_a_pool_ends_with_the_same_weights(tm
         assert torch.equal(resumed.student.state_dict()[k], v), k
 
 
+def test_refit_on_part_of_the_pool_fits_those_images_and_keeps_every_target():
+    """``student.refit_images`` fits the student on the first images (at every scale) only: the
+    same student as a run whose whole pool is those images, and the teacher's outputs for the
+    whole pool, as a resumed run computes them."""
+    from edgesr.models.refit import layerwise_forward
+
+    part = Distiller(tiny_recipe(**{**POOL, "samples": {**POOL["samples"], "pool_images": 5},
+                                    "student": {**POOL["student"], "refit_images": 3}}),
+                     tiny_teacher(), torch.device("cpu"))
+    small = Distiller(tiny_recipe(**{**POOL, "student": {**POOL["student"], "refit_images": 7}}),
+                      tiny_teacher(), torch.device("cpu"))  # at most 7: the whole pool of 3
+    for d in (part, small):
+        d.begin(False)
+    assert len(part.pool.inputs) == 5 * 2
+    assert torch.equal(part.pool.targets, layerwise_forward(part.teacher, part.pool.inputs))
+    for k, v in small.student.state_dict().items():
+        assert torch.equal(part.student.state_dict()[k], v), k
+
+
 def test_refit_init_starts_closer_to_the_teacher_than_pruning():
     refit = Distiller(tiny_recipe(**POOL), tiny_teacher(), torch.device("cpu"))
     pruned = Distiller(tiny_recipe(**{**POOL, "student": {**POOL["student"], "init": "teacher-prune"}}),

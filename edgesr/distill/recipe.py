@@ -32,6 +32,9 @@ class StudentConfig:
     refit_ridge: NonNegative = 1e-4
     #: teacher-refit: share of the pool's pixels each layer's normal equations are built from
     refit_pixels: Share = 0.25
+    #: teacher-refit: fit on at most the first N pool images (at every scale); 0 = the whole
+    #: pool. A pool larger than the fit needs costs only the teacher's outputs on the rest.
+    refit_images: NonNegativeInt = 0
 
 
 @dataclass(frozen=True)

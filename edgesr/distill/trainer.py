@@ -132,12 +132,15 @@ class Distiller(Trainer):
         inputs, scales = SamplePool.inputs_for(sm.priors, sm.prior_weights, sm.pool_images, sm.pool_size,
                                                r.scales, r.seed)
         inputs = inputs.to(self.device)
+        targets = None
         if r.student.init == "teacher-refit" and not resumed:
-            fit = refit_student(self.teacher, r.student.width, inputs, self.student.blocks,
+            n = min(r.student.refit_images or sm.pool_images, sm.pool_images)
+            rows = (torch.arange(len(inputs)) % sm.pool_images < n).nonzero().squeeze(1).to(self.device)
+            fit = refit_student(self.teacher, r.student.width, inputs[rows], self.student.blocks,
                                 r.student.refit_ridge, r.student.refit_pixels, seed=r.seed)
             self.student.load_state_dict(fit.student.state_dict())
-            targets = fit.teacher_output
-        else:
+            targets = fit.teacher_output if n >= sm.pool_images else None
+        if targets is None:
             targets = layerwise_forward(self.teacher, inputs)
         self.pool = SamplePool(inputs, targets, scales.to(self.device))
 
