@@ -36,35 +36,39 @@ from edgesr.evaluate import evaluate, validation_psnr
 from edgesr.models.predict import torch_predictor
 from edgesr.models.zoo import load_model
 
-#: name -> (what it tests, recipe overrides on top of ``quick``). ``quick`` takes 4 crops a step;
-#: the variants marked "b16" keep the 16 crops a step of the recipe they were measured against.
+#: the pool of the earlier recipes: 48 images, all of them refitted on
+P48 = ["samples.pool_images=48", "student.refit_images=0"]
+#: ... and their 16 crops a step
+B16 = [*P48, "batch_size=16"]
+
+#: name -> (what it tests, recipe overrides on top of ``quick``: 4 crops a step, a pool of 192
+#: images with the refit on the first 48). "p48" and "b16" variants keep the pool and the batch
+#: of the recipes they were measured against.
 VARIANTS: dict[str, tuple[str, list[str]]] = {
-    "init-only": ("the refitted student before any training step", ["student_optim.lr=0", "budget_minutes=0",
-                                                                   "progressive.steps=[1]"]),
-    "quick": ("the recipe as shipped (4 crops a step, student lr 2e-3)", []),
+    "init-only": ("the refitted student before any training step (p48)",
+                  [*P48, "student_optim.lr=0", "budget_minutes=0", "progressive.steps=[1]"]),
+    "quick": ("the recipe as shipped (pool 192, refit on 48, 4 crops a step, student lr 2e-3)", []),
+    "pool-96": ("a pool of 96 images, the refit on the first 48", ["samples.pool_images=96"]),
+    "pool-48": ("a pool of 48 images, all refitted on (p48)", P48),
+    "p48-batch-8": ("p48, 8 crops a step", [*P48, "batch_size=8"]),
+    "p48-batch-16": ("p48, 16 crops a step (the previous quick)", B16),
+    "b16-lr-1e-3": ("p48, b16, student lr 1e-3", [*B16, "student_optim.lr=0.001"]),
+    "b16-lr-3e-3": ("p48, b16, student lr 3e-3", [*B16, "student_optim.lr=0.003"]),
+    "b16-generators-25": ("p48, b16, lr 1e-3, a quarter of each batch from the DFSR generators, with CMI "
+                          "(standardised)", [*B16, "student_optim.lr=0.001", "samples.generator_share=0.25",
+                                             "losses.w_c=0.8"]),
+    "b16-generators-25-no-cmi": ("the same without CMI", [*B16, "student_optim.lr=0.001",
+                                                          "samples.generator_share=0.25", "losses.w_c=0"]),
     "prune-init": ("the student pruned, not refitted", ["student.init=teacher-prune"]),
-    "batch-16": ("16 crops a step (the previous quick)", ["batch_size=16"]),
-    "batch-8": ("8 crops a step", ["batch_size=8"]),
-    "b16-lr-1e-3": ("b16, student lr 1e-3", ["batch_size=16", "student_optim.lr=0.001"]),
-    "b16-lr-3e-3": ("b16, student lr 3e-3", ["batch_size=16", "student_optim.lr=0.003"]),
-    "refit-pixels-0.1": ("the refit's normal equations from 10% of the pool's pixels (25% in quick)",
+    "refit-pixels-0.1": ("the refit's normal equations from 10% of the pixels (25% in quick)",
                          ["student.refit_pixels=0.1"]),
-    "patch-96": ("whole 96-pixel pool images", ["samples.patch=96", "batch_size=2"]),
-    "pool-96": ("a pool of 96 images instead of 48, the refit on the first 48",
-                ["samples.pool_images=96", "student.refit_images=48"]),
-    "pool-192": ("a pool of 192 images instead of 48, the refit on the first 48",
-                 ["samples.pool_images=192", "student.refit_images=48"]),
+    "patch-96": ("whole 96-pixel pool images", ["samples.patch=96", "batch_size=1"]),
     "pink-noise": ("the pool drawn from pink noise", ["samples.priors=[pink-noise]"]),
     "dead-leaves+pink": ("the pool drawn from both priors, 3:1", ["samples.priors=[dead-leaves, pink-noise]",
                                                                   "samples.prior_weights=[3, 1]"]),
     "no-symmetries": ("pool crops without flips and rotations", ["samples.symmetries=false"]),
-    "b16-generators-25": ("b16, lr 1e-3, a quarter of each batch from the DFSR generators, with CMI "
-                          "(standardised)", ["batch_size=16", "student_optim.lr=0.001",
-                                             "samples.generator_share=0.25", "losses.w_c=0.8"]),
-    "b16-generators-25-no-cmi": ("the same without CMI", ["batch_size=16", "student_optim.lr=0.001",
-                                                          "samples.generator_share=0.25", "losses.w_c=0"]),
     "dfsr+cmi": ("the first quick recipe: pruned student, generators only, CMI as published",
-                 ["student.init=teacher-prune", "samples.generator_share=1", "samples.pool_images=0",
+                 [*B16, "student.init=teacher-prune", "samples.generator_share=1", "samples.pool_images=0",
                   "student_optim.lr=0.0002", "student_optim.clip_grad_norm=0.4", "cmi.standardize=false"]),
 }
 
