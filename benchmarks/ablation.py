@@ -196,6 +196,10 @@ def main() -> None:
     top = sorted(trained, key=lambda n: -scores[n][0]["validation"]["val_psnr"])[: args.top]
     for name in top:
         scores[name] += [run_variant(name, seed, args) for seed in range(1, args.seeds)]
+    for name in set(args.variants) - set(top) - {"init-only"}:  # seeds an earlier choice ran count too
+        for seed in range(1, args.seeds):
+            if (args.runs / f"seed{seed}" / name / "ablation_score.json").is_file():
+                scores[name].append(run_variant(name, seed, args))
     chosen = max(top, key=lambda n: mean_scores(scores[n])["val_psnr"])
     bench: dict = {}
     for seed_score in [] if args.no_test_sets else scores[chosen]:
