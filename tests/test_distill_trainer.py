@@ -60,10 +60,12 @@ POOL = {"samples": {"priors": ["dead-leaves"], "pool_images": 3, "pool_size": 16
         "student": {"width": 4, "depth": 6, "init": "teacher-refit"}, "progressive": {"stages": 1, "steps": [8]}}
 
 
-@pytest.mark.parametrize("share", [0.0, 0.5])
-def test_resume_with_a_refitted_student_and_a_pool_ends_with_the_same_weights(tmp_path, share):
-    """The pool is drawn again and its targets recomputed on resume (no refit): same weights to the bit."""
-    recipe = tiny_recipe(**{**POOL, "samples": {**POOL["samples"], "generator_share": share}}, checkpoint_every=100)
+@pytest.mark.parametrize("share,refit_images", [(0.0, 0), (0.5, 0), (0.0, 2)])
+def test_resume_with_a_refitted_student_and_a_pool_ends_with_the_same_weights(tmp_path, share, refit_images):
+    """The pool is drawn again and its targets recomputed on resume (no refit): same weights to
+    the bit, also when the refit used only part of the pool."""
+    recipe = tiny_recipe(**{**POOL, "samples": {**POOL["samples"], "generator_share": share},
+                            "student": {**POOL["student"], "refit_images": refit_images}}, checkpoint_every=100)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     full = _train(tmp_path / "a", recipe)

@@ -132,16 +132,20 @@ class Distiller(Trainer):
         inputs, scales = SamplePool.inputs_for(sm.priors, sm.prior_weights, sm.pool_images, sm.pool_size,
                                                r.scales, r.seed)
         inputs = inputs.to(self.device)
-        targets = None
-        if r.student.init == "teacher-refit" and not resumed:
-            n = min(r.student.refit_images or sm.pool_images, sm.pool_images)
-            rows = (torch.arange(len(inputs)) % sm.pool_images < n).nonzero().squeeze(1).to(self.device)
-            fit = refit_student(self.teacher, r.student.width, inputs[rows], self.student.blocks,
+        refit = r.student.init == "teacher-refit"
+        # the refit's images: the first refit_images of every scale (all of the pool otherwise)
+        n = min(r.student.refit_images or sm.pool_images, sm.pool_images) if refit else sm.pool_images
+        fitted = (torch.arange(len(inputs)) % sm.pool_images < n).to(self.device)
+        targets = torch.empty_like(inputs)
+        if refit and not resumed:
+            fit = refit_student(self.teacher, r.student.width, inputs[fitted], self.student.blocks,
                                 r.student.refit_ridge, r.student.refit_pixels, seed=r.seed)
             self.student.load_state_dict(fit.student.state_dict())
-            targets = fit.teacher_output if n >= sm.pool_images else None
-        if targets is None:
-            targets = layerwise_forward(self.teacher, inputs)
+            targets[fitted] = fit.teacher_output
+        else:
+            targets[fitted] = layerwise_forward(self.teacher, inputs[fitted])
+        if not fitted.all():
+            targets[~fitted] = layerwise_forward(self.teacher, inputs[~fitted])
         self.pool = SamplePool(inputs, targets, scales.to(self.device))
 
     def _adopt_student(self, student: VDSR) -> None:

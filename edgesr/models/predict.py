@@ -33,17 +33,10 @@ def benchmark_predictor(model: nn.Module, device: str | torch.device = "cpu"):
     device = torch.device(device)
     if device.type != "cpu":
         return torch_predictor(model, device)
-    import onnxruntime as ort
-
     from ..export.onnx_export import torch_to_onnx
-    from ..threads import chosen
+    from ..export.quantize import cpu_session
 
-    graph = torch_to_onnx(copy.deepcopy(model).cpu().float().eval())
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = chosen()
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = cpu_session(torch_to_onnx(copy.deepcopy(model).cpu().float().eval()))
 
     def predict(bicubic_y: np.ndarray, scale: int) -> np.ndarray:
         x = np.ascontiguousarray(bicubic_y, dtype=np.float32)[None, None]
