@@ -40,18 +40,23 @@ from edgesr.models.zoo import load_model
 P48 = ["samples.pool_images=48", "student.refit_images=0"]
 #: ... and their 16 crops a step
 B16 = [*P48, "batch_size=16"]
+#: the pool of the recipe before: 192 images, the refit on the first 48
+P192 = ["samples.pool_images=192", "student.refit_images=48"]
 
-#: name -> (what it tests, recipe overrides on top of ``quick``: 4 crops a step, a pool of 192
-#: images with the refit on the first 48). "p48" and "b16" variants keep the pool and the batch
-#: of the recipes they were measured against.
+#: name -> (what it tests, recipe overrides on top of ``quick``: 4 crops a step, a pool of 96
+#: images with the refit on the first 16). "p48", "b16" and "p192" variants keep the pool and
+#: the batch of the recipes they were measured against.
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "init-only": ("the refitted student before any training step (p48)",
                   [*P48, "student_optim.lr=0", "budget_minutes=0", "progressive.steps=[1]"]),
-    "quick": ("the recipe as shipped (pool 192, refit on 48, 4 crops a step, student lr 2e-3)", []),
-    "pool-96": ("a pool of 96 images, the refit on the first 48", ["samples.pool_images=96"]),
+    "quick": ("the recipe as shipped (pool 96, refit on 16, 4 crops a step, student lr 2e-3)", []),
+    "p192": ("a pool of 192 images, the refit on the first 48 (the recipe before)", P192),
+    "p192-refit-16": ("p192, the refit on the first 16", ["samples.pool_images=192", "student.refit_images=16"]),
+    "pool-96-refit-48": ("a pool of 96 images, the refit on the first 48", ["samples.pool_images=96",
+                                                                          "student.refit_images=48"]),
     "pool-48": ("a pool of 48 images, all refitted on (p48)", P48),
     "p48-batch-8": ("p48, 8 crops a step", [*P48, "batch_size=8"]),
-    "p48-batch-16": ("p48, 16 crops a step (the previous quick)", B16),
+    "p48-batch-16": ("p48, 16 crops a step (the recipe two versions back)", B16),
     "b16-lr-1e-3": ("p48, b16, student lr 1e-3", [*B16, "student_optim.lr=0.001"]),
     "b16-lr-3e-3": ("p48, b16, student lr 3e-3", [*B16, "student_optim.lr=0.003"]),
     "b16-generators-25": ("p48, b16, lr 1e-3, a quarter of each batch from the DFSR generators, with CMI "
@@ -59,10 +64,20 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                                              "losses.w_c=0.8"]),
     "b16-generators-25-no-cmi": ("the same without CMI", [*B16, "student_optim.lr=0.001",
                                                           "samples.generator_share=0.25", "losses.w_c=0"]),
+    "dead-leaves-aa": ("the pool's disks with anti-aliased edges (rendered at 2x, averaged down)",
+                       ["samples.priors=[dead-leaves-aa]"]),
+    "p192-kd-mse": ("p192, the student fits the teacher in squared error instead of L1", [*P192, "losses.kd=mse"]),
+    "p192-dead-leaves-aa": ("p192, the pool's disks with anti-aliased edges (rendered at 2x, averaged down)",
+                            [*P192, "samples.priors=[dead-leaves-aa]"]),
+    "p192-textured-leaves": ("p192, anti-aliased disks with shading, gratings and noise textures",
+                             [*P192, "samples.priors=[textured-leaves]"]),
+    "p192-patch-96": ("p192, whole 96-pixel pool images, two a step (the teacher's outputs were computed on "
+                      "whole images: a crop's border pixels lack context its targets had)",
+                      [*P192, "samples.patch=96", "batch_size=2"]),
+    "p192-patch-64": ("p192, 64-pixel crops, two a step", [*P192, "samples.patch=64", "batch_size=2"]),
     "prune-init": ("the student pruned, not refitted", ["student.init=teacher-prune"]),
     "refit-pixels-0.1": ("the refit's normal equations from 10% of the pixels (25% in quick)",
                          ["student.refit_pixels=0.1"]),
-    "patch-96": ("whole 96-pixel pool images", ["samples.patch=96", "batch_size=1"]),
     "pink-noise": ("the pool drawn from pink noise", ["samples.priors=[pink-noise]"]),
     "dead-leaves+pink": ("the pool drawn from both priors, 3:1", ["samples.priors=[dead-leaves, pink-noise]",
                                                                   "samples.prior_weights=[3, 1]"]),

@@ -38,6 +38,7 @@ def test_kd_and_reconstruction_values():
 
     t, s = torch.full((1, 1, 8, 8), 0.5), torch.full((1, 1, 8, 8), 0.25)
     assert kd_loss(t, s).item() == pytest.approx(0.25)
+    assert kd_loss(t, s, "mse").item() == pytest.approx(0.0625)
     assert adversarial_loss(torch.tensor(0.25)).item() == pytest.approx(-math.log(1.25))
     # a constant HR image downscales to the same constant: L_R = |0.5 - 0.3|
     assert reconstruction_loss(t, torch.full((1, 1, 4, 4), 0.3), 2).item() == pytest.approx(0.2)

@@ -21,9 +21,11 @@ def upscale(lr: torch.Tensor, scale: int, round_bicubic: bool = False) -> torch.
     return x
 
 
-def kd_loss(teacher_out: torch.Tensor, student_out: torch.Tensor) -> torch.Tensor:
-    """L_KD = mean |T(x) - S(x)| (Eq. 3/5)."""
-    return (teacher_out.float() - student_out.float()).abs().mean()
+def kd_loss(teacher_out: torch.Tensor, student_out: torch.Tensor, kind: str = "l1") -> torch.Tensor:
+    """L_KD = mean |T(x) - S(x)| (Eq. 3/5), or with ``kind="mse"`` its square: the error PSNR
+    measures, which weighs the large errors at edges more than L1 does."""
+    diff = teacher_out.float() - student_out.float()
+    return diff.square().mean() if kind == "mse" else diff.abs().mean()
 
 
 def adversarial_loss(l_kd: torch.Tensor) -> torch.Tensor:

@@ -44,7 +44,7 @@ class SamplesConfig:
     by Algorithm 1), mixed per batch by ``generator_share``."""
 
     #: procedural priors the pool is drawn from (:mod:`edgesr.samples.priors`)
-    priors: tuple[Literal["dead-leaves", "pink-noise"], ...] = ()
+    priors: tuple[Literal["dead-leaves", "dead-leaves-aa", "textured-leaves", "pink-noise"], ...] = ()
     #: their mixing weights, one per prior (empty: equal)
     prior_weights: tuple[NonNegative, ...] = ()
     #: HR images in the pool, each degraded at every scale (0: no pool)
@@ -84,6 +84,10 @@ class LossConfig:
     w_c: NonNegative = 0.8
     #: weight of the adversarial term -log(L_KD + 1) (Eq. 2)
     w_adv: NonNegative = 1.0
+    #: the distance L_KD measures between the teacher's and the student's outputs (the
+    #: student minimises it, the generators' adversarial term maximises it): ``l1`` as
+    #: published, or ``mse``
+    kd: Literal["l1", "mse"] = "l1"
 
 
 @dataclass(frozen=True)

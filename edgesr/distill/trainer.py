@@ -202,7 +202,7 @@ class Distiller(Trainer):
         for x, t_out in self._student_batches(scale):
             with self.autocast():
                 s_out = self.ddp_student(x)
-            loss = loss + kd_loss(t_out, s_out) * (len(x) / rows)
+            loss = loss + kd_loss(t_out, s_out, self.recipe.losses.kd) * (len(x) / rows)
         value = self.agree(loss)
         if math.isfinite(value):
             descend(self.student_opt, loss, self.recipe.student_optim)
@@ -223,7 +223,7 @@ class Distiller(Trainer):
                 s_out = self.student(x)
         finally:
             self.student.requires_grad_(True)
-        l_kd = world.averaged(kd_loss(t_out, s_out))
+        l_kd = world.averaged(kd_loss(t_out, s_out, r.losses.kd))
         out = {"kd_gen": l_kd, "adv": adversarial_loss(l_kd), "rec": reconstruction_loss(t_out, lr, scale)}
         pooled = pooled_features(feats).detach()
         out["sample_std"] = lr.detach().float().std(dim=(1, 2, 3)).mean()

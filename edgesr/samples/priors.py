@@ -12,6 +12,7 @@ spectrum without the edges. NumPy only: the images are reproducible from a seed 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 
@@ -22,22 +23,29 @@ Prior = Callable[[int, int, np.random.Generator], np.ndarray]
 
 
 def dead_leaves(n: int, size: int, rng: np.random.Generator, r_min: float = 1.0, r_max: float = 40.0,
-                alpha: float = 3.0, coverage: float = 12.0) -> np.ndarray:
+                alpha: float = 3.0, coverage: float = 12.0, supersample: int = 1, texture: float = 0.0
+                ) -> np.ndarray:
     """``n`` dead-leaves images ``(n, size, size)`` in the Y range, float32.
 
     Disks of radius drawn with density ~ r^-alpha on [r_min, r_max], uniform grey levels, centres
     uniform over the image and a margin; the first disk drawn is in front. ``coverage`` is the
     expected number of disks over each pixel, which leaves a share of about e^-coverage of the
-    pixels uncovered; those take the image's mean.
+    pixels uncovered; those take the image's mean. ``supersample`` > 1 renders at that many
+    times the size and averages blocks down: edges anti-aliased as a camera's sensor integrates
+    them, rather than staircases. ``texture`` > 0 gives each disk a linear shading and, for
+    some, an oriented grating or a patch of pink noise, of amplitudes up to ``texture``: the
+    smooth gradients and fine periodic detail that flat disks lack.
     """
     out = np.empty((n, size, size), np.float32)
+    k = supersample
     for i in range(n):
-        out[i] = _one_dead_leaves(size, rng, r_min, r_max, alpha, coverage)
+        img = _one_dead_leaves(size * k, rng, r_min * k, r_max * k, alpha, coverage, texture, k)
+        out[i] = img.reshape(size, k, size, k).mean(axis=(1, 3)) if k > 1 else img
     return out
 
 
 def _one_dead_leaves(size: int, rng: np.random.Generator, r_min: float, r_max: float, alpha: float,
-                     coverage: float) -> np.ndarray:
+                     coverage: float, texture: float = 0.0, pixel: int = 1) -> np.ndarray:
     span = size + r_max  # centres range over the image and half a largest disk around it
     a1 = 1.0 - alpha
     mean_area = np.pi * _mean_r2(r_min, r_max, alpha)
@@ -67,8 +75,35 @@ def _one_dead_leaves(size: int, rng: np.random.Generator, r_min: float, r_max: f
     covered = front < count
     img = np.empty(size * size, np.float32)
     img[covered] = grey[front[covered]]
+    if texture > 0 and covered.any():
+        img[covered] += _disk_textures(size, rng, centre, radius, texture, pixel, front[covered],
+                                       np.nonzero(covered)[0])
+        np.clip(img, Y_LOW, Y_HIGH, out=img)
     img[~covered] = img[covered].mean() if covered.any() else 0.5 * (Y_LOW + Y_HIGH)
     return img.reshape(size, size)
+
+
+def _disk_textures(size: int, rng: np.random.Generator, centre: np.ndarray, radius: np.ndarray,
+                   amplitude: float, pixel: int, disk: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """What each disk adds to its flat grey at the pixels ``where`` (``disk`` covers each): a
+    linear ramp whose ends differ by up to about ``amplitude``, and for a third of the disks a
+    grating (0.02-0.4 cycles a final pixel, any orientation) or a patch of pink noise, of
+    amplitude up to ``amplitude``. ``pixel`` is the side of a final pixel in rendered ones."""
+    count = len(radius)
+    y = (where // size).astype(np.float32) + 0.5 - centre[disk, 0]
+    x = (where % size).astype(np.float32) + 0.5 - centre[disk, 1]
+    slope = rng.normal(0.0, amplitude / 4, (count, 2)) / np.maximum(radius, 1.0)[:, None]
+    out = slope[disk, 0] * y + slope[disk, 1] * x
+    kind = rng.integers(0, 6, count)  # 0: grating, 1: noise, else flat
+    freq = rng.uniform(0.02, 0.4, count) * 2 * np.pi / pixel
+    theta = rng.uniform(0, np.pi, count)
+    phase = rng.uniform(0, 2 * np.pi, count)
+    strength = rng.uniform(0, amplitude, count)[disk]
+    d = disk
+    grating = strength * np.sin(freq[d] * (np.cos(theta[d]) * x + np.sin(theta[d]) * y) + phase[d])
+    noise = 0.5 * strength * _pink_field(size, rng, rng.uniform(1.6, 2.4)).ravel()[where]
+    out += np.where(kind[d] == 0, grating, 0.0) + np.where(kind[d] == 1, noise, 0.0)
+    return out.astype(np.float32)
 
 
 def _mean_r2(r_min: float, r_max: float, alpha: float) -> float:
@@ -79,25 +114,35 @@ def _mean_r2(r_min: float, r_max: float, alpha: float) -> float:
     return integral(2.0) / integral(0.0)
 
 
-def pink_noise(n: int, size: int, rng: np.random.Generator, alpha: tuple[float, float] = (1.6, 2.4),
-               contrast: tuple[float, float] = (0.04, 0.2)) -> np.ndarray:
-    """``n`` images of random-phase noise with a 1/f^alpha power spectrum, in the Y range."""
+def _pink_field(size: int, rng: np.random.Generator, alpha: float) -> np.ndarray:
+    """A ``(size, size)`` random-phase field with a 1/f^alpha power spectrum, mean 0, std 1."""
     fy = np.fft.fftfreq(size)[:, None]
     fx = np.fft.rfftfreq(size)[None, :]
     f = np.sqrt(fx**2 + fy**2)
     f[0, 0] = 1.0
+    spec = (rng.standard_normal(f.shape) + 1j * rng.standard_normal(f.shape)) / f ** (alpha / 2)
+    spec[0, 0] = 0.0
+    img = np.fft.irfft2(spec, s=(size, size))
+    return (img - img.mean()) / (img.std() + 1e-12)
+
+
+def pink_noise(n: int, size: int, rng: np.random.Generator, alpha: tuple[float, float] = (1.6, 2.4),
+               contrast: tuple[float, float] = (0.04, 0.2)) -> np.ndarray:
+    """``n`` images of random-phase noise with a 1/f^alpha power spectrum, in the Y range."""
     out = np.empty((n, size, size), np.float32)
     for i in range(n):
-        spec = (rng.standard_normal(f.shape) + 1j * rng.standard_normal(f.shape)) / f ** (rng.uniform(*alpha) / 2)
-        spec[0, 0] = 0.0
-        img = np.fft.irfft2(spec, s=(size, size))
-        img = (img - img.mean()) / (img.std() + 1e-12)
+        img = _pink_field(size, rng, rng.uniform(*alpha))
         out[i] = np.clip(rng.uniform(0.25, 0.75) + img * rng.uniform(*contrast), Y_LOW, Y_HIGH)
     return out
 
 
 #: the priors a recipe can name
-PRIORS: dict[str, Prior] = {"dead-leaves": dead_leaves, "pink-noise": pink_noise}
+PRIORS: dict[str, Prior] = {
+    "dead-leaves": dead_leaves,
+    "dead-leaves-aa": partial(dead_leaves, supersample=2),
+    "textured-leaves": partial(dead_leaves, supersample=2, texture=0.15),
+    "pink-noise": pink_noise,
+}
 
 
 def prior_images(priors: Sequence[str], weights: Sequence[float], n: int, size: int, seed: int) -> np.ndarray:
