@@ -98,10 +98,10 @@ def _disk_textures(size: int, rng: np.random.Generator, centre: np.ndarray, radi
     freq = rng.uniform(0.02, 0.4, count) * 2 * np.pi / pixel
     theta = rng.uniform(0, np.pi, count)
     phase = rng.uniform(0, 2 * np.pi, count)
-    strength = rng.uniform(0, amplitude, count)[disk]
     d = disk
+    strength = rng.uniform(0, amplitude, count)[d]
     grating = strength * np.sin(freq[d] * (np.cos(theta[d]) * x + np.sin(theta[d]) * y) + phase[d])
-    noise = 0.5 * strength * _pink_field(size, rng, rng.uniform(1.6, 2.4)).ravel()[where]
+    noise = 0.5 * strength * _pink_field(size, rng, (1.6, 2.4)).ravel()[where]
     out += np.where(kind[d] == 0, grating, 0.0) + np.where(kind[d] == 1, noise, 0.0)
     return out.astype(np.float32)
 
@@ -114,13 +114,14 @@ def _mean_r2(r_min: float, r_max: float, alpha: float) -> float:
     return integral(2.0) / integral(0.0)
 
 
-def _pink_field(size: int, rng: np.random.Generator, alpha: float) -> np.ndarray:
-    """A ``(size, size)`` random-phase field with a 1/f^alpha power spectrum, mean 0, std 1."""
+def _pink_field(size: int, rng: np.random.Generator, alpha: tuple[float, float]) -> np.ndarray:
+    """A ``(size, size)`` random-phase field with a 1/f^a power spectrum, ``a`` drawn from the
+    ``alpha`` range after the phases; mean 0, std 1."""
     fy = np.fft.fftfreq(size)[:, None]
     fx = np.fft.rfftfreq(size)[None, :]
     f = np.sqrt(fx**2 + fy**2)
     f[0, 0] = 1.0
-    spec = (rng.standard_normal(f.shape) + 1j * rng.standard_normal(f.shape)) / f ** (alpha / 2)
+    spec = (rng.standard_normal(f.shape) + 1j * rng.standard_normal(f.shape)) / f ** (rng.uniform(*alpha) / 2)
     spec[0, 0] = 0.0
     img = np.fft.irfft2(spec, s=(size, size))
     return (img - img.mean()) / (img.std() + 1e-12)
@@ -131,7 +132,7 @@ def pink_noise(n: int, size: int, rng: np.random.Generator, alpha: tuple[float, 
     """``n`` images of random-phase noise with a 1/f^alpha power spectrum, in the Y range."""
     out = np.empty((n, size, size), np.float32)
     for i in range(n):
-        img = _pink_field(size, rng, rng.uniform(*alpha))
+        img = _pink_field(size, rng, alpha)
         out[i] = np.clip(rng.uniform(0.25, 0.75) + img * rng.uniform(*contrast), Y_LOW, Y_HIGH)
     return out
 
