@@ -75,6 +75,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                       "whole images: a crop's border pixels lack context its targets had)",
                       [*P192, "samples.patch=96", "batch_size=2"]),
     "p192-patch-64": ("p192, 64-pixel crops, two a step", [*P192, "samples.patch=64", "batch_size=2"]),
+    "lr-1e-3": ("student lr 1e-3", ["student_optim.lr=0.001"]),
+    "lr-3e-3": ("student lr 3e-3", ["student_optim.lr=0.003"]),
+    "ema-0.999": ("the student saved as a moving average of its weights, decay 0.999 per step", ["student.ema=0.999"]),
+    "ema-0.995": ("the student saved as a moving average of its weights, decay 0.995 per step", ["student.ema=0.995"]),
     "prune-init": ("the student pruned, not refitted", ["student.init=teacher-prune"]),
     "refit-pixels-0.1": ("the refit's normal equations from 10% of the pixels (25% in quick)",
                          ["student.refit_pixels=0.1"]),
@@ -105,11 +109,30 @@ def step_factor(overrides: list[str], base_batch: int) -> float:
     return base_batch / (batch * pixels)
 
 
-def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict:
-    """One ``edgesr distill`` of the variant (or its earlier result), scored on validation."""
+def reuse_scores(earlier: Path, args: argparse.Namespace) -> None:
+    """Seed ``--runs`` with the scores an earlier ``ablation.json`` recorded, for the runs made
+    with the same recipe, length and overrides as now (their students are not in the JSON: a
+    variant chosen from them is run again for its Set5/Set14 scores)."""
+    old = json.loads(earlier.read_text())
+    if (old["recipe"], old["steps"], old["budget_minutes"], old["device"], old["threads"]) != \
+            (args.recipe, args.steps, args.budget_minutes, args.device, args.threads):
+        raise SystemExit(f"{earlier} was measured with another recipe, length, device or thread count")
+    for name, v in old["variants"].items():
+        if name not in VARIANTS or v["overrides"] != VARIANTS[name][1]:
+            continue
+        for run in v["runs"]:
+            score_file = args.runs / f"seed{run['seed']}" / name / "ablation_score.json"
+            if not score_file.is_file():
+                score_file.parent.mkdir(parents=True, exist_ok=True)
+                score_file.write_text(json.dumps({**run, "reused_from": str(earlier)}, indent=2) + "\n")
+
+
+def run_variant(name: str, seed: int, args: argparse.Namespace, weights: bool = False) -> dict:
+    """One ``edgesr distill`` of the variant (or its earlier result), scored on validation;
+    ``weights``: also when the earlier result's student is not on disk."""
     run_dir = args.runs / f"seed{seed}" / name
     score_file = run_dir / "ablation_score.json"
-    if score_file.is_file():
+    if score_file.is_file() and (not weights or (run_dir / "student.safetensors").is_file()):
         return json.loads(score_file.read_text())
     if run_dir.exists():
         import shutil
@@ -198,12 +221,16 @@ def main() -> None:
     ap.add_argument("--data-root", type=Path, default=Path("../shared/data"))
     ap.add_argument("--runs", type=Path, default=Path("runs/ablation"))
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--reuse", type=Path, default=None,
+                    help="an earlier ablation.json whose runs (same recipe, length and overrides) count as done")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variants {unknown}: choose from {', '.join(VARIANTS)}")
     started = time.time()
+    if args.reuse:
+        reuse_scores(args.reuse, args)
     scores = {name: [run_variant(name, 0, args)] for name in args.variants}
     for name, s in scores.items():
         print(f"{name:24s} steps {s[0]['steps']:5d}  val {s[0]['validation']}", flush=True)
@@ -216,6 +243,8 @@ def main() -> None:
             if (args.runs / f"seed{seed}" / name / "ablation_score.json").is_file():
                 scores[name].append(run_variant(name, seed, args))
     chosen = max(top, key=lambda n: mean_scores(scores[n])["val_psnr"])
+    if not args.no_test_sets:  # a reused choice is run again for its students
+        scores[chosen] = [run_variant(chosen, s["seed"], args, weights=True) for s in scores[chosen]]
     bench: dict = {}
     for seed_score in [] if args.no_test_sets else scores[chosen]:
         model, _ = load_model(str(args.runs / f"seed{seed_score['seed']}" / chosen / "student.safetensors"))
