@@ -130,11 +130,9 @@ def evaluate_rows(rows: dict[str, Row], sets: Iterable[BenchmarkSet], scales: It
 
 
 def evaluate(predict: Predictor, sets: Iterable[BenchmarkSet], scales: Iterable[int],
-             with_ssim: bool = True, on_done: Callable[[Score], None] | None = None,
-             input_kind: str = "bicubic") -> list[Score]:
+             with_ssim: bool = True, input_kind: str = "bicubic") -> list[Score]:
     """Scores of one model for every set and scale, in that order."""
-    done = (lambda _name, score: on_done(score)) if on_done else None
-    return evaluate_rows({"model": Row(lambda: predict, input_kind)}, sets, scales, with_ssim, done)["model"]
+    return evaluate_rows({"model": Row(lambda: predict, input_kind)}, sets, scales, with_ssim)["model"]
 
 
 def bicubic_predictor(bicubic_y: np.ndarray, scale: int) -> np.ndarray:
