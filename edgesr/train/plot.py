@@ -26,7 +26,6 @@ class Panel:
     lines: tuple[tuple[str, str], ...] = ()
     #: a dotted line at the first value, which a drift is read against
     start_line: bool = False
-    log_y: bool = False
     #: the curve's name in the legend (default: the key)
     label: str = ""
 
@@ -46,7 +45,7 @@ def _series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[fl
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def plot_metrics(records: list[dict[str, Any]], path: Path, panels: list[Panel], xlabel: str = "step") -> None:
+def plot_metrics(records: list[dict[str, Any]], path: Path, panels: list[Panel]) -> None:
     """Write ``path``: the ``panels`` whose metric the log holds, two per row."""
     import matplotlib
 
@@ -77,8 +76,6 @@ def plot_metrics(records: list[dict[str, Any]], path: Path, panels: list[Panel],
             ref = _series(records, key)[1]
             if ref:
                 ax.axhline(ref[-1], color=f"C{i + 1}", linestyle="--", linewidth=1.2, label=f"{label} ({ref[-1]:.2f})")
-        if panel.log_y:
-            ax.set_yscale("log")
         ax.set_xlim(0, max(last_step, 1))
         ax.set_title(panel.title, fontsize=9)
         ax.tick_params(labelsize=8)
@@ -88,7 +85,7 @@ def plot_metrics(records: list[dict[str, Any]], path: Path, panels: list[Panel],
     for ax in list(axes.flat)[len(shown):]:
         ax.set_visible(False)
     for ax in axes[-1]:
-        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_xlabel("step", fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=90, format="png")
