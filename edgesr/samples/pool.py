@@ -51,9 +51,6 @@ class SamplePool:
         inputs = torch.cat([degrade(hr, s)[1] for s in scales])
         return inputs, torch.tensor([s for s in scales for _ in range(len(hr))])
 
-    def to(self, device: torch.device) -> SamplePool:
-        return SamplePool(self.inputs.to(device), self.targets.to(device), self.scales.to(device))
-
     def batch(self, n: int, patch: int, symmetries: bool = True,
               rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` random ``patch``-square crops of random pool images and the same crops of their
