@@ -15,7 +15,7 @@ rounding straight through. The result is a plain float VDSR; it is then exported
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -70,7 +70,7 @@ def fake_quantized(net: VDSR, input_ranges: Sequence[tuple[float, float]], float
 
 def distill_quantized(net: VDSR, lr_pool: dict[int, np.ndarray], input_ranges: Sequence[tuple[float, float]],
                       float_layers: Sequence[int], form: str, steps: int, batch: int = 8, lr: float = 1e-5,
-                      seed: int = 0, on_step: Callable[[int, float], None] | None = None) -> VDSR:
+                      seed: int = 0) -> VDSR:
     """``net`` fine-tuned so that its fake-quantized self matches the float ``net``.
 
     ``lr_pool``: LR calibration patches per scale; each step draws a scale and a batch from it
@@ -89,7 +89,7 @@ def distill_quantized(net: VDSR, lr_pool: dict[int, np.ndarray], input_ranges: S
 
     student = fake_quantized(net, input_ranges, float_layers, form).train()
     opt = torch.optim.Adam(student.parameters(), lr=lr)
-    for step in range(steps):
+    for _ in range(steps):
         x = draw()
         with torch.no_grad():
             target = teacher(x)
@@ -97,8 +97,6 @@ def distill_quantized(net: VDSR, lr_pool: dict[int, np.ndarray], input_ranges: S
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if on_step:
-            on_step(step, loss.item())
     tuned = copy.deepcopy(net)
     with torch.no_grad():
         for dst, src in zip(tuned.convs(), student.plain_convs):
