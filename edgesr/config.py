@@ -90,6 +90,10 @@ def fail(key: str, msg: str) -> typing.NoReturn:
     raise EdgesrError(f"recipe key {key}: {msg}")
 
 
+#: the types a recipe value must already have, as its error names them
+_PLAIN = {bool: "true or false", int: "an integer", str: "a string"}
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = get_origin(tp)
     if origin is Annotated:
@@ -121,13 +125,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, dict):
             fail(key, f"expected a mapping, got {value!r}")
         return from_dict(tp, value, prefix=f"{key}.")
-    if tp is bool:
-        if not isinstance(value, bool):
-            fail(key, f"expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            fail(key, f"expected an integer, got {value!r}")
+    if tp in _PLAIN:  # bool is an int to isinstance, yet true is never a recipe's integer
+        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+            fail(key, f"expected {_PLAIN[tp]}, got {value!r}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -135,10 +135,6 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not math.isfinite(value):
             fail(key, f"expected a finite number, got {value!r}")
         return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            fail(key, f"expected a string, got {value!r}")
-        return value
     if tp is Any:
         return value
     raise TypeError(f"unsupported recipe type {tp} at {key}")
