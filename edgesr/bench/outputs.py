@@ -19,12 +19,7 @@ from .rows import BenchRow
 
 def quality_keys(rows: Sequence[BenchRow]) -> list[tuple[str, int]]:
     """(set, scale) pairs any row was scored on, in first-seen order."""
-    keys: list[tuple[str, int]] = []
-    for r in rows:
-        for s in r.scores:
-            if (s.set, s.scale) not in keys:
-                keys.append((s.set, s.scale))
-    return keys
+    return list(dict.fromkeys((s.set, s.scale) for r in rows for s in r.scores))
 
 
 def _fmt(v: float | None, spec: str) -> str:
