@@ -20,6 +20,7 @@ from .demo.limits import MB, MP
 from .demo.limits import Limits as DemoLimits
 from .errors import EdgesrError
 from .export.pipeline import DEFAULT_FLOAT_LAYERS, DEFAULT_METHOD
+from .io import refuse_existing
 from .optional import available, require_extra
 from .scales import check_scales
 
@@ -151,14 +152,6 @@ def finished(started: float, next_step: str, next_args: list[str]) -> None:
 
 
 OVERWRITE_HELP = "replace existing output files (without it, an existing output is an error)"
-
-
-def refuse_existing(outputs: list[Path | None], overwrite: bool) -> None:
-    """The one overwrite rule of every command that writes: an existing output is an error,
-    before any work, unless ``--overwrite`` is given."""
-    for path in outputs:
-        if path is not None and (path.exists() or path.is_symlink()) and not overwrite:
-            raise EdgesrError(f"{path} exists: pass --overwrite to replace it")
 
 
 def _version(value: bool) -> None:

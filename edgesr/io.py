@@ -41,6 +41,14 @@ def cannot_write(path: str | Path, exc: OSError) -> OutputError:
     return OutputError(f"cannot write {path}: {exc.strerror or exc}")
 
 
+def refuse_existing(outputs: list[Path | None], overwrite: bool) -> None:
+    """The one overwrite rule of every command that writes: an existing output is an error,
+    before any work, unless ``--overwrite`` is given."""
+    for path in outputs:
+        if path is not None and (path.exists() or path.is_symlink()) and not overwrite:
+            raise EdgesrError(f"{path} exists: pass --overwrite to replace it")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

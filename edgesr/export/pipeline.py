@@ -91,12 +91,11 @@ class ExportRequest:
         if self.target == "coreml":
             require_extra("coreml", "--target coreml")
         check_scales([self.scale], "--scale")
-        if self.precision not in PRECISIONS:
-            raise EdgesrError(f"unsupported precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
-        if self.input_kind not in INPUT_KINDS:
-            raise EdgesrError(f"unsupported input kind {self.input_kind!r}: use one of {', '.join(INPUT_KINDS)}")
-        if self.method not in METHODS:
-            raise EdgesrError(f"unsupported calibration method {self.method!r}: use one of {', '.join(METHODS)}")
+        for what, value, allowed in (("precision", self.precision, PRECISIONS),
+                                     ("input kind", self.input_kind, INPUT_KINDS),
+                                     ("calibration method", self.method, METHODS)):
+            if value not in allowed:
+                raise EdgesrError(f"unsupported {what} {value!r}: use one of {', '.join(allowed)}")
         if self.qad_steps < 0:
             raise EdgesrError("--qad-steps must be 0 or more")
         FloatLayers.parse(self.float_layers)
@@ -160,15 +159,14 @@ def _int8_onnx(req: ExportRequest, net, calib, form: str, progress: Progress, ex
 
 def export_model(req: ExportRequest, progress: Progress = lambda msg: None) -> ExportResult:
     """Run one export; see the module docstring for the failure guarantees."""
-    from ..io import atomic_dir
+    from ..io import atomic_dir, refuse_existing
     from .calibration import find_calibration
     from .deploy_net import DeployNet
     from .source import load_source
 
     req.validate()
     out = Path(req.out) if req.out else req.default_out()
-    if (out.exists() or out.is_symlink()) and not req.overwrite:
-        raise EdgesrError(f"{out} exists: pass --overwrite to replace it")
+    refuse_existing([out], req.overwrite)
     progress("loading the model")
     source = load_source(req.model)
     source.check_scale(req.scale)
