@@ -20,7 +20,7 @@ from ..config import to_dict
 from ..errors import EdgesrError
 from ..io import write_bytes
 from .distributed import everywhere
-from .trainer import LossLog, Trainer, finite
+from .trainer import LossLog, Trainer
 
 
 class Diverged(EdgesrError):
@@ -44,7 +44,7 @@ def restore_rng(state: dict[str, Any], device: torch.device) -> None:
 def save_checkpoint(trainer: Trainer, path: Path) -> None:
     """Write the trainer's checkpoint, unless a weight is non-finite (then stop: never save bad
     state). Every rank checks its weights (the same on all), rank 0 writes."""
-    if not all(finite(p) for net in trainer.networks() for p in net.parameters()):
+    if not all(bool(torch.isfinite(p).all()) for net in trainer.networks() for p in net.parameters()):
         raise everywhere(Diverged(f"non-finite weights at step {trainer.step}; the previous checkpoint was kept"),
                          trainer.world)
     if not trainer.world.main:

@@ -47,10 +47,6 @@ SPEED_WINDOW = (50, 250)
 BUDGET_SHARE = 0.95
 
 
-def finite(t: torch.Tensor) -> bool:
-    return bool(torch.isfinite(t).all())
-
-
 class Trainer(ABC):
     """One training run's state and the step that advances it.
 
