@@ -46,8 +46,7 @@ def pair_from_image(name: str, img: np.ndarray, scale: int) -> SRPair:
     return SRPair(name, scale, 255.0 * y, 255.0 * bic)
 
 
-def _prepared(folder: Path, scale: int) -> list[SRPair]:
-    files = sorted((folder / "y").glob(f"*_x{scale}.npz"))
+def _prepared(folder: Path, files: list[Path], scale: int) -> list[SRPair]:
     if not files:
         raise EdgesrError(f"{folder} has no prepared arrays for x{scale} (y/<name>_x{scale}.npz)")
     pairs = []
@@ -83,12 +82,12 @@ class BenchmarkSet:
         return list_images(_image_folder(self.folder))
 
     def pairs(self, scale: int) -> list[SRPair]:
+        files = self.files(scale)
         if self.prepared:
-            return _prepared(self.folder, scale)
-        images = list_images(_image_folder(self.folder))
-        if not images:
+            return _prepared(self.folder, files, scale)
+        if not files:
             raise EdgesrError(f"no images in {_image_folder(self.folder)}")
-        return [pair_from_image(p.stem, read_rgb8(p), scale) for p in images]
+        return [pair_from_image(p.stem, read_rgb8(p), scale) for p in files]
 
 
 def open_set(path: str | Path) -> BenchmarkSet:
