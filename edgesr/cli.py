@@ -170,8 +170,6 @@ def _root(
     """Data-free distillation, export and on-device benchmarking of super-resolution models."""
 
 
-
-
 @app.command("eval", short_help="PSNR/SSIM of a torch model on benchmark sets.")
 @user_errors
 @host_command("eval")

@@ -42,8 +42,7 @@ class Generator(nn.Module):
         return (torch.tanh(self.net(h)) + 1) / 2
 
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        device = self.fc.weight.device
-        return torch.randn(n, self.z_dim, device=device, generator=generator)
+        return torch.randn(n, self.z_dim, device=self.fc.weight.device, generator=generator)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -46,11 +46,10 @@ def load_source(model: str) -> SourceModel:
     from ..models import zoo
 
     net, meta = zoo.load_model(model)
-    psnr_table: dict = {}
     scales: tuple[int, ...] = ()
     if zoo.is_zoo_name(model):
         e = zoo.entry(model)
-        psnr_table = e.measured_psnr or e.published_psnr
+        psnr_table: dict = e.measured_psnr or e.published_psnr
     else:
         psnr_table = _json_field(meta, "measured_psnr", model) or {}
         declared = _json_field(meta, "scales", model)

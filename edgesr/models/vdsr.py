@@ -94,8 +94,7 @@ class VDSR(nn.Module):
         if blocks < self.blocks:
             raise ValueError(f"cannot shrink from {self.blocks} to {blocks} blocks")
         new = VDSR(self.width, self.depth, blocks).to(next(self.parameters()).device)
-        old_state = self.state_dict()
-        missing, unexpected = new.load_state_dict(old_state, strict=False)
+        missing, unexpected = new.load_state_dict(self.state_dict(), strict=False)
         expected_new = {f"body.{i}.conv.weight" for i in range(self.blocks, blocks)}
         if unexpected or set(missing) != expected_new:
             raise RuntimeError(
