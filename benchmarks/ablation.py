@@ -43,13 +43,20 @@ B16 = [*P48, "batch_size=16"]
 #: the pool of the recipe before: 192 images, the refit on the first 48
 P192 = ["samples.pool_images=192", "student.refit_images=48"]
 
-#: name -> (what it tests, recipe overrides on top of ``quick``: 4 crops a step, a pool of 96
-#: images with the refit on the first 16). "p48", "b16" and "p192" variants keep the pool and
-#: the batch of the recipes they were measured against.
+#: the pool's prior of every variant that does not name its own: plain dead-leaves disks, quick's
+#: before the ablation chose their anti-aliased form (``dead-leaves-aa``, the recipe as shipped)
+BASE = ["samples.priors=[dead-leaves]"]
+#: quick's prior as shipped
+AA = ["samples.priors=[dead-leaves-aa]"]
+
+#: name -> (what it tests, recipe overrides on top of ``quick`` and ``BASE``: 4 crops a step, a
+#: pool of 96 images with the refit on the first 16). "p48", "b16" and "p192" variants keep the
+#: pool and the batch of the recipes they were measured against.
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "init-only": ("the refitted student before any training step (p48)",
                   [*P48, "student_optim.lr=0", "budget_minutes=0", "progressive.steps=[1]"]),
-    "quick": ("the recipe as shipped (pool 96, refit on 16, 4 crops a step, student lr 2e-3)", []),
+    "dead-leaves": ("plain dead-leaves disks (pool 96, refit on 16, 4 crops a step, student lr 2e-3): quick "
+                    "before dead-leaves-aa", []),
     "p192": ("a pool of 192 images, the refit on the first 48 (the recipe before)", P192),
     "p192-refit-16": ("p192, the refit on the first 16", ["samples.pool_images=192", "student.refit_images=16"]),
     "pool-96-refit-48": ("a pool of 96 images, the refit on the first 48", ["samples.pool_images=96",
@@ -64,8 +71,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                                              "losses.w_c=0.8"]),
     "b16-generators-25-no-cmi": ("the same without CMI", [*B16, "student_optim.lr=0.001",
                                                           "samples.generator_share=0.25", "losses.w_c=0"]),
-    "dead-leaves-aa": ("the pool's disks with anti-aliased edges (rendered at 2x, averaged down)",
-                       ["samples.priors=[dead-leaves-aa]"]),
+    "dead-leaves-aa": ("quick as shipped: the pool's disks with anti-aliased edges (rendered at 2x, averaged down)",
+                       AA),
     "p192-kd-mse": ("p192, the student fits the teacher in squared error instead of L1", [*P192, "losses.kd=mse"]),
     "p192-dead-leaves-aa": ("p192, the pool's disks with anti-aliased edges (rendered at 2x, averaged down)",
                             [*P192, "samples.priors=[dead-leaves-aa]"]),
@@ -75,6 +82,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                       "whole images: a crop's border pixels lack context its targets had)",
                       [*P192, "samples.patch=96", "batch_size=2"]),
     "p192-patch-64": ("p192, 64-pixel crops, two a step", [*P192, "samples.patch=64", "batch_size=2"]),
+    "aa-lr-1e-3": ("quick as shipped, student lr 1e-3", [*AA, "student_optim.lr=0.001"]),
+    "aa-batch-8": ("quick as shipped, 8 crops a step", [*AA, "batch_size=8"]),
     "lr-1e-3": ("student lr 1e-3", ["student_optim.lr=0.001"]),
     "lr-3e-3": ("student lr 3e-3", ["student_optim.lr=0.003"]),
     "ema-0.999": ("the student saved as a moving average of its weights, decay 0.999 per step", ["student.ema=0.999"]),
@@ -144,7 +153,7 @@ def run_variant(name: str, seed: int, args: argparse.Namespace, weights: bool = 
                     f"progressive.steps=[{round(args.steps * step_factor(overrides, recipe_batch(args.recipe)))}]"])
     sets = [*length, f"name={name}", f"seed={seed}", f"device={args.device}", "evaluation.sets=[]",
             f"validation.data={args.data_root / 'train291'}", "validation.every=100000", "checkpoint_every=100000",
-            *overrides]
+            *BASE, *overrides]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
@@ -187,7 +196,8 @@ def markdown(out: dict) -> str:
     lines = [f"Ablation of the `{out['recipe']}` recipe: {length} on {out['machine']}, {out['threads']} "
              f"thread(s). Validation PSNR (dB, Y, border = scale) on the last {out['val_images']} train291 "
              f"images (centre {out['val_crop']}-px crops); mean over seeds where a variant ran more than once. "
-             "Load average before/after each run in the JSON.",
+             f"Each variant is `{out['recipe']}` with `{' '.join(out['base_overrides'])}` and its own overrides "
+             "(in the JSON). Load average before/after each run in the JSON.",
              "", "| variant | what it tests | seeds | steps | x2 | x3 | x4 | mean |",
              "|---|---|---|---|---|---|---|---|"]
     for name, row in out["variants"].items():
@@ -257,7 +267,7 @@ def main() -> None:
            "device": args.device,
            "threads": args.threads, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
            "val_images": args.val_images, "val_crop": args.val_crop, "total_seconds": round(time.time() - started),
-           "chosen": chosen, "top": top,
+           "chosen": chosen, "top": top, "base_overrides": BASE,
            "variants": {n: {"description": VARIANTS[n][0], "overrides": VARIANTS[n][1], "runs": scores[n],
                             "validation": mean_scores(scores[n])} for n in args.variants},
            "benchmark": bench}
