@@ -43,10 +43,10 @@ B16 = [*P48, "batch_size=16"]
 #: the pool of the recipe before: 192 images, the refit on the first 48
 P192 = ["samples.pool_images=192", "student.refit_images=48"]
 
-#: the pool's prior of every variant that does not name its own: plain dead-leaves disks, quick's
-#: before the ablation chose their anti-aliased form (``dead-leaves-aa``, the recipe as shipped)
-BASE = ["samples.priors=[dead-leaves]"]
-#: quick's prior as shipped
+#: what every variant has unless it sets its own: quick before the ablations chose its
+#: anti-aliased disks (``AA``) and its learning rate (1e-3, ``aa-lr-1e-3``, the recipe as shipped)
+BASE = ["samples.priors=[dead-leaves]", "student_optim.lr=0.002"]
+#: the pool's disks with anti-aliased edges
 AA = ["samples.priors=[dead-leaves-aa]"]
 
 #: name -> (what it tests, recipe overrides on top of ``quick`` and ``BASE``: 4 crops a step, a
@@ -55,8 +55,7 @@ AA = ["samples.priors=[dead-leaves-aa]"]
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "init-only": ("the refitted student before any training step (p48)",
                   [*P48, "student_optim.lr=0", "budget_minutes=0", "progressive.steps=[1]"]),
-    "dead-leaves": ("plain dead-leaves disks (pool 96, refit on 16, 4 crops a step, student lr 2e-3): quick "
-                    "before dead-leaves-aa", []),
+    "dead-leaves": ("plain dead-leaves disks (pool 96, refit on 16, 4 crops a step, student lr 2e-3)", []),
     "p192": ("a pool of 192 images, the refit on the first 48 (the recipe before)", P192),
     "p192-refit-16": ("p192, the refit on the first 16", ["samples.pool_images=192", "student.refit_images=16"]),
     "pool-96-refit-48": ("a pool of 96 images, the refit on the first 48", ["samples.pool_images=96",
@@ -71,7 +70,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                                              "losses.w_c=0.8"]),
     "b16-generators-25-no-cmi": ("the same without CMI", [*B16, "student_optim.lr=0.001",
                                                           "samples.generator_share=0.25", "losses.w_c=0"]),
-    "dead-leaves-aa": ("quick as shipped: the pool's disks with anti-aliased edges (rendered at 2x, averaged down)",
+    "dead-leaves-aa": ("the pool's disks with anti-aliased edges (rendered at 2x, averaged down)",
                        AA),
     "p192-kd-mse": ("p192, the student fits the teacher in squared error instead of L1", [*P192, "losses.kd=mse"]),
     "p192-dead-leaves-aa": ("p192, the pool's disks with anti-aliased edges (rendered at 2x, averaged down)",
@@ -82,8 +81,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                       "whole images: a crop's border pixels lack context its targets had)",
                       [*P192, "samples.patch=96", "batch_size=2"]),
     "p192-patch-64": ("p192, 64-pixel crops, two a step", [*P192, "samples.patch=64", "batch_size=2"]),
-    "aa-lr-1e-3": ("quick as shipped, student lr 1e-3", [*AA, "student_optim.lr=0.001"]),
-    "aa-batch-8": ("quick as shipped, 8 crops a step", [*AA, "batch_size=8"]),
+    "aa-lr-1e-3": ("dead-leaves-aa, student lr 1e-3: quick as shipped", [*AA, "student_optim.lr=0.001"]),
+    "aa-batch-8": ("dead-leaves-aa, 8 crops a step", [*AA, "batch_size=8"]),
     "lr-1e-3": ("student lr 1e-3", ["student_optim.lr=0.001"]),
     "lr-3e-3": ("student lr 3e-3", ["student_optim.lr=0.003"]),
     "ema-0.999": ("the student saved as a moving average of its weights, decay 0.999 per step", ["student.ema=0.999"]),
