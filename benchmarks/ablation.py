@@ -74,7 +74,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                        AA),
     "p192-kd-mse": ("p192, the student fits the teacher in squared error instead of L1", [*P192, "losses.kd=mse"]),
     "p192-dead-leaves-aa": ("p192, the pool's disks with anti-aliased edges (rendered at 2x, averaged down)",
-                            [*P192, "samples.priors=[dead-leaves-aa]"]),
+                            [*P192, *AA]),
     "p192-textured-leaves": ("p192, anti-aliased disks with shading, gratings and noise textures",
                              [*P192, "samples.priors=[textured-leaves]"]),
     "p192-patch-96": ("p192, whole 96-pixel pool images, two a step (the teacher's outputs were computed on "
