@@ -20,7 +20,7 @@ from ..models.zoo import load_model
 from ..train.command import finish_run, launched, recipe_for, resolve_device, train_in_folder
 from ..train.distributed import everywhere
 from ..train.plot import Panel
-from ..train.run_folder import RESULTS_FILE, complete_run, open_run
+from ..train.run_folder import open_run
 from .generator import save_generators
 from .recipe import DistillRecipe
 from .trainer import Distiller
@@ -82,11 +82,7 @@ def finish(run_dir: Path, recipe: DistillRecipe, trainer: Distiller, teacher_met
     """Save the student and generators; evaluate once on the benchmark sets (the teacher too,
     cached per checksum); write results."""
     save_generators(trainer.gens, run_dir)
-    teacher = {"teacher": (trainer.teacher, teacher_meta["sha256"])} if recipe.evaluation.teacher else {}
-    results = finish_run(trainer, run_dir, recipe.evaluation, list(recipe.scales), STUDENT_FILE,
-                         {"recipe": recipe.name, "teacher": recipe.teacher,
-                          "teacher_sha256": teacher_meta["sha256"]}, console, teacher)
-    results.setdefault("teacher", [])
-    complete_run(run_dir, results)
-    console.print(f"student: {run_dir / STUDENT_FILE}   results: {run_dir / RESULTS_FILE}", soft_wrap=True)
+    finish_run(trainer, run_dir, recipe.evaluation, list(recipe.scales), STUDENT_FILE,
+               {"recipe": recipe.name, "teacher": recipe.teacher, "teacher_sha256": teacher_meta["sha256"]}, console,
+               {"teacher": (trainer.teacher, teacher_meta["sha256"])})
     return run_dir

@@ -18,7 +18,7 @@ from ..errors import EdgesrError
 from ..train.command import finish_run, launched, recipe_for, resolve_device, train_in_folder
 from ..train.distributed import everywhere
 from ..train.plot import Panel
-from ..train.run_folder import RESULTS_FILE, complete_run, open_run
+from ..train.run_folder import open_run
 from .patches import PatchSampler, read_y
 from .recipe import TeacherRecipe
 from .trainer import TeacherTrainer
@@ -76,8 +76,6 @@ def train_teacher(data: str | Path | None = None, scales: list[int] | None = Non
 
 def finish(run_dir: Path, recipe: TeacherRecipe, trainer: TeacherTrainer, console: Console) -> Path:
     """Save the weights; evaluate once on the benchmark sets; write the results."""
-    results = finish_run(trainer, run_dir, recipe.evaluation, list(recipe.scales), TEACHER_FILE,
-                            {"recipe": recipe.name, "trained_on": Path(recipe.data).name}, console)
-    complete_run(run_dir, results)
-    console.print(f"teacher: {run_dir / TEACHER_FILE}   results: {run_dir / RESULTS_FILE}", soft_wrap=True)
+    finish_run(trainer, run_dir, recipe.evaluation, list(recipe.scales), TEACHER_FILE,
+               {"recipe": recipe.name, "trained_on": Path(recipe.data).name}, console)
     return run_dir

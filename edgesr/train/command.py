@@ -30,7 +30,7 @@ from .loop import fit, stop_on_signals
 from .plot import Panel, plot_metrics
 from .progress import PlainProgress, duration, progress_bar, status
 from .recipe import EvaluationConfig, RunRecipe
-from .run_folder import PLOT_FILE, RECIPE_FILE, RESULTS_FILE, MetricsLog, unlock_run
+from .run_folder import PLOT_FILE, RECIPE_FILE, RESULTS_FILE, MetricsLog, complete_run, unlock_run
 from .trainer import Trainer
 
 R = TypeVar("R", bound=RunRecipe)
@@ -169,12 +169,13 @@ def _plot(metrics: MetricsLog, run_dir: Path, panels: list[Panel]) -> None:
 
 def finish_run(trainer: Trainer, run_dir: Path, cfg: EvaluationConfig, scales: list[int], weights: str,
                metadata: dict[str, str], console: Console,
-               references: dict[str, tuple[torch.nn.Module, str]] | None = None) -> dict:
-    """Save the trained model as ``weights`` (before the slow evaluation, then again with the
-    PSNR it measured, which exports carry), evaluate it once on the benchmark sets beside the
-    ``references`` (name: ``(model, weights sha256)``; their rows, and bicubic's, are read from
-    the score cache when it has them: they never change), and return the results (not yet
-    written; the model's scores under its file's stem, each reference's under its name)."""
+               references: dict[str, tuple[torch.nn.Module, str]] | None = None) -> None:
+    """End a run: save the trained model as ``weights`` (before the slow evaluation, then again
+    with the PSNR it measured, which exports carry), evaluate it once on the benchmark sets
+    beside the ``references`` (name: ``(model, weights sha256)``, evaluated when
+    ``cfg.teacher``; their rows, and bicubic's, are read from the score cache when it has them:
+    they never change), and write the results (the model's scores under its file's stem, each
+    reference's under its name), which completes the run folder."""
     from ..cache import ScoreCache
     from ..models.predict import benchmark_predictor
 
@@ -192,25 +193,25 @@ def finish_run(trainer: Trainer, run_dir: Path, cfg: EvaluationConfig, scales: l
                          lambda folder: console.print(f"evaluation set {folder} not found: skipped (--set "
                                                        "evaluation.sets=[DIR,...] to name others)", style="yellow",
                                                        markup=False, highlight=False, soft_wrap=True))
-    if not sets:
-        return results
-    rows = {role: Row(lambda: benchmark_predictor(model, trainer.device))}
-    for name, (net, sha) in (references or {}).items():
-        rows[name] = Row(lambda net=net: benchmark_predictor(net, trainer.device), store=ScoreCache(sha))
-    names = ", ".join(rows)
-    where = f"{', '.join(b.name for b in sets)} x{', x'.join(map(str, scales))}"
-    with status(console, f"evaluating the {names} on {where} (cached rows are read, not recomputed)"):
-        def done(name: str, score: Score) -> None:
-            if not console.is_terminal:
-                console.print(f"  {name} {score.set} x{score.scale}: {score.psnr:.3f} dB "
-                              f"(bicubic {score.bicubic_psnr:.3f})", markup=False, highlight=False)
+    if sets:
+        rows = {role: Row(lambda: benchmark_predictor(model, trainer.device))}
+        for name, (net, sha) in ((references or {}) if cfg.teacher else {}).items():
+            rows[name] = Row(lambda net=net: benchmark_predictor(net, trainer.device), store=ScoreCache(sha))
+        names = ", ".join(rows)
+        where = f"{', '.join(b.name for b in sets)} x{', x'.join(map(str, scales))}"
+        with status(console, f"evaluating the {names} on {where} (cached rows are read, not recomputed)"):
+            def done(name: str, score: Score) -> None:
+                if not console.is_terminal:
+                    console.print(f"  {name} {score.set} x{score.scale}: {score.psnr:.3f} dB "
+                                  f"(bicubic {score.bicubic_psnr:.3f})", markup=False, highlight=False)
 
-        scores = evaluate_rows(rows, sets, scales, cfg.ssim, done)
-    for name, rows_scores in scores.items():
-        console.print(scores_table(rows_scores, title=f"{name} ({run_dir.name})" if name == role else name))
-        results[name] = [s.to_dict() for s in rows_scores]
-    measured: dict = {}
-    for sc in scores[role]:
-        measured.setdefault(sc.set, {})[str(sc.scale)] = round(sc.psnr, 4)
-    save_safetensors(model, run_dir / weights, {**meta, "measured_psnr": json.dumps(measured)})
-    return results
+            scores = evaluate_rows(rows, sets, scales, cfg.ssim, done)
+        for name, rows_scores in scores.items():
+            console.print(scores_table(rows_scores, title=f"{name} ({run_dir.name})" if name == role else name))
+            results[name] = [s.to_dict() for s in rows_scores]
+        measured: dict = {}
+        for sc in scores[role]:
+            measured.setdefault(sc.set, {})[str(sc.scale)] = round(sc.psnr, 4)
+        save_safetensors(model, run_dir / weights, {**meta, "measured_psnr": json.dumps(measured)})
+    complete_run(run_dir, results)
+    console.print(f"{role}: {run_dir / weights}   results: {run_dir / RESULTS_FILE}", soft_wrap=True)
