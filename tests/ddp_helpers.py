@@ -5,6 +5,7 @@ and the tiny runs they and the single-process references train."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -74,7 +75,7 @@ def train(trainer: Trainer, run_dir: Path, resume: bool = False, stop_at: int | 
 
             def on_step(step: int, _record: dict) -> None:
                 if step == stop_at:
-                    stop.requested, stop.signal_name = True, "SIGTERM"
+                    stop(signal.SIGTERM, None)
 
             fit(trainer, run_dir, metrics, stop, on_step)
     finally:

@@ -27,7 +27,7 @@ def _train(run_dir, recipe, stop_at: int | None = None, resume: bool = False) ->
 
     def on_step(step, _rec):
         if stop_at is not None and step == stop_at:
-            stop.requested, stop.signal_name = True, "SIGTERM"
+            stop(signal.SIGTERM, None)
 
     log = MetricsLog(run_dir / "metrics.jsonl", resume_step=d.step if resume else None)
     try:

@@ -145,7 +145,7 @@ def _stopped_run(argv: list[str], cwd: Path, at: int) -> None:
         def step(n, record):
             on_step(n, record)
             if n == at:
-                stop.requested, stop.signal_name = True, "SIGTERM"
+                stop(signal.SIGTERM, None)
 
         return fit(trainer, run_dir, metrics, stop, step)
 

@@ -132,7 +132,7 @@ def test_resume_ends_with_the_same_weights(images, tmp_path):
 
     def stop_at_5(step, _rec):
         if step == 5:
-            stop.requested, stop.signal_name = True, "SIGTERM"
+            stop(signal.SIGTERM, None)
 
     with pytest.raises(Interrupted, match="teacher train --resume"):
         _run(tiny_trainer(recipe), tmp_path / "b", stop, stop_at_5)

@@ -33,18 +33,11 @@ class StopRequest:
     """Set by SIGINT/SIGTERM; the loop checks it between steps, checkpoints and exits."""
 
     def __init__(self) -> None:
-        self.requested = False
-        self.signal_name = ""
+        #: the signal received, as a number for the ranks to agree on (0: none)
+        self.signum = 0
 
-    def __call__(self, signum, _frame) -> None:
-        self.requested = True
-        self.signal_name = signal.Signals(signum).name
-
-    @property
-    def signum(self) -> int:
-        """The signal as a number for the ranks to agree on (0: none)."""
-        return (signal.Signals[self.signal_name].value if self.signal_name else signal.SIGTERM.value) \
-            if self.requested else 0
+    def __call__(self, signum: int, _frame) -> None:
+        self.signum = int(signum)
 
 
 @contextmanager
