@@ -68,11 +68,11 @@ class MemoryBank:
         self.ptr = (self.ptr + self.batch) % self.data.shape[0]
         self.count = min(self.count + self.batch, self.data.shape[0])
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int) -> torch.Tensor:
         """Up to ``n`` stored entries, drawn without replacement."""
         if self.count == 0 or n <= 0:
             return self.data[:0]
-        idx = torch.randperm(self.count, generator=generator, device="cpu")[:n].to(self.data.device)
+        idx = torch.randperm(self.count, device="cpu")[:n].to(self.data.device)
         return self.data[idx]
 
     def state_dict(self) -> dict:
@@ -96,8 +96,7 @@ def _affine_crops(x: torch.Tensor, scale_xy: torch.Tensor, shift_xy: torch.Tenso
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def random_views(lr: torch.Tensor, pad: int, local_scale: tuple[float, float],
-                 generator: torch.Generator | None = None, total: int | None = None,
+def random_views(lr: torch.Tensor, pad: int, local_scale: tuple[float, float], total: int | None = None,
                  rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
     """CMI's two views of each LR image: global (flip + padded random crop) and local
     (random resized crop of ``local_scale`` area, aspect 3/4..4/3, + flip). No colour jitter:
@@ -107,7 +106,7 @@ def random_views(lr: torch.Tensor, pad: int, local_scale: tuple[float, float],
     dev = lr.device
 
     def rand(*shape: int) -> torch.Tensor:  # uniform numbers of shape (n, *shape)
-        return torch.rand(total or n, *shape, generator=generator)[rows].to(dev)
+        return torch.rand(total or n, *shape)[rows].to(dev)
 
     # global: integer shifts in [-pad, pad] pixels, zero fill, same size
     shifts = torch.floor(rand(2) * (2 * pad + 1)) - pad
