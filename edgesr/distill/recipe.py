@@ -132,8 +132,7 @@ class DistillRecipe(RunRecipe):
     #: zoo name or weights file (default: ``Teachers.DEFAULT``)
     teacher: ModelRef = Teachers.DEFAULT.value.name
     scales: tuple[Scale, ...] = (2, 3, 4)
-    #: the global batch: under torchrun each of N processes trains on ``batch_size / N`` of it
-    batch_size: Annotated[int, Range(2)] = 128
+    batch_size: Count = 128
     #: student steps per generator step (DFSR: 50)
     student_steps_per_gen_step: Count = 50
     student: StudentConfig = field(default_factory=StudentConfig)
@@ -150,6 +149,8 @@ class DistillRecipe(RunRecipe):
     def validate(self) -> None:
         super().validate()
         check_scales(self.scales, "recipe key scales")
+        if self.batch_size < 2:  # CMI and the diversity measure compare a batch's samples
+            fail("batch_size", f"must be >= 2, got {self.batch_size}")
         if len(self.generator.lr_sizes) != len(self.scales):
             fail("scales", f"{list(self.scales)} needs one generator.lr_sizes entry per scale, "
                            f"got {list(self.generator.lr_sizes)}: set both")

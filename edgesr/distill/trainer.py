@@ -64,8 +64,6 @@ class Distiller(Trainer):
     def __init__(self, recipe: DistillRecipe, teacher: VDSR, device: torch.device,
                  val_pairs: dict | None = None, world: World | None = None) -> None:
         super().__init__(recipe, device, val_pairs, world)
-        #: this process's rows of each global batch (pool crops first, then generator samples)
-        self.rows = self.world.rows(recipe.batch_size)
         self.teacher = self.prepare(teacher.eval()).requires_grad_(False)
         self.plan = StagePlan(recipe.progressive, recipe.student.depth - 2)
         self.planned_steps = self.plan.total

@@ -38,8 +38,6 @@ class TeacherRecipe(RunRecipe):
     #: weights to start from (zoo name or file) instead of a random init: a second, fine-tuning
     #: stage, e.g. larger patches at a lower learning rate (``recipes/teacher-finetune.yaml``)
     init: ModelRef | None = None
-    #: the global batch: under torchrun each of N processes trains on ``batch_size / N`` of it
-    batch_size: Count = 64
     #: training steps (with ``budget_minutes``, an upper bound: the schedule is fitted to the budget)
     steps: Count = 20000
     #: ``l1`` converges faster for PSNR; ``l2`` is the VDSR paper's

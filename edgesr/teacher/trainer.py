@@ -43,8 +43,6 @@ class TeacherTrainer(Trainer):
     def __init__(self, recipe: TeacherRecipe, sampler: PatchSampler, device: torch.device,
                  val_pairs: dict | None = None, world: World | None = None) -> None:
         super().__init__(recipe, device, val_pairs, world)
-        #: this process's rows of each global batch
-        self.rows = self.world.rows(recipe.batch_size)
         self.sampler = sampler
         model = VDSR(recipe.width, recipe.depth)
         if recipe.init:

@@ -56,6 +56,8 @@ class RunRecipe:
     #: one line on what the recipe is for (``edgesr recipes`` lists it)
     description: str = ""
     seed: NonNegativeInt = 0
+    #: the global batch: under torchrun each of N processes trains on ``batch_size / N`` of it
+    batch_size: Count = 64
     #: auto (CUDA when torch sees a GPU), cpu, cuda or cuda:N
     device: str = "auto"
     #: CUDA only: bf16 autocast for the networks (data, losses, resizes and validation stay float32)

@@ -69,6 +69,8 @@ class Trainer(ABC):
         self.device = device
         #: the processes training together (one unless launched by torchrun); every rank seeds alike
         self.world = world or World()
+        #: this process's rows of each global batch
+        self.rows = self.world.rows(recipe.batch_size)
         self.val_pairs = val_pairs or {}
         self.step = 0
         self.elapsed = 0.0
