@@ -152,6 +152,18 @@ def finished(started: float, next_step: str, next_args: list[str]) -> None:
 
 
 OVERWRITE_HELP = "replace existing output files (without it, an existing output is an error)"
+Overwrite = Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP, show_default=False)]
+Threads = Annotated[int | None, typer.Option(metavar="N", help=THREADS_HELP, show_default=False)]
+#: the options both training commands (distill, teacher train) take alike
+TrainDevice = Annotated[str | None, typer.Option(metavar="auto|cpu|cuda", help="where to train [default: the "
+                                                 "recipe's, auto: CUDA when torch sees a GPU]")]
+Resume = Annotated[Path | None, typer.Option(metavar="RUN_DIR", help="continue this run folder from its checkpoint, "
+                                             "with its saved recipe")]
+
+
+def recipe_option(default: str):
+    return Annotated[str | None, typer.Option(metavar="NAME|FILE", help="recipe name or YAML file; `edgesr recipes` "
+                                              f"lists the names [default: {default}]")]
 
 
 def _version(value: bool) -> None:
@@ -182,9 +194,9 @@ def eval_cmd(
     scales: Annotated[list[int], typer.Option(metavar="S...", help="upscaling factors")] = [2, 3, 4],
     json_out: Annotated[Path | None, typer.Option("--json", metavar="FILE", help="write the scores here")] = None,
     device: Annotated[str, typer.Option(metavar="auto|cpu|cuda", help="where the model runs")] = "auto",
-    threads: Annotated[int | None, typer.Option(metavar="N", help=THREADS_HELP, show_default=False)] = None,
+    threads: Threads = None,
     ssim: Annotated[bool, typer.Option(help="also compute SSIM")] = True,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP, show_default=False)] = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """PSNR/SSIM of a torch model on benchmark sets (Y channel, border shaved, MATLAB bicubic).
 
@@ -222,16 +234,13 @@ def eval_cmd(
 @user_errors
 @host_command("distill")
 def distill_cmd(
-    recipe: Annotated[str | None, typer.Option(metavar="NAME|FILE", help="recipe name or YAML file; `edgesr "
-                                               "recipes` lists the names [default: quick]")] = None,
+    recipe: recipe_option("quick") = None,
     teacher: Annotated[str | None, typer.Option(metavar="NAME|FILE", help="teacher zoo name or weights file "
                                                 "[default: the recipe's, pytorch-vdsr in the shipped ones]")] = None,
     out: Annotated[Path, typer.Option(metavar="DIR", help="parent folder of the run folder")] = Path("runs/distill"),
-    device: Annotated[str | None, typer.Option(metavar="auto|cpu|cuda", help="where to train [default: the "
-                                               "recipe's, auto: CUDA when torch sees a GPU]")] = None,
-    resume: Annotated[Path | None, typer.Option(metavar="RUN_DIR", help="continue this run folder from its "
-                                                "checkpoint, with its saved recipe")] = None,
-    threads: Annotated[int | None, typer.Option(metavar="N", help=THREADS_HELP, show_default=False)] = None,
+    device: TrainDevice = None,
+    resume: Resume = None,
+    threads: Threads = None,
     set_: Annotated[list[str], typer.Option(
         "--set", metavar="KEY=VALUE...", help="override recipe keys: --set batch_size=64 cmi.temperature=0.2")] = [],
 ) -> None:
@@ -265,14 +274,11 @@ def teacher_train_cmd(
                                              "are held out [required for a new run]")] = [],
     scales: Annotated[list[int], typer.Option(
         metavar="S...", help="upscaling factors one network learns [default: the recipe's]")] = [],
-    recipe: Annotated[str | None, typer.Option(metavar="NAME|FILE", help="recipe name or YAML file; `edgesr "
-                                               "recipes` lists the names [default: teacher]")] = None,
+    recipe: recipe_option("teacher") = None,
     out: Annotated[Path, typer.Option(metavar="DIR", help="parent folder of the run folder")] = Path("runs/teacher"),
-    device: Annotated[str | None, typer.Option(metavar="auto|cpu|cuda", help="where to train [default: the "
-                                               "recipe's, auto: CUDA when torch sees a GPU]")] = None,
-    resume: Annotated[Path | None, typer.Option(metavar="RUN_DIR", help="continue this run folder from its "
-                                                "checkpoint, with its saved recipe")] = None,
-    threads: Annotated[int | None, typer.Option(metavar="N", help=THREADS_HELP, show_default=False)] = None,
+    device: TrainDevice = None,
+    resume: Resume = None,
+    threads: Threads = None,
     set_: Annotated[list[str], typer.Option(
         "--set", metavar="KEY=VALUE...", help="override recipe keys: --set budget_minutes=2.5 optim.lr=5e-4")] = [],
 ) -> None:
@@ -352,7 +358,7 @@ def bench_cmd(
                             ] = None,
     plot_out: Annotated[Path | None, typer.Option("--plot", metavar="FILE", help="write a latency-vs-PSNR plot "
                                                   "(PNG) here")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP, show_default=False)] = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Latency (p50/p90/p99), throughput, memory and PSNR/SSIM of exported models on this device."""
     from .bench.outputs import plot, rich_table, write_results
@@ -539,8 +545,8 @@ def export_cmd(
                                              "<model>_x<S>_<input>_<precision> + .onnx, _tensorrt/ or .mlpackage, "
                                              "in the current folder; <model> is the zoo name or the file's stem]")
                    ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP, show_default=False)] = False,
-    threads: Annotated[int | None, typer.Option(metavar="N", help=THREADS_HELP, show_default=False)] = None,
+    overwrite: Overwrite = False,
+    threads: Threads = None,
 ) -> None:
     """Export a model for devices: ONNX (FP32/FP16/INT8), a TensorRT bundle or a CoreML package."""
     from .export.pipeline import ExportRequest, export_model
