@@ -85,8 +85,6 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "aa-batch-8": ("dead-leaves-aa, 8 crops a step", [*AA, "batch_size=8"]),
     "lr-1e-3": ("student lr 1e-3", ["student_optim.lr=0.001"]),
     "lr-3e-3": ("student lr 3e-3", ["student_optim.lr=0.003"]),
-    "ema-0.999": ("the student saved as a moving average of its weights, decay 0.999 per step", ["student.ema=0.999"]),
-    "ema-0.995": ("the student saved as a moving average of its weights, decay 0.995 per step", ["student.ema=0.995"]),
     "prune-init": ("the student pruned, not refitted", ["student.init=teacher-prune"]),
     "refit-pixels-0.1": ("the refit's normal equations from 10% of the pixels (25% in quick)",
                          ["student.refit_pixels=0.1"]),

@@ -78,35 +78,6 @@ def test_resume_with_a_refitted_student_and_a_pool_ends_with_the_same_weights(tm
         assert torch.equal(resumed.student.state_dict()[k], v), k
 
 
-def test_weight_average_resumes_exactly_and_is_what_the_run_validates(tmp_path):
-    """``student.ema``: the moving average is checkpointed (same average to the bit after a
-    resume), differs from the last weights, and is the model the run validates and saves."""
-    recipe = tiny_recipe(**{**POOL, "student": {**POOL["student"], "ema": 0.5}}, checkpoint_every=100)
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    full = _train(tmp_path / "a", recipe)
-    with pytest.raises(Interrupted):
-        _train(tmp_path / "b", recipe, stop_at=3)
-    resumed = _train(tmp_path / "b", recipe, resume=True)
-    assert full.model is full.ema and full.ema is not full.student
-    for k, v in full.ema.state_dict().items():
-        assert torch.equal(resumed.ema.state_dict()[k], v), k
-    assert not torch.equal(full.ema.tail.weight, full.student.tail.weight)
-
-
-def test_weight_average_moves_by_one_minus_its_decay():
-    d = Distiller(tiny_recipe(**{**POOL, "student": {**POOL["student"], "ema": 0.75}}), tiny_teacher(),
-                  torch.device("cpu"))
-    with torch.no_grad():
-        for p in d.ema.parameters():
-            p.fill_(0.0)
-        for p in d.student.parameters():
-            p.fill_(1.0)
-    d._update_ema()
-    assert all(torch.allclose(p, torch.full_like(p, 0.25)) for p in d.ema.parameters())
-    assert Distiller(tiny_recipe(**POOL), tiny_teacher(), torch.device("cpu")).ema is None
-
-
 def test_refit_on_part_of_the_pool_fits_those_images_and_keeps_every_target():
     """``student.refit_images`` fits the student on the first images (at every scale) only: the
     same student as a run whose whole pool is those images, and the teacher's outputs for the

@@ -35,10 +35,6 @@ class StudentConfig:
     #: teacher-refit: fit on at most the first N pool images (at every scale); 0 = the whole
     #: pool. A pool larger than the fit needs costs only the teacher's outputs on the rest.
     refit_images: NonNegativeInt = 0
-    #: decay per step of an exponential moving average of the student's weights; the average is
-    #: what is validated and saved (0: off, the weights as the last step left them). It restarts
-    #: from the student at each progressive stage.
-    ema: Annotated[float, Range(0, 1, high_open=True)] = 0.0
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ checkpoints and logging are :mod:`edgesr.train`'s.
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
@@ -95,7 +94,7 @@ class Distiller(Trainer):
 
     @property
     def model(self) -> VDSR:
-        return self.ema if self.ema is not None else self.student
+        return self.student
 
     def networks(self) -> list[nn.Module]:
         return [self.student, self.head, *self.gens.values()]
@@ -140,8 +139,6 @@ class Distiller(Trainer):
             fit = refit_student(self.teacher, r.student.width, inputs[fitted], self.student.blocks,
                                 r.student.refit_ridge, r.student.refit_pixels, seed=r.seed)
             self.student.load_state_dict(fit.student.state_dict())
-            if self.ema is not None:
-                self.ema.load_state_dict(fit.student.state_dict())
             targets[fitted] = fit.teacher_output
         else:
             targets[fitted] = layerwise_forward(self.teacher, inputs[fitted])
@@ -156,14 +153,6 @@ class Distiller(Trainer):
         #: what the student step runs; checkpoints, validation and the generator step use ``student``
         self.ddp_student = self.world.wrap(self.student)
         self.student_opt = build_optimizer(self.student.parameters(), self.recipe.student_optim)
-        #: the moving average of the student's weights (``student.ema``), None when off
-        self.ema = copy.deepcopy(self.student).requires_grad_(False) if self.recipe.student.ema else None
-
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        if self.ema is not None:
-            torch._foreach_lerp_(list(self.ema.parameters()), list(self.student.parameters()),
-                                 1.0 - self.recipe.student.ema)
 
     def _grow(self, stage: int) -> None:
         """Move to ``stage``: append its blocks before the tail, fresh student optimizer."""
@@ -316,7 +305,6 @@ class Distiller(Trainer):
         ok = math.isfinite(loss)
         if ok:
             self.losses.add(kd=loss)
-            self._update_ema()
         if self.gens and (self.step + 1) % k == 0:
             gen_record = self.generator_step(self.scale)
             ok = ok and gen_record is not None
@@ -342,7 +330,6 @@ class Distiller(Trainer):
             "stage": self.stage, "scale": self.scale, "horizon": self.horizon,
             "student": self.student.state_dict(), "student_blocks": self.student.blocks,
             "student_opt": self.student_opt.state_dict(),
-            **({"student_ema": self.ema.state_dict()} if self.ema is not None else {}),
             "gens": {s: g.state_dict() for s, g in self.gens.items()},
             "gen_opts": {s: o.state_dict() for s, o in self.gen_opts.items()},
             "head": self.head.state_dict(), "head_opt": self.head_opt.state_dict(),
@@ -359,8 +346,6 @@ class Distiller(Trainer):
         self.stage = st["stage"]
         self.student.load_state_dict(st["student"])
         self.student_opt.load_state_dict(st["student_opt"])
-        if self.ema is not None:
-            self.ema.load_state_dict(st["student_ema"])
         for s in self.gens:
             self.gens[s].load_state_dict(st["gens"][s])
             self.gen_opts[s].load_state_dict(st["gen_opts"][s])
