@@ -79,15 +79,12 @@ def plan(shape: tuple[int, int], scale: float | None = None, size: tuple[int, in
     if (scale is None) == (size is None):
         raise ValueError("give exactly one of scale and size")
     h, w = shape
-    if size is not None:
-        out_h, out_w = size
-        scales = (out_h / h, out_w / w)
-    else:
+    if size is None:
         scales = (float(scale), float(scale))
-        out_h, out_w = output_length(h, scales[0]), output_length(w, scales[1])
-    order = sorted(range(2), key=lambda a: scales[a])
-    lengths = ((h, out_h), (w, out_w))
-    return [(a, lengths[a][0], lengths[a][1], scales[a]) for a in order]
+        size = (output_length(h, scales[0]), output_length(w, scales[1]))
+    else:
+        scales = (size[0] / h, size[1] / w)
+    return [(a, shape[a], size[a], scales[a]) for a in sorted(range(2), key=lambda a: scales[a])]
 
 
 def imresize(img: np.ndarray, scale: float | None = None, size: tuple[int, int] | None = None
