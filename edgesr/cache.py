@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import suppress
 from importlib import resources
 from pathlib import Path
 
@@ -96,10 +97,8 @@ class ScoreCache:
 
     def put(self, bset: BenchmarkSet, score: Score, with_ssim: bool) -> None:
         """Keep ``score``; a cache that cannot be written is only a slower next run."""
-        from .io import write_json
+        from .io import OutputError, write_json
 
         self._entries[self.key(bset, score.scale, with_ssim)] = score.to_dict()
-        try:
+        with suppress(OutputError):  # what write_json raises for every OSError
             write_json(self.path, self._entries)
-        except OSError:
-            pass

@@ -148,8 +148,7 @@ def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
     unknown = sorted(str(k) for k in data if k not in fields)
     if unknown:
         fail(prefix + unknown[0], f"unknown key (known: {', '.join(fields)})")
-    kwargs = {name: _coerce(value, hints[name], prefix + name) for name, value in data.items()}
-    obj = cls(**kwargs)  # every field has a default
+    obj = cls(**{k: _coerce(v, hints[k], prefix + k) for k, v in data.items()})  # every field has a default
     check = getattr(obj, "validate", None)
     if check:
         check()

@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +63,8 @@ def _fsync(path: Path) -> None:
     except OSError:
         return  # folders cannot be opened on some systems; the rename is still atomic
     try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems do not sync folders
+        with suppress(OSError):  # some file systems do not sync folders
+            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -142,11 +141,10 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     except OSError as exc:
         raise cannot_write(path, exc) from None
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def stale_temporaries(folder: Path) -> list[Path]:
     """The temporaries of atomic writes in ``folder`` (files and folders): what a process
     killed while writing leaves. Only safe to delete while no other process writes there."""
-    return sorted(p for p in folder.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"))
+    return sorted(folder.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"))

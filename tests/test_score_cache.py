@@ -81,6 +81,12 @@ def test_a_damaged_cache_is_ignored_and_rewritten(image_set, tmp_path, content):
     assert ScoreCache(sha, tmp_path).get(image_set, 2, True) == score
 
 
+def test_an_unwritable_cache_only_costs_the_next_run(image_set, tmp_path):
+    (tmp_path / "scores").write_text("a file where the cache's folder goes")
+    (score,) = evaluate_rows({"t": Row(lambda: _blur, store=ScoreCache("34" * 32, tmp_path))}, [image_set], [2])["t"]
+    assert score.scale == 2 and ScoreCache("34" * 32, tmp_path).get(image_set, 2, True) is None
+
+
 def test_write_only_cache_recomputes(image_set, tmp_path):
     sha = "12" * 32
     evaluate_rows({"t": Row(lambda: _blur, store=ScoreCache(sha, tmp_path))}, [image_set], [2])

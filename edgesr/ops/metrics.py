@@ -30,9 +30,7 @@ def psnr(pred: np.ndarray, gt: np.ndarray, border: int = 0) -> float:
     """PSNR in dB of Y images on the 0..255 scale (100 for identical images, as pytorch-vdsr)."""
     pred, gt = prepare(pred, gt, border)
     mse = float(np.mean((pred - gt) ** 2))
-    if mse == 0:
-        return 100.0
-    return 20.0 * math.log10(PEAK / math.sqrt(mse))
+    return 100.0 if mse == 0 else 20.0 * math.log10(PEAK / math.sqrt(mse))
 
 
 def gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
@@ -44,9 +42,8 @@ def gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
 
 def _filter_valid(img: np.ndarray, taps: np.ndarray) -> np.ndarray:
     """Separable 'valid' correlation with the Gaussian window (MATLAB ``filter2(w, x, 'valid')``)."""
-    n = taps.size
-    rows = np.lib.stride_tricks.sliding_window_view(img, n, axis=0) @ taps
-    return np.lib.stride_tricks.sliding_window_view(rows, n, axis=1) @ taps
+    rows = np.lib.stride_tricks.sliding_window_view(img, taps.size, axis=0) @ taps
+    return np.lib.stride_tricks.sliding_window_view(rows, taps.size, axis=1) @ taps
 
 
 def ssim(pred: np.ndarray, gt: np.ndarray, border: int = 0) -> float:

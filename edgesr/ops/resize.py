@@ -35,9 +35,7 @@ def output_length(in_length: int, scale: float) -> int:
     """MATLAB's ``ceil(scale * in_length)``, robust to ``1/3``-style rounding in the product."""
     exact = in_length * scale
     nearest = round(exact)
-    if abs(exact - nearest) < 1e-9:
-        return int(nearest)
-    return int(math.ceil(exact))
+    return int(nearest) if abs(exact - nearest) < 1e-9 else math.ceil(exact)
 
 
 @lru_cache(maxsize=256)
@@ -51,21 +49,15 @@ def contributions(in_length: int, out_length: int, scale: float) -> tuple[np.nda
     """
     if in_length < 1 or out_length < 1:
         raise ValueError(f"cannot resize a length-{in_length} axis to length {out_length}")
-    kernel_width = CUBIC_WIDTH
-    if scale < 1:  # antialiasing: stretch the kernel to the output's sampling rate
-        kernel_width = kernel_width / scale
-
-        def kernel(x: np.ndarray) -> np.ndarray:
-            return scale * cubic(scale * x)
-
-    else:
-        kernel = cubic
+    # antialiasing when shrinking: the kernel stretched to the output's sampling rate (k = 1: as it is)
+    k = min(scale, 1.0)
+    kernel_width = CUBIC_WIDTH / k
     x = np.arange(1, out_length + 1, dtype=np.float64)
     u = x / scale + 0.5 * (1 - 1 / scale)
     left = np.floor(u - kernel_width / 2)
     taps = int(math.ceil(kernel_width)) + 2
     indices = left[:, None] + np.arange(taps, dtype=np.float64)[None, :]
-    weights = kernel(u[:, None] - indices)
+    weights = k * cubic(k * (u[:, None] - indices))
     weights = weights / weights.sum(axis=1, keepdims=True)
     mirror = np.concatenate([np.arange(in_length), np.arange(in_length - 1, -1, -1)])
     indices = mirror[np.mod(indices.astype(np.int64) - 1, mirror.size)]
@@ -87,15 +79,12 @@ def plan(shape: tuple[int, int], scale: float | None = None, size: tuple[int, in
     if (scale is None) == (size is None):
         raise ValueError("give exactly one of scale and size")
     h, w = shape
-    if size is not None:
-        out_h, out_w = size
-        scales = (out_h / h, out_w / w)
-    else:
+    if size is None:
         scales = (float(scale), float(scale))
-        out_h, out_w = output_length(h, scales[0]), output_length(w, scales[1])
-    order = sorted(range(2), key=lambda a: scales[a])
-    lengths = ((h, out_h), (w, out_w))
-    return [(a, lengths[a][0], lengths[a][1], scales[a]) for a in order]
+        size = (output_length(h, scales[0]), output_length(w, scales[1]))
+    else:
+        scales = (size[0] / h, size[1] / w)
+    return [(a, shape[a], size[a], scales[a]) for a in sorted(range(2), key=lambda a: scales[a])]
 
 
 def imresize(img: np.ndarray, scale: float | None = None, size: tuple[int, int] | None = None

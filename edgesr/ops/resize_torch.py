@@ -8,23 +8,18 @@ and tap indices come from :func:`edgesr.ops.resize.contributions`, the one sourc
 
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 
 from .resize import contributions, plan
 
-_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
-
+@cache  # one copy per device and dtype
 def _taps(n_in: int, n_out: int, scale: float, device: torch.device, dtype: torch.dtype
           ) -> tuple[torch.Tensor, torch.Tensor]:
-    key = (n_in, n_out, scale, device, dtype)
-    if key not in _cache:
-        weights, indices = contributions(n_in, n_out, scale)
-        _cache[key] = (
-            torch.tensor(weights, dtype=dtype, device=device),
-            torch.tensor(indices, dtype=torch.long, device=device),
-        )
-    return _cache[key]
+    weights, indices = contributions(n_in, n_out, scale)
+    return torch.tensor(weights, dtype=dtype, device=device), torch.tensor(indices, dtype=torch.long, device=device)
 
 
 def imresize(x: torch.Tensor, scale: float | None = None, size: tuple[int, int] | None = None
@@ -40,11 +35,8 @@ def imresize(x: torch.Tensor, scale: float | None = None, size: tuple[int, int] 
     for axis, n_in, n_out, s in plan(tuple(work.shape[-2:]), scale, size):
         weights, indices = _taps(n_in, n_out, s, work.device, work.dtype)
         dim = work.ndim - 2 + axis
-        gathered = work.index_select(dim, indices.reshape(-1))
-        shape = list(work.shape)
-        shape[dim : dim + 1] = list(indices.shape)
-        gathered = gathered.reshape(shape)
-        w_shape = [1] * gathered.ndim
-        w_shape[dim], w_shape[dim + 1] = weights.shape
-        work = (gathered * weights.reshape(w_shape)).sum(dim=dim + 1)
+        gathered = work.index_select(dim, indices.reshape(-1)).unflatten(dim, indices.shape)
+        # (out, taps) weights against the gathered (..., out, taps, trailing axes) taps
+        w = weights.reshape(weights.shape + (1,) * (work.ndim - 1 - dim))
+        work = (gathered * w).sum(dim=dim + 1)
     return work.to(out_dtype)

@@ -62,6 +62,4 @@ class SamplePool:
         k = int(torch.randint(8, (1,))) if symmetries else 0
         window = (slice(None), slice(None), slice(top, top + patch), slice(left, left + patch))
         idx = idx.to(self.inputs.device)
-        x = augment(self.inputs[idx][window], k)
-        y = augment(self.targets[idx][window], k)
-        return x, y
+        return augment(self.inputs[idx][window], k), augment(self.targets[idx][window], k)

@@ -98,11 +98,10 @@ def _disk_textures(size: int, rng: np.random.Generator, centre: np.ndarray, radi
     freq = rng.uniform(0.02, 0.4, count) * 2 * np.pi / pixel
     theta = rng.uniform(0, np.pi, count)
     phase = rng.uniform(0, 2 * np.pi, count)
-    d = disk
-    strength = rng.uniform(0, amplitude, count)[d]
-    grating = strength * np.sin(freq[d] * (np.cos(theta[d]) * x + np.sin(theta[d]) * y) + phase[d])
+    strength = rng.uniform(0, amplitude, count)[disk]
+    grating = strength * np.sin(freq[disk] * (np.cos(theta[disk]) * x + np.sin(theta[disk]) * y) + phase[disk])
     noise = 0.5 * strength * _pink_field(size, rng, (1.6, 2.4)).ravel()[where]
-    out += np.where(kind[d] == 0, grating, 0.0) + np.where(kind[d] == 1, noise, 0.0)
+    out += np.where(kind[disk] == 0, grating, 0.0) + np.where(kind[disk] == 1, noise, 0.0)
     return out.astype(np.float32)
 
 
