@@ -63,10 +63,8 @@ class ArtifactMeta:
 
     def to_props(self) -> dict[str, str]:
         """String key/values for a model's metadata slot."""
-        out = {f"{PREFIX}format": FORMAT_VERSION}
-        for k, v in asdict(self).items():
-            out[PREFIX + k] = v if isinstance(v, str) else json.dumps(v)
-        return out
+        fields = {PREFIX + k: v if isinstance(v, str) else json.dumps(v) for k, v in asdict(self).items()}
+        return {f"{PREFIX}format": FORMAT_VERSION, **fields}
 
     @classmethod
     def from_props(cls, props: dict[str, str], source: str = "artifact") -> ArtifactMeta:

@@ -72,9 +72,8 @@ def score_pairs(predict: Predictor, pairs: list[SRPair], set_name: str, with_ssi
             if bicubic is None:
                 bs.append(ssim(pair.bicubic_y, pair.gt_y, scale))
     mean = lambda v: float(np.mean(v)) if v else float("nan")  # noqa: E731
-    if bicubic is not None:
-        return Score(set_name, scale, len(pairs), mean(p), mean(s), bicubic.bicubic_psnr, bicubic.bicubic_ssim)
-    return Score(set_name, scale, len(pairs), mean(p), mean(s), mean(bp), mean(bs))
+    bic = (mean(bp), mean(bs)) if bicubic is None else (bicubic.bicubic_psnr, bicubic.bicubic_ssim)
+    return Score(set_name, scale, len(pairs), mean(p), mean(s), *bic)
 
 
 class ScoreStore(Protocol):

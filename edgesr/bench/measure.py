@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +30,6 @@ class Latency:
     mean_ms: float
     #: output megapixels per second at the median latency
     mpix_per_s: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def summarize(size: int, seconds: list[float]) -> Latency:

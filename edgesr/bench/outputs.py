@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from rich.table import Table
@@ -73,7 +74,7 @@ def machine() -> dict:
 def write_results(rows: Sequence[BenchRow], sizes: Sequence[int], settings: dict, json_path: Path | None = None,
                   markdown_path: Path | None = None) -> None:
     if json_path:
-        write_json(json_path, {"machine": machine(), "settings": settings, "rows": [r.to_dict() for r in rows]})
+        write_json(json_path, {"machine": machine(), "settings": settings, "rows": [asdict(r) for r in rows]})
     if markdown_path:
         write_text(markdown_path, markdown(rows, sizes))
 

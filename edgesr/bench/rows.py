@@ -10,7 +10,7 @@ and protocol as ``edgesr eval``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +52,6 @@ class BenchRow:
 
     def score(self, set_name: str, scale: int) -> Score | None:
         return next((s for s in self.scores if s.set == set_name and s.scale == scale), None)
-
-    def to_dict(self) -> dict:
-        """Every field in declaration order, latencies and scores as their own dicts."""
-        return asdict(self)
 
 
 def _test_image(size: int) -> np.ndarray:

@@ -187,8 +187,7 @@ class DemoServer:
         """Over the connection cap: a short 503 without reading anything, then close."""
         body = b"too many open connections: try again in a moment\n"
         try:
-            err = HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "", {"Retry-After": "1"})
-            await send(writer, err.status, body, TEXT, err.headers, Limits(idle_timeout=1.0))
+            await send(writer, 503, body, TEXT, {"Retry-After": "1"}, Limits(idle_timeout=1.0))
         except ClientGone:
             pass
         finally:

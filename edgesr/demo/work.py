@@ -11,8 +11,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..runtime import Upscaler
-from ..runtime.photo import TooManyPixels, check_pixels, encode_png, image_size, read_photo, upscale_photo
+from ..runtime.photo import Photo, TooManyPixels, check_pixels, encode_png, image_size, read_photo, upscale_photo
 from .limits import Limits
 
 #: zlib level of the PNG replies (the pixels are the same at any level): on a 2048x2048 result
@@ -61,8 +63,4 @@ def upscale_upload(upscaler: Upscaler, data: bytes, scale: int, limits: Limits) 
 def warm_up(upscaler: Upscaler, limits: Limits) -> None:
     """One small image through the whole path, before the first person waits for it: loads the
     image plugins and lets the runtime plan its kernels, and proves the model runs at all."""
-    import numpy as np
-
-    from ..runtime.photo import Photo
-
     upscale_upload(upscaler, encode_png(Photo(np.full((8, 8, 3), 128, np.uint8))), upscaler.meta.scale, limits)

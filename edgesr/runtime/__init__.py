@@ -6,10 +6,13 @@ Never imports torch, at module level or later: this is what runs on the device.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..artifact import BUNDLE_MODEL
 from ..errors import EdgesrError
+from . import coreml, onnx, tensorrt
 from .base import Upscaler
 
 __all__ = ["Upscaler", "open_upscaler", "resolve_artifact"]
@@ -19,11 +22,6 @@ def resolve_artifact(path: str | Path) -> Path:
     """The model file an artifact path means: the path itself, or for a TensorRT bundle folder
     (``edgesr export --target tensorrt``) its engine where one was built and TensorRT imports
     here, else its ONNX (run by onnxruntime)."""
-    import importlib.util
-
-    from ..artifact import BUNDLE_MODEL
-    from . import coreml, tensorrt
-
     path = Path(path)
     if not path.is_dir() or path.suffix.lower() in coreml.SUFFIXES:
         return path
@@ -42,8 +40,6 @@ def open_upscaler(path: str | Path, threads: int | None = None,
     ``threads`` and ``providers`` (e.g. ``["cuda", "cpu"]``) tune onnxruntime; TensorRT engines
     and CoreML packages pick their own device and refuse ``providers``.
     """
-    from . import coreml, tensorrt
-
     path = Path(path)
     if not path.exists():
         raise EdgesrError(f"model not found: {path}")
@@ -51,9 +47,7 @@ def open_upscaler(path: str | Path, threads: int | None = None,
     suffix = path.suffix.lower()
     upscaler: Upscaler
     if suffix == ".onnx":
-        from .onnx import OnnxUpscaler
-
-        upscaler = OnnxUpscaler(path, threads=threads, providers=providers)
+        upscaler = onnx.OnnxUpscaler(path, threads=threads, providers=providers)
     elif providers:
         raise EdgesrError(f"--providers applies to ONNX models only, not {path.name}")
     elif suffix in tensorrt.SUFFIXES:

@@ -23,12 +23,12 @@ SUFFIXES = (".mlpackage", ".mlmodel")
 class CoreMLUpscaler(Upscaler):
     backend = "coreml"
 
-    def __init__(self, path: Path, compute_units: str = "ALL") -> None:
+    def __init__(self, path: Path) -> None:
         if sys.platform != "darwin":
             raise EdgesrError(f"{path.name} is a CoreML model; CoreML runs only on macOS/iOS, not {sys.platform}")
         ct = require("coremltools", "coreml", f"{path.name} (a CoreML model)")
         try:
-            self.model = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit[compute_units])
+            self.model = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.ALL)
         except Exception as exc:
             raise EdgesrError(f"cannot load {path} as a CoreML model: {type(exc).__name__}") from None
         props = dict(self.model.user_defined_metadata)

@@ -118,29 +118,31 @@ def _describe(source: str | Path | bytes) -> str:
     return "the image" if isinstance(source, bytes) else f"image {source}"
 
 
-def _why(exc: Exception) -> str:
-    """A short reason for a decoder failure, never echoing the file's path or object."""
+@contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """Any failure inside as a one-line "cannot read" error naming ``what``, with a short reason
+    that never echoes the file's path or object."""
     from PIL import Image, UnidentifiedImageError
 
-    if isinstance(exc, Image.DecompressionBombError):
-        return f"it declares more than the {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP Pillow decodes"
-    if isinstance(exc, UnidentifiedImageError):
-        return f"not a {', '.join(READ_FORMATS[:-1])} or {READ_FORMATS[-1]} file"
-    detail = str(exc).splitlines()[0][:120] if str(exc) else ""
-    return type(exc).__name__ + (f" ({detail})" if detail else "")
+    try:
+        yield
+    except EdgesrError as exc:
+        raise EdgesrError(f"cannot read {what}: {exc}") from None
+    except Image.DecompressionBombError:
+        raise TooManyPixels(f"cannot read {what}: it declares more than the "
+                            f"{2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP Pillow decodes") from None
+    except UnidentifiedImageError:
+        raise EdgesrError(f"cannot read {what}: not a {', '.join(READ_FORMATS[:-1])} or {READ_FORMATS[-1]} file"
+                          ) from None
+    except Exception as exc:
+        detail = str(exc).splitlines()[0][:120] if str(exc) else ""
+        raise EdgesrError(f"cannot read {what}: {type(exc).__name__}{f' ({detail})' if detail else ''}") from None
 
 
 def image_size(source: str | Path | bytes) -> tuple[int, int]:
     """``(width, height)`` as the file's header declares it, without decoding any pixel."""
-    from PIL import Image
-
-    try:
-        with _opened(source) as f, _open_image(f) as im:
-            return im.size
-    except Image.DecompressionBombError as exc:
-        raise TooManyPixels(f"cannot read {_describe(source)}: {_why(exc)}") from None
-    except Exception as exc:
-        raise EdgesrError(f"cannot read {_describe(source)}: {_why(exc)}") from None
+    with _reading(_describe(source)), _opened(source) as f, _open_image(f) as im:
+        return im.size
 
 
 def check_pixels(width: int, height: int, max_pixels: int, what: str = "the image") -> None:
@@ -157,26 +159,17 @@ def read_photo(source: str | Path | bytes, max_pixels: int | None = None) -> Pho
     can declare 12000x12000 pixels (a decompression bomb). Without it Pillow's own guard
     (about 179 MP) still applies. Only :data:`READ_FORMATS` are read.
     """
-    from PIL import Image
-
     what = _describe(source)
-    try:
-        with _opened(source) as f, _open_image(f) as im:
-            size = im.size
-            frames = getattr(im, "n_frames", 1)
-            if frames > 1 and im.format != "MPO":  # MPO: a phone photo whose first frame is the picture
-                raise EdgesrError(f"it has {frames} frames (an animation or a multi-page file); edgesr "
-                                  "upscales still images: save the frame you want as a PNG")
-            if max_pixels is None or size[0] * size[1] <= max_pixels:
-                orientation = int(im.getexif().get(0x0112, 1))
-                f.seek(0)
-                pixels = _read_png16(f) if _png_is_16bit(f.read(26)) else _read_pillow(im)
-    except EdgesrError as exc:
-        raise EdgesrError(f"cannot read {what}: {exc}") from None
-    except Image.DecompressionBombError as exc:
-        raise TooManyPixels(f"cannot read {what}: {_why(exc)}") from None
-    except Exception as exc:
-        raise EdgesrError(f"cannot read {what}: {_why(exc)}") from None
+    with _reading(what), _opened(source) as f, _open_image(f) as im:
+        size = im.size
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1 and im.format != "MPO":  # MPO: a phone photo whose first frame is the picture
+            raise EdgesrError(f"it has {frames} frames (an animation or a multi-page file); edgesr "
+                              "upscales still images: save the frame you want as a PNG")
+        if max_pixels is None or size[0] * size[1] <= max_pixels:
+            orientation = int(im.getexif().get(0x0112, 1))
+            f.seek(0)
+            pixels = _read_png16(f) if _png_is_16bit(f.read(26)) else _read_pillow(im)
     if max_pixels is not None:
         check_pixels(*size, max_pixels, what)
     if pixels.size == 0:
