@@ -56,15 +56,13 @@ class _StorageRef:
 
 
 class _TensorRef:
-    def __init__(self, storage: _StorageRef, offset: int, size: tuple, stride: tuple) -> None:
+    """What ``torch._utils._rebuild_tensor(_v2)`` is unpickled as: where the tensor's data lies."""
+
+    def __init__(self, storage: _StorageRef, offset: int, size: tuple, stride: tuple, *_ignored) -> None:
         self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
 
     def __setstate__(self, state) -> None:  # Parameter's hooks/requires_grad: irrelevant here
         pass
-
-
-def _rebuild_tensor(storage, offset, size, stride, *_ignored):
-    return _TensorRef(storage, offset, size, stride)
 
 
 def _parameter(data, *_ignored):
@@ -76,10 +74,8 @@ class _SafeUnpickler(pickle.Unpickler):
         if module == "collections" and name == "OrderedDict":
             return collections.OrderedDict
         if module == "torch._utils" and name in ("_rebuild_tensor", "_rebuild_tensor_v2"):
-            return _rebuild_tensor
-        if module == "torch._utils" and name == "_rebuild_parameter":
-            return _parameter
-        if module == "torch.nn.parameter" and name == "Parameter":
+            return _TensorRef
+        if (module, name) in (("torch._utils", "_rebuild_parameter"), ("torch.nn.parameter", "Parameter")):
             return _parameter
         if module == "torch" and name in _STORAGE_DTYPES:
             return _STORAGE_DTYPES[name]
@@ -193,8 +189,6 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
         raise EdgesrError(f"weights file not found: {path}")
     try:
         state, meta = _read_state(path)
-    except EdgesrError:
-        raise
     except Exception as exc:  # any parse failure means a bad file, whatever the library raised
         raise EdgesrError(
             f"cannot read weights from {path}: truncated, corrupt or not a VDSR checkpoint "
@@ -231,7 +225,6 @@ def save_safetensors(model: VDSR, path: str | Path, metadata: dict[str, str] | N
 
     from ..io import write_bytes
 
-    meta = {"format": "edgesr-vdsr", "width": str(model.width), "depth": str(model.depth)}
-    meta.update(metadata or {})
+    meta = {"format": "edgesr-vdsr", "width": str(model.width), "depth": str(model.depth), **(metadata or {})}
     state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
     write_bytes(path, save(state, metadata=meta))
