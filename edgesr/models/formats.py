@@ -148,17 +148,13 @@ _PYTORCH_VDSR_NAMES = [
 ]
 
 
-def _canonical_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Map pytorch-vdsr names to ours; strip ``module.`` (DataParallel) prefixes."""
-    out = {}
-    for name, tensor in state.items():
-        name = name.removeprefix("module.")
-        for pattern, repl in _PYTORCH_VDSR_NAMES:
-            if pattern.match(name):
-                name = pattern.sub(repl, name)
-                break
-        out[name] = tensor
-    return out
+def _canonical_name(name: str) -> str:
+    """Our name for a pytorch-vdsr one, ``module.`` (DataParallel) prefix stripped. The patterns
+    are anchored and none matches another's replacement, so applying them all renames at most once."""
+    name = name.removeprefix("module.")
+    for pattern, repl in _PYTORCH_VDSR_NAMES:
+        name = pattern.sub(repl, name)
+    return name
 
 
 def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -194,7 +190,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
             f"cannot read weights from {path}: truncated, corrupt or not a VDSR checkpoint "
             f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else 'no detail'})"
         ) from None
-    return {k: v.float() for k, v in _canonical_names(state).items()}, meta
+    return {_canonical_name(k): v.float() for k, v in state.items()}, meta
 
 
 def model_from_state(state: dict[str, torch.Tensor], source: str = "weights") -> VDSR:
