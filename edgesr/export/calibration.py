@@ -26,7 +26,6 @@ from ..samples.priors import PRIORS, prior_images
 #: HR patch side of the image-folder samples: the generators' 48 (LR 24/16/12 for x2/x3/x4)
 HR_PATCH = 48
 
-
 #: the prior of a model that comes with no run folder to say what taught it
 DEFAULT_PRIOR = "dead-leaves"
 
@@ -82,8 +81,7 @@ def find_calibration(calib: str | Path | None, model: str) -> Calibration:
     path = Path(calib)
     if not path.is_dir():
         raise EdgesrError(f"--calib {calib}: not a folder nor a prior ({', '.join(PRIORS)})")
-    found = _run_calibration(path)
-    if found is not None:
+    if found := _run_calibration(path):
         return found
     if not list_images(path):
         raise EdgesrError(f"calibration folder {calib} has no images and no {GENERATORS_FILE}")
@@ -114,8 +112,7 @@ def image_samples(folder: Path, scale: int, n: int, seed: int = 0) -> np.ndarray
         im = images[i % len(images)]
         top = rng.integers(0, im.shape[0] - HR_PATCH + 1)
         left = rng.integers(0, im.shape[1] - HR_PATCH + 1)
-        lr, _ = degrade(image_to_y(im[top : top + HR_PATCH, left : left + HR_PATCH]), scale)
-        out.append(lr)
+        out.append(degrade(image_to_y(im[top : top + HR_PATCH, left : left + HR_PATCH]), scale)[0])
     return np.stack(out)[:, None].astype(np.float32)
 
 

@@ -24,9 +24,8 @@ class DeployNet(nn.Module):
         super().__init__()
         self.upscale = BicubicUpscale(scale) if input_kind == "lr" else nn.Identity()
         self.half_branch = half
-        self.net = copy.deepcopy(net).eval()
-        if half:
-            self.net = self.net.half()
+        branch = copy.deepcopy(net).eval()
+        self.net = branch.half() if half else branch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.upscale(x)

@@ -25,13 +25,13 @@ MIN_SIDE = 4
 MAX_SIDE = 8192
 
 
-def torch_to_onnx(module: torch.nn.Module, sample_side: int = 16) -> onnx.ModelProto:
+def torch_to_onnx(module: torch.nn.Module) -> onnx.ModelProto:
     """Export ``module`` (one ``1x1xHxW`` float32 input) with dynamic H/W, simplified (where
     onnxsim is installed, see :func:`simplification_note`) and checked."""
     module = module.eval()
     height = torch.export.Dim("height", min=MIN_SIDE, max=MAX_SIDE)
     width = torch.export.Dim("width", min=MIN_SIDE, max=MAX_SIDE)
-    x = torch.rand(1, 1, sample_side, sample_side)
+    x = torch.rand(1, 1, 16, 16)
     with quiet("torch.onnx"):
         program = torch.onnx.export(
             module, (x,), None, input_names=["input"], output_names=["output"], opset_version=OPSET,

@@ -179,8 +179,7 @@ def export_model(req: ExportRequest, progress: Progress = lambda msg: None) -> E
     if req.target == "coreml":
         from .coreml import to_coreml
 
-        extra = {"weights": "int8" if req.precision == "int8" else req.precision, "compute": "fp16"
-                 if req.precision != "fp32" else "fp32"}
+        extra = {"weights": req.precision, "compute": "fp32" if req.precision == "fp32" else "fp16"}
         meta = ArtifactMeta(**meta_kw, extra=extra)
         progress("converting to CoreML")
         with atomic_dir(out) as tmp:

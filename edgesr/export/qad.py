@@ -80,17 +80,13 @@ def distill_quantized(net: VDSR, lr_pool: dict[int, np.ndarray], input_ranges: S
     rng = np.random.default_rng(seed)
     teacher = copy.deepcopy(net).eval().requires_grad_(False)
     scales = sorted(lr_pool)
-
-    def draw() -> torch.Tensor:
-        s = scales[rng.integers(len(scales))]
-        pool = lr_pool[s]
-        idx = rng.choice(len(pool), size=min(batch, len(pool)), replace=False)
-        return imresize(torch.from_numpy(pool[idx]).float(), float(s))
-
     student = fake_quantized(net, input_ranges, float_layers, form).train()
     opt = torch.optim.Adam(student.parameters(), lr=lr)
     for _ in range(steps):
-        x = draw()
+        s = scales[rng.integers(len(scales))]
+        pool = lr_pool[s]
+        idx = rng.choice(len(pool), size=min(batch, len(pool)), replace=False)
+        x = imresize(torch.from_numpy(pool[idx]).float(), float(s))
         with torch.no_grad():
             target = teacher(x)
         loss = (student(x) - target).abs().mean()

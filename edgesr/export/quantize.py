@@ -57,17 +57,14 @@ class _Reader:
     """onnxruntime's CalibrationDataReader protocol over an array of ``(n, 1, h, w)`` inputs."""
 
     def __init__(self, inputs: np.ndarray, batch: int = 8) -> None:
-        self.batches = [inputs[i : i + batch] for i in range(0, len(inputs), batch)]
-        self.pos = 0
+        self.batches = [np.ascontiguousarray(inputs[i : i + batch], np.float32) for i in range(0, len(inputs), batch)]
+        self.rewind()
 
     def get_next(self) -> dict | None:
-        if self.pos >= len(self.batches):
-            return None
-        self.pos += 1
-        return {"input": np.ascontiguousarray(self.batches[self.pos - 1], np.float32)}
+        return next(self.pending, None)
 
     def rewind(self) -> None:
-        self.pos = 0
+        self.pending = iter([{"input": b} for b in self.batches])
 
 
 def _batched(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -180,30 +177,26 @@ def conv_input_ranges(model: onnx.ModelProto, ranges: Ranges) -> list[tuple[floa
 
     data = load_tensors_data(ranges.path)
     inputs = {node.name: node.input[0] for node in model.graph.node if node.op_type == "Conv"}
-    out = []
-    for name in conv_layers(model).net:
-        low, high = data[inputs[name]].range_value
-        out.append((float(np.ravel(low)[0]), float(np.ravel(high)[0])))
-    return out
+    bounds = (data[inputs[name]].range_value for name in conv_layers(model).net)
+    return [(float(np.ravel(low)[0]), float(np.ravel(high)[0])) for low, high in bounds]
 
 
-def cpu_session(model: onnx.ModelProto, threads: int | None = None):
-    """An onnxruntime CPU session of an in-memory model with a fixed thread count (by default
-    the command's, :mod:`edgesr.threads`)."""
+def cpu_session(model: onnx.ModelProto):
+    """An onnxruntime CPU session of an in-memory model on the command's threads (:mod:`edgesr.threads`)."""
     import onnxruntime as ort
 
     from ..threads import chosen
 
     so = ort.SessionOptions()
-    so.intra_op_num_threads = threads or chosen()
+    so.intra_op_num_threads = chosen()
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
-def run_batch(model: onnx.ModelProto, inputs: np.ndarray, threads: int | None = None) -> np.ndarray:
+def run_batch(model: onnx.ModelProto, inputs: np.ndarray) -> np.ndarray:
     """The model's outputs for a batch of inputs, on onnxruntime's CPU provider."""
-    return cpu_session(_batched(model), threads).run(None, {"input": np.ascontiguousarray(inputs, np.float32)})[0]
+    return cpu_session(_batched(model)).run(None, {"input": np.ascontiguousarray(inputs, np.float32)})[0]
 
 
 def sensitivity(model: onnx.ModelProto, ranges: Ranges, form: str, inputs: np.ndarray,

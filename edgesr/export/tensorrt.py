@@ -37,13 +37,6 @@ def tensorrt_available() -> bool:
         return False
 
 
-def _builder_module():
-    spec = importlib.util.spec_from_file_location("edgesr_jetson_build", JETSON_DIR / "build_engine.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _bench_text(meta: ArtifactMeta) -> str:
     """The commands to run on the device for this model, with sizes for a 512x512 output."""
     side = 512 // meta.scale if meta.input_kind == "lr" else 512
@@ -72,6 +65,9 @@ def write_bundle(model: onnx.ModelProto, meta: ArtifactMeta, folder: Path) -> li
     if not tensorrt_available():
         return ["TensorRT is not available here: wrote the deploy bundle; build the engine on the "
                 "device with build_engine.sh (see BENCH.md)"]
-    if _builder_module().main([str(onnx_path)]) != 0:
+    spec = importlib.util.spec_from_file_location("edgesr_jetson_build", JETSON_DIR / "build_engine.py")
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    if builder.main([str(onnx_path)]) != 0:
         raise EdgesrError(f"TensorRT could not build an engine from {onnx_path}")
     return [f"built {MODEL}.engine with TensorRT here (valid only for this GPU and TensorRT version)"]

@@ -56,15 +56,13 @@ class _StorageRef:
 
 
 class _TensorRef:
-    def __init__(self, storage: _StorageRef, offset: int, size: tuple, stride: tuple) -> None:
+    """What ``torch._utils._rebuild_tensor(_v2)`` is unpickled as: where the tensor's data lies."""
+
+    def __init__(self, storage: _StorageRef, offset: int, size: tuple, stride: tuple, *_ignored) -> None:
         self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
 
     def __setstate__(self, state) -> None:  # Parameter's hooks/requires_grad: irrelevant here
         pass
-
-
-def _rebuild_tensor(storage, offset, size, stride, *_ignored):
-    return _TensorRef(storage, offset, size, stride)
 
 
 def _parameter(data, *_ignored):
@@ -76,10 +74,8 @@ class _SafeUnpickler(pickle.Unpickler):
         if module == "collections" and name == "OrderedDict":
             return collections.OrderedDict
         if module == "torch._utils" and name in ("_rebuild_tensor", "_rebuild_tensor_v2"):
-            return _rebuild_tensor
-        if module == "torch._utils" and name == "_rebuild_parameter":
-            return _parameter
-        if module == "torch.nn.parameter" and name == "Parameter":
+            return _TensorRef
+        if (module, name) in (("torch._utils", "_rebuild_parameter"), ("torch.nn.parameter", "Parameter")):
             return _parameter
         if module == "torch" and name in _STORAGE_DTYPES:
             return _STORAGE_DTYPES[name]
@@ -152,17 +148,13 @@ _PYTORCH_VDSR_NAMES = [
 ]
 
 
-def _canonical_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Map pytorch-vdsr names to ours; strip ``module.`` (DataParallel) prefixes."""
-    out = {}
-    for name, tensor in state.items():
-        name = name.removeprefix("module.")
-        for pattern, repl in _PYTORCH_VDSR_NAMES:
-            if pattern.match(name):
-                name = pattern.sub(repl, name)
-                break
-        out[name] = tensor
-    return out
+def _canonical_name(name: str) -> str:
+    """Our name for a pytorch-vdsr one, ``module.`` (DataParallel) prefix stripped. The patterns
+    are anchored and none matches another's replacement, so applying them all renames at most once."""
+    name = name.removeprefix("module.")
+    for pattern, repl in _PYTORCH_VDSR_NAMES:
+        name = pattern.sub(repl, name)
+    return name
 
 
 def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -193,14 +185,12 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
         raise EdgesrError(f"weights file not found: {path}")
     try:
         state, meta = _read_state(path)
-    except EdgesrError:
-        raise
     except Exception as exc:  # any parse failure means a bad file, whatever the library raised
         raise EdgesrError(
             f"cannot read weights from {path}: truncated, corrupt or not a VDSR checkpoint "
             f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else 'no detail'})"
         ) from None
-    return {k: v.float() for k, v in _canonical_names(state).items()}, meta
+    return {_canonical_name(k): v.float() for k, v in state.items()}, meta
 
 
 def model_from_state(state: dict[str, torch.Tensor], source: str = "weights") -> VDSR:
@@ -231,7 +221,6 @@ def save_safetensors(model: VDSR, path: str | Path, metadata: dict[str, str] | N
 
     from ..io import write_bytes
 
-    meta = {"format": "edgesr-vdsr", "width": str(model.width), "depth": str(model.depth)}
-    meta.update(metadata or {})
+    meta = {"format": "edgesr-vdsr", "width": str(model.width), "depth": str(model.depth), **(metadata or {})}
     state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
     write_bytes(path, save(state, metadata=meta))

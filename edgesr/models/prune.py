@@ -33,8 +33,7 @@ def prune_to_width(teacher: VDSR, width: int, blocks: int | None = None) -> VDSR
     student.head.weight.copy_(teacher.head.weight[keep])
     for i in range(n_blocks):
         w = teacher.body[i].conv.weight[:, keep]
-        nxt = strongest_channels(w, width)
-        student.body[i].conv.weight.copy_(w[nxt])
-        keep = nxt
+        keep = strongest_channels(w, width)
+        student.body[i].conv.weight.copy_(w[keep])
     student.tail.weight.copy_(teacher.tail.weight[:, keep])
     return student

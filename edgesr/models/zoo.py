@@ -76,15 +76,12 @@ class Teachers(Enum):
     DEFAULT = PYTORCH_VDSR
 
 
-def names() -> list[str]:
-    return sorted({t.value.name for t in Teachers})
-
-
 def entry(name: str) -> WeightsEntry:
     for t in Teachers:
         if t.value.name == name:
             return t.value
-    raise EdgesrError(f"unknown model {name!r}: give a weights file path or one of {', '.join(names())}")
+    known = ", ".join(sorted({t.value.name for t in Teachers}))
+    raise EdgesrError(f"unknown model {name!r}: give a weights file path or one of {known}")
 
 
 def sha256_of(path: Path) -> str:
