@@ -456,7 +456,8 @@ CASES = [
     Case("teacher train --resume: pickle payload in checkpoint.pt", ("teacher", "train", "--resume", "run"),
          teacher_run(pickle_payload), "refused, nothing in it was run", unchanged=RUN_FILES, then=payload_never_ran),
     # --- 2a. recipe values, checked before any folder is made
-    bad_key("batch_size", "0", "recipe key batch_size: must be >= 2, got 0"),
+    bad_key("batch_size", "0", "recipe key batch_size: must be >= 1, got 0"),
+    bad_key("batch_size", "1", "recipe key batch_size: must be >= 2, got 1"),
     bad_key("log_every", "0", "recipe key log_every: must be >= 1, got 0"),
     bad_key("checkpoint_every", "0", "recipe key checkpoint_every: must be >= 1, got 0"),
     bad_key("validation.every", "0", "recipe key validation.every: must be >= 1, got 0"),
