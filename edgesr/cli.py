@@ -159,11 +159,17 @@ TrainDevice = Annotated[str | None, typer.Option(metavar="auto|cpu|cuda", help="
                                                  "recipe's, auto: CUDA when torch sees a GPU]")]
 Resume = Annotated[Path | None, typer.Option(metavar="RUN_DIR", help="continue this run folder from its checkpoint, "
                                              "with its saved recipe")]
+RunsFolder = Annotated[Path, typer.Option(metavar="DIR", help="parent folder of the run folder")]
 
 
 def recipe_option(default: str):
     return Annotated[str | None, typer.Option(metavar="NAME|FILE", help="recipe name or YAML file; `edgesr recipes` "
                                               f"lists the names [default: {default}]")]
+
+
+def overrides_option(example: str):
+    return Annotated[list[str], typer.Option("--set", metavar="KEY=VALUE...",
+                                             help=f"override recipe keys: --set {example}")]
 
 
 def _version(value: bool) -> None:
@@ -237,12 +243,11 @@ def distill_cmd(
     recipe: recipe_option("quick") = None,
     teacher: Annotated[str | None, typer.Option(metavar="NAME|FILE", help="teacher zoo name or weights file "
                                                 "[default: the recipe's, pytorch-vdsr in the shipped ones]")] = None,
-    out: Annotated[Path, typer.Option(metavar="DIR", help="parent folder of the run folder")] = Path("runs/distill"),
+    out: RunsFolder = Path("runs/distill"),
     device: TrainDevice = None,
     resume: Resume = None,
     threads: Threads = None,
-    set_: Annotated[list[str], typer.Option(
-        "--set", metavar="KEY=VALUE...", help="override recipe keys: --set batch_size=64 cmi.temperature=0.2")] = [],
+    set_: overrides_option("batch_size=64 cmi.temperature=0.2") = [],
 ) -> None:
     """Data-free distillation of a VDSR teacher into a half-width student (DFSR + CMI).
 
@@ -275,12 +280,11 @@ def teacher_train_cmd(
     scales: Annotated[list[int], typer.Option(
         metavar="S...", help="upscaling factors one network learns [default: the recipe's]")] = [],
     recipe: recipe_option("teacher") = None,
-    out: Annotated[Path, typer.Option(metavar="DIR", help="parent folder of the run folder")] = Path("runs/teacher"),
+    out: RunsFolder = Path("runs/teacher"),
     device: TrainDevice = None,
     resume: Resume = None,
     threads: Threads = None,
-    set_: Annotated[list[str], typer.Option(
-        "--set", metavar="KEY=VALUE...", help="override recipe keys: --set budget_minutes=2.5 optim.lr=5e-4")] = [],
+    set_: overrides_option("budget_minutes=2.5 optim.lr=5e-4") = [],
 ) -> None:
     """Supervised VDSR training on HR images: MATLAB-bicubic degradations, random patches with
     flips and rotations, several scales in one network, a held-out validation split; writes
