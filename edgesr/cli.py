@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -162,12 +162,14 @@ Resume = Annotated[Path | None, typer.Option(metavar="RUN_DIR", help="continue t
 RunsFolder = Annotated[Path, typer.Option(metavar="DIR", help="parent folder of the run folder")]
 
 
-def recipe_option(default: str):
+def recipe_option(default: str) -> Any:
+    """The --recipe option of a training command whose default recipe is ``default``."""
     return Annotated[str | None, typer.Option(metavar="NAME|FILE", help="recipe name or YAML file; `edgesr recipes` "
                                               f"lists the names [default: {default}]")]
 
 
-def overrides_option(example: str):
+def overrides_option(example: str) -> Any:
+    """The --set option, its help showing ``example`` overrides of that command's recipe."""
     return Annotated[list[str], typer.Option("--set", metavar="KEY=VALUE...",
                                              help=f"override recipe keys: --set {example}")]
 

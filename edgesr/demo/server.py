@@ -187,7 +187,8 @@ class DemoServer:
         """Over the connection cap: a short 503 without reading anything, then close."""
         body = b"too many open connections: try again in a moment\n"
         try:
-            await send(writer, 503, body, TEXT, {"Retry-After": "1"}, Limits(idle_timeout=1.0))
+            await send(writer, HTTPStatus.SERVICE_UNAVAILABLE, body, TEXT, {"Retry-After": "1"},
+                       Limits(idle_timeout=1.0))
         except ClientGone:
             pass
         finally:
