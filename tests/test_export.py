@@ -14,7 +14,7 @@ from onnx import numpy_helper
 
 from edgesr.artifact import ArtifactMeta
 from edgesr.errors import EdgesrError
-from edgesr.export.bicubic_graph import BicubicUpscale, phase_filters
+from edgesr.ops.bicubic_graph import BicubicUpscale, phase_filters
 from edgesr.export.calibration import find_calibration, lr_samples, model_inputs
 from edgesr.export.clipping import mse_range, mse_threshold
 from edgesr.export.deploy_net import DeployNet

@@ -10,7 +10,8 @@ import edgesr
 from tests.cli_helpers import run_python
 
 TORCH_SIDE = ("edgesr.models", "edgesr.distill", "edgesr.teacher", "edgesr.train", "edgesr.export",
-              "edgesr.reference", "edgesr.ops.resize_torch", "edgesr.samples.pool", "edgesr.__main__")
+              "edgesr.reference", "edgesr.ops.resize_torch", "edgesr.ops.bicubic_graph", "edgesr.samples.pool",
+              "edgesr.__main__")
 
 
 def torch_free_modules() -> list[str]:

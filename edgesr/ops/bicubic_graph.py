@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..ops.resize import contributions
+from .resize import contributions
 
 #: length of the axis used to read off the phase filters; long enough to have interior pixels
 _PROBE = 16
@@ -74,6 +74,11 @@ class BicubicUpscale(nn.Module):
         kernel = np.einsum("ai,bj->abij", filters, filters).reshape(scale * scale, 1, *filters.shape[1:] * 2)
         self.register_buffer("weight", torch.tensor(kernel, dtype=torch.float32))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def phases(self, x: torch.Tensor) -> torch.Tensor:
+        """The ``s*s`` output phases at the input's resolution, before they are interleaved:
+        what an LR-space network adds its own ``s*s`` channels to (its bicubic anchor)."""
         x = _mirror_pad(_mirror_pad(x, 2, self.before, self.after), 3, self.before, self.after)
-        return F.pixel_shuffle(F.conv2d(x, self.weight), self.scale)
+        return F.conv2d(x, self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.phases(x), self.scale)
