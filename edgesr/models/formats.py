@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import EdgesrError
+from .srnet import SRNet
 from .vdsr import VDSR
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -193,8 +194,12 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
     return {_canonical_name(k): v.float() for k, v in state.items()}, meta
 
 
-def model_from_state(state: dict[str, torch.Tensor], source: str = "weights") -> VDSR:
-    """Build the VDSR that ``state`` describes (width and depth from the tensor shapes)."""
+def model_from_state(state: dict[str, torch.Tensor], source: str = "weights",
+                     meta: dict[str, str] | None = None) -> SRNet:
+    """Build the network ``state`` holds: the student family its metadata names (``arch``,
+    written by :func:`save_safetensors`), else a VDSR whose width and depth the tensor shapes give."""
+    if meta and "arch" in meta:
+        return _registered_from_state(state, source, meta["arch"])
     if "head.weight" not in state or "tail.weight" not in state:
         raise EdgesrError(
             f"{source} is not a VDSR checkpoint: missing "
@@ -215,12 +220,55 @@ def model_from_state(state: dict[str, torch.Tensor], source: str = "weights") ->
     return model
 
 
-def save_safetensors(model: VDSR, path: str | Path, metadata: dict[str, str] | None = None) -> None:
-    """Write ``model``'s weights (float32) and string metadata atomically as safetensors."""
+def _registered_from_state(state: dict[str, torch.Tensor], source: str, config_text: str) -> SRNet:
+    """A registered family's network from its saved config, every tensor's name and shape
+    checked against it before loading."""
+    import json
+
+    from .registry import build_saved
+
+    try:
+        config = json.loads(config_text)
+    except (ValueError, RecursionError):
+        raise EdgesrError(f"{source}: metadata field 'arch' is not valid JSON") from None
+    model = build_saved(config, source)
+    expected = model.state_dict()
+    missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or extra:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
+        raise EdgesrError(f"{source} does not match its {config['arch']} config: {detail}")
+    for k, v in expected.items():
+        if state[k].shape != v.shape:
+            raise EdgesrError(f"{source}: {k} has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}")
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def save_safetensors(model: SRNet, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """Write ``model``'s inference form (folded: :mod:`.reparam`; float32) and string metadata
+    atomically as safetensors. A registered student's family and knobs go in ``arch``."""
+    import json
+
     from safetensors.torch import save
 
     from ..io import write_bytes
+    from .reparam import folded
 
-    meta = {"format": "edgesr-vdsr", "width": str(model.width), "depth": str(model.depth), **(metadata or {})}
+    model = folded(model)
+    meta = {"format": "edgesr-vdsr" if isinstance(model, VDSR) else "edgesr-student", **(metadata or {})}
+    if isinstance(model, VDSR):
+        meta.update(width=str(model.width), depth=str(model.depth))
+    if model.arch:
+        meta["arch"] = json.dumps(model.config())
     state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
     write_bytes(path, save(state, metadata=meta))
+
+
+def student_files(folder: Path, stem: str, model: torch.nn.Module) -> dict[int | None, Path]:
+    """Where a run saves its student: ``stem.safetensors`` for a network that serves every
+    scale (key None), ``stem_x<s>.safetensors`` for each network of a ScaleSet (key s)."""
+    from .srnet import ScaleSet
+
+    if isinstance(model, ScaleSet):
+        return {s: folder / f"{stem}_x{s}.safetensors" for s in model.scales}
+    return {None: folder / f"{stem}.safetensors"}

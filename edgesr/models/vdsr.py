@@ -8,9 +8,12 @@ half-width student are the same class with a different width.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
+
+from .srnet import SRNet
 
 TEACHER_WIDTH = 64
 STUDENT_WIDTH = 32
@@ -28,7 +31,7 @@ class Block(nn.Module):
         return torch.relu(self.conv(x))
 
 
-class VDSR(nn.Module):
+class VDSR(SRNet):
     """``out = x + tail(body(relu(head(x))))`` on the bicubic-upscaled Y channel in [0, 1].
 
     ``blocks`` is the number of body blocks actually built (``depth - 2`` for the full
@@ -68,12 +71,11 @@ class VDSR(nn.Module):
         """The convs in graph order (head, body blocks, tail): what ``float_layers`` indices count."""
         return [self.head, *(b.conv for b in self.body), self.tail]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.residual(x)
-
     def residual(self, x: torch.Tensor) -> torch.Tensor:
-        """The learned branch alone; export runs it in another precision than the skip."""
         return self.tail(self.body(torch.relu(self.head(x))))
+
+    def config(self) -> dict[str, Any]:
+        return {"arch": self.arch, "width": self.width, "depth": self.depth}
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The output and every body block's (post-ReLU) output, for feature-level losses."""
@@ -94,6 +96,7 @@ class VDSR(nn.Module):
         if blocks < self.blocks:
             raise ValueError(f"cannot shrink from {self.blocks} to {blocks} blocks")
         new = VDSR(self.width, self.depth, blocks).to(next(self.parameters()).device)
+        new.arch = self.arch
         missing, unexpected = new.load_state_dict(self.state_dict(), strict=False)
         expected_new = {f"body.{i}.conv.weight" for i in range(self.blocks, blocks)}
         if unexpected or set(missing) != expected_new:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from ..cache import cache_dir
 from ..errors import EdgesrError
+from torch import nn
+
 from .formats import model_from_state, read_weights
 from .vdsr import VDSR
 
@@ -145,6 +147,54 @@ def load_model(model: str, download: bool = True) -> tuple[VDSR, dict[str, str]]
     """
     path = resolve(model, download=download)
     state, meta = read_weights(path)
-    net = model_from_state(state, source=str(path)).eval()
+    net = model_from_state(state, source=str(path), meta=meta).eval()
     meta = {**meta, "sha256": sha256_of(path), "source": str(model)}
+    return net, meta
+
+
+#: the weights files a run folder holds, in the order a folder given as ``--model`` is searched
+RUN_WEIGHTS = ("student", "teacher")
+
+
+def weights_in_run(folder: str | Path, scale: int | None) -> Path:
+    """The weights file of run folder ``folder`` that upscales by ``scale``: the scale's own
+    ``student_x<s>.safetensors`` where the run trained one network per scale, else the run's
+    one ``student.safetensors`` (or ``teacher.safetensors``). One line names what the folder
+    has when nothing fits."""
+    folder = Path(folder)
+    per_scale = sorted(folder.glob("student_x*.safetensors"))
+    if per_scale:
+        if scale is None:
+            raise EdgesrError(f"{folder} has one student per scale ({', '.join(p.name for p in per_scale)}): "
+                              "give --scale")
+        own = folder / f"student_x{scale}.safetensors"
+        if not own.is_file():
+            have = ", ".join("x" + p.stem.removeprefix("student_x") for p in per_scale)
+            raise EdgesrError(f"{folder} has no student for x{scale}: it was trained for {have}")
+        return own
+    for stem in RUN_WEIGHTS:
+        if (folder / f"{stem}.safetensors").is_file():
+            return folder / f"{stem}.safetensors"
+    raise EdgesrError(f"{folder} holds no trained weights (no student*.safetensors or teacher.safetensors: "
+                      "is the run finished?)")
+
+
+def model_path(model: str, scale: int | None = None) -> str:
+    """``model`` itself, or for a run folder the weights file in it for ``scale``."""
+    return str(weights_in_run(model, scale)) if Path(model).expanduser().is_dir() else model
+
+
+def load_for_scales(model: str, scales: list[int]) -> tuple[nn.Module, dict[str, str]]:
+    """What upscales by every one of ``scales``: the model (zoo name, file or run folder), or,
+    for a run folder of per-scale students, a ScaleSet of those students; a network built for
+    one scale asked for another is a one-line error. The metadata is the first file's."""
+    from .srnet import ScaleSet
+
+    if Path(model).expanduser().is_dir() and sorted(Path(model).glob("student_x*.safetensors")):
+        loaded = {s: load_model(str(weights_in_run(model, s))) for s in scales}
+        return ScaleSet({s: net for s, (net, _) in loaded.items()}).eval(), loaded[scales[0]][1]
+    net, meta = load_model(model_path(model))
+    wrong = [s for s in scales if net.scale is not None and s != net.scale]
+    if wrong:
+        raise EdgesrError(f"{model} upscales by x{net.scale} only (an LR-space network), not x{wrong[0]}")
     return net, meta

@@ -1,0 +1,83 @@
+"""What every network edgesr trains, exports and evaluates is: :class:`SRNet`.
+
+A super-resolution network here is a fixed *anchor* (a function of the input with no weights:
+the input itself for VDSR, the LR image repeated or bicubic phases for an LR-space network)
+plus a learned *residual*, both at the resolution the network ends at, then an *assemble* step
+(identity, or the pixel shuffle that interleaves ``s*s`` LR phases into the HR image).
+
+Everything downstream talks to this interface only: export runs the residual in FP16 while the
+anchor stays float32, INT8 keeps chosen convs (``convs()``, in graph order) in float, QAD
+swaps them for fake-quantized ones, tiling reads the receptive radius, and a saved file rebuilds
+the network from ``config()``. Nothing downstream asks which family a network is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class SRNet(nn.Module):
+    """Base of every SR network: ``forward(x) = assemble(anchor(x) + residual(x))``."""
+
+    #: the registry name it was built under ("" for a network made directly, e.g. a teacher)
+    arch: str = ""
+    #: what it takes: ``bicubic`` (the MATLAB-bicubic upscaled Y: works at the output
+    #: resolution, any scale) or ``lr`` (the LR Y itself: built for one scale)
+    input_kind: str = "bicubic"
+    #: the one scale an ``lr`` network upscales by (None: any)
+    scale: int | None = None
+
+    def anchor(self, x: torch.Tensor) -> torch.Tensor:
+        """The fixed part, before :meth:`assemble`."""
+        return x
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """The learned branch, before :meth:`assemble`; export may run it in another precision."""
+        raise NotImplementedError
+
+    def assemble(self, y: torch.Tensor) -> torch.Tensor:
+        return y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.assemble(self.anchor(x) + self.residual(x))
+
+    def convs(self) -> list[nn.Module]:
+        """The learned convs in graph order: what INT8 ``float_layers`` indices count."""
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """What rebuilds this network's inference form through the registry (saved with its weights)."""
+        raise NotImplementedError
+
+    @property
+    def radius(self) -> int:
+        """How many input pixels away an output pixel's value can come from (its receptive
+        radius, in input pixels): tiles need at least that much context."""
+        return len(self.convs())
+
+
+class ScaleSet(nn.Module):
+    """One LR-space network per scale, trained together: a step runs every scale's network on
+    its own batch (``forward(*xs)``, one input per scale in ``scales`` order), so that under
+    DDP every parameter takes part in each backward. Saved as one file per scale."""
+
+    input_kind = "lr"
+
+    def __init__(self, nets: dict[int, SRNet]) -> None:
+        super().__init__()
+        self.scales = sorted(nets)
+        self.nets = nn.ModuleDict({f"x{s}": nets[s] for s in self.scales})
+
+    def for_scale(self, scale: int) -> SRNet:
+        return self.nets[f"x{scale}"]
+
+    def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.for_scale(s)(x) for s, x in zip(self.scales, xs))
+
+
+def net_for(model: nn.Module, scale: int) -> nn.Module:
+    """The network that upscales by ``scale``: the scale's own in a :class:`ScaleSet`, else the model."""
+    return model.for_scale(scale) if isinstance(model, ScaleSet) else model
