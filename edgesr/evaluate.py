@@ -139,10 +139,11 @@ def bicubic_predictor(bicubic_y: np.ndarray, scale: int) -> np.ndarray:
     return bicubic_y
 
 
-def validation_psnr(predict: Predictor, pairs_by_scale: dict[int, list[SRPair]]) -> dict[str, float]:
+def validation_psnr(predict: Predictor, pairs_by_scale: dict[int, list[SRPair]],
+                    input_kind: str = "bicubic") -> dict[str, float]:
     """Mean PSNR per scale (``val_psnr_x<s>``) and over scales (``val_psnr``) of a held-out split;
     what trainers log and plot, never used on the test sets."""
-    out = {f"val_psnr_x{s}": score_pairs(predict, pairs, "val", with_ssim=False).psnr
+    out = {f"val_psnr_x{s}": score_pairs(predict, pairs, "val", with_ssim=False, input_kind=input_kind).psnr
            for s, pairs in pairs_by_scale.items()}
     out["val_psnr"] = float(np.mean(list(out.values())))
     return out

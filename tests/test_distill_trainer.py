@@ -22,7 +22,7 @@ def _train(run_dir, recipe, stop_at: int | None = None, resume: bool = False) ->
     d = Distiller(recipe, tiny_teacher(), torch.device("cpu"))
     if resume:
         resume_from(d, run_dir / CHECKPOINT_FILE)
-    d.begin(resume)
+    d.begin(resume, run_dir)
     stop = StopRequest()
 
     def on_step(step, _rec):

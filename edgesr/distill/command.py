@@ -25,7 +25,9 @@ from .generator import save_generators
 from .recipe import DistillRecipe
 from .trainer import Distiller
 
-STUDENT_FILE = "student.safetensors"
+#: the student's file stem: ``student.safetensors``, or ``student_x<s>.safetensors`` per scale
+STUDENT = "student"
+STUDENT_FILE = f"{STUDENT}.safetensors"
 PLOT_PANELS = [
     Panel("validation PSNR (dB, held-out images)", "val_psnr", label="student",
           lines=(("val_teacher_psnr", "teacher ceiling"), ("val_bicubic_psnr", "bicubic floor"))),
@@ -53,16 +55,18 @@ def _validation_pairs(recipe: DistillRecipe, console: Console) -> dict:
 
 def distill(recipe_name: str | None = None, overrides: list[str] | None = None, teacher: str | None = None,
             out: str | Path = "runs/distill", device: str | None = None, resume: str | Path | None = None,
-            console: Console | None = None) -> Path:
-    """Run (or resume) a distillation, on every process torchrun started; returns the run folder."""
+            console: Console | None = None) -> tuple[Path, list[int]]:
+    """Run (or resume) a distillation, on every process torchrun started; returns the run
+    folder and the scales its student was trained for."""
     with launched(console or Console()) as (world, console):
         recipe, run_dir = recipe_for(DistillRecipe, resume, recipe_name, "quick", overrides, {"teacher": teacher},
                                      device, world)
         dev = resolve_device(device or recipe.device, world)
         teacher_net, teacher_meta = load_model(recipe.teacher)
-        if teacher_net.width < recipe.student.width:
-            raise everywhere(EdgesrError(f"student width {recipe.student.width} exceeds the teacher's "
-                                         f"{teacher_net.width}"), world)
+        needs_channels = recipe.student.init in ("teacher-prune", "teacher-refit")
+        if needs_channels and teacher_net.width < recipe.student.resolved_width:
+            raise everywhere(EdgesrError(f"student width {recipe.student.resolved_width} exceeds the teacher's "
+                                         f"{teacher_net.width} ({recipe.student.init} keeps teacher channels)"), world)
         val_pairs = _validation_pairs(recipe, console) if world.main else {}
         trainer = Distiller(recipe, teacher_net, dev, val_pairs, world)
         run_dir, metrics, resumed = open_run(run_dir, out, recipe, trainer)
@@ -75,14 +79,16 @@ def distill(recipe_name: str | None = None, overrides: list[str] | None = None, 
             return f"stage {trainer.stage + 1}/{recipe.progressive.stages}{kd}"
 
         train_in_folder(trainer, run_dir, metrics, resumed, console, PLOT_PANELS, info)
-        return finish(run_dir, recipe, trainer, teacher_meta, console) if world.main else run_dir
+        if world.main:
+            finish(run_dir, recipe, trainer, teacher_meta, console)
+        return run_dir, list(recipe.scales)
 
 
 def finish(run_dir: Path, recipe: DistillRecipe, trainer: Distiller, teacher_meta: dict, console: Console) -> Path:
     """Save the student and generators; evaluate once on the benchmark sets (the teacher too,
     cached per checksum); write results."""
     save_generators(trainer.gens, run_dir)
-    finish_run(trainer, run_dir, recipe.evaluation, list(recipe.scales), STUDENT_FILE,
+    finish_run(trainer, run_dir, recipe.evaluation, list(recipe.scales), STUDENT,
                {"recipe": recipe.name, "teacher": recipe.teacher, "teacher_sha256": teacher_meta["sha256"]}, console,
                {"teacher": (trainer.teacher, teacher_meta["sha256"])})
     return run_dir

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 from ..config import Count, ModelRef, NonNegative, NonNegativeInt, Positive, Range, Share, fail
+from ..models.registry import MAX_DEPTH, MAX_WIDTH, Family, families, family
 from ..models.zoo import Teachers
 from ..scales import Scale, check_scales
 from ..train.optim import OptimConfig
@@ -21,8 +22,20 @@ from ..train.recipe import RunRecipe, ValidationConfig
 
 @dataclass(frozen=True)
 class StudentConfig:
-    width: Count = 32
-    depth: Annotated[int, Range(3)] = 20
+    #: the student family (``edgesr students`` lists them): ``vdsr-half`` (the paper's; one network
+    #: for every scale, on the bicubic-upscaled image) or an LR-space family (one network per scale)
+    arch: str = "vdsr-half"
+    #: channels (None: the family's default)
+    width: Annotated[int, Range(1, MAX_WIDTH)] | None = None
+    #: conv layers, first and last included (None: the family's default)
+    depth: Annotated[int, Range(3, MAX_DEPTH)] | None = None
+    #: LR-space families: the fixed upsampling the network adds its output to, ``repeat`` (the LR
+    #: pixel in every phase: exact in INT8) or ``bicubic`` (None: the family's default)
+    anchor: Literal["repeat", "bicubic"] | None = None
+    #: train each 3x3 conv over-parameterised, as itself plus a 3x3 conv to ``reparam`` times its
+    #: channels and a 1x1 back (folded into one conv on every step and before saving: the
+    #: student is unchanged at inference). 0: plain; None: the family's default
+    reparam: Annotated[int, Range(0, 16)] | None = None
     #: ``he``: VDSR init; ``zero-tail``: He with the last conv at 0 (starts exactly at bicubic);
     #: ``teacher-prune``: the teacher's ``width`` output channels of largest L1 norm per layer;
     #: ``teacher-refit``: those channels refitted layer by layer in closed form to the teacher on
@@ -35,6 +48,17 @@ class StudentConfig:
     #: teacher-refit: fit on at most the first N pool images (at every scale); 0 = the whole
     #: pool. A pool larger than the fit needs costs only the teacher's outputs on the rest.
     refit_images: NonNegativeInt = 0
+
+    def family(self) -> Family:
+        return family(self.arch)
+
+    @property
+    def resolved_width(self) -> int:
+        return self.family().width if self.width is None else self.width
+
+    @property
+    def resolved_depth(self) -> int:
+        return self.family().depth if self.depth is None else self.depth
 
 
 @dataclass(frozen=True)
@@ -53,6 +77,9 @@ class SamplesConfig:
     pool_size: Annotated[int, Range(8)] = 96
     #: side of the pool crops student batches are made of, in HR pixels
     patch: Annotated[int, Range(8)] = 48
+    #: LR-space students: side of their LR crops (0: ``patch`` divided by the scale); the
+    #: teacher's outputs are cropped to ``lr_patch * scale`` to match
+    lr_patch: NonNegativeInt = 0
     #: random flips and quarter turns of the pool crops (input and cached teacher output alike)
     symmetries: bool = True
     #: share of each student batch the generators make fresh; the rest comes from the pool
@@ -158,8 +185,31 @@ class DistillRecipe(RunRecipe):
             fail("cmi.local_scale", f"low {self.cmi.local_scale[0]} is above high {self.cmi.local_scale[1]}")
         if len(self.progressive.steps) not in (1, self.progressive.stages):
             fail("progressive.steps", "give one value or one per stage")
-        if self.progressive.stages > self.student.depth - 2:
-            fail("progressive.stages", f"must be at most the {self.student.depth - 2} body blocks of student.depth")
+        st = self.student
+        names = [f.name for f in families()]
+        if st.arch not in names:
+            fail("student.arch", f"unknown {st.arch!r}: use one of {', '.join(names)} (edgesr students lists them)")
+        fam = st.family()
+        if st.anchor is not None and st.anchor not in fam.anchors:
+            fail("student.anchor", f"{st.arch} takes {', '.join(fam.anchors) or 'no anchor'}, not {st.anchor}")
+        if st.resolved_depth < fam.min_depth:
+            fail("student.depth", f"{st.arch} needs at least {fam.min_depth} layers, got {st.resolved_depth}")
+        if self.progressive.stages > st.resolved_depth - 2:
+            fail("progressive.stages", f"must be at most the {st.resolved_depth - 2} body blocks of student.depth")
+        if (st.reparam or fam.reparam) and self.progressive.stages != 1:
+            fail("progressive.stages", "an over-parameterised student (student.reparam) is whole from the start: "
+                                       "use 1 stage")
+        if fam.input_kind == "lr":
+            lr_keys = {"student.init": (st.init, "he"), "progressive.stages": (self.progressive.stages, 1),
+                       "samples.generator_share": (self.samples.generator_share, 0.0)}
+            for key, (value, allowed) in lr_keys.items():
+                if value != allowed:
+                    fail(key, f"{st.arch} works at LR and learns from the sample pool: it takes {allowed}, got {value}")
+            for s in self.scales:
+                lr = self.samples.lr_patch or self.samples.patch // s
+                if lr < 4 or lr * s > self.samples.pool_size:
+                    fail("samples.lr_patch", f"x{s}: an LR crop of {lr} px needs 4 <= crop and crop * {s} <= "
+                                             f"samples.pool_size {self.samples.pool_size}")
         sm = self.samples
         pool = sm.pool_images > 0
         if pool and not sm.priors:

@@ -16,6 +16,7 @@ checkpoints and logging are :mod:`edgesr.train`'s.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -24,8 +25,11 @@ from ..evaluate import validation_psnr
 from ..models.predict import torch_predictor
 from ..models.prune import prune_to_width
 from ..models.refit import layerwise_forward, refit_student
+from ..models.registry import create_student
+from ..models.reparam import load_plain, overparameterise
+from ..models.srnet import ScaleSet
 from ..models.vdsr import VDSR
-from ..samples.pool import SamplePool
+from ..samples.pool import PoolImages, SamplePool, load_targets, save_targets
 from ..train.distributed import World
 from ..train.optim import build_optimizer, descend, lr_at, set_lr
 from ..train.trainer import Trainer
@@ -64,7 +68,9 @@ class Distiller(Trainer):
                  val_pairs: dict | None = None, world: World | None = None) -> None:
         super().__init__(recipe, device, val_pairs, world)
         self.teacher = self.prepare(teacher.eval()).requires_grad_(False)
-        self.plan = StagePlan(recipe.progressive, recipe.student.depth - 2)
+        #: LR-space students: one network per scale (a :class:`ScaleSet`), each step trains all
+        self.lr_space = recipe.student.family().input_kind == "lr"
+        self.plan = StagePlan(recipe.progressive, recipe.student.resolved_depth - 2)
         self.planned_steps = self.plan.total
         self.stage = 0
         self.n_gen = round(recipe.batch_size * recipe.samples.generator_share)
@@ -90,26 +96,34 @@ class Distiller(Trainer):
         return self.plan.total
 
     def shorten(self, horizon: int) -> None:
-        self.plan = StagePlan(self.recipe.progressive, self.recipe.student.depth - 2, horizon)
+        self.plan = StagePlan(self.recipe.progressive, self.recipe.student.resolved_depth - 2, horizon)
 
     @property
-    def model(self) -> VDSR:
+    def model(self) -> VDSR | ScaleSet:
         return self.student
 
     def networks(self) -> list[nn.Module]:
         return [self.student, self.head, *self.gens.values()]
 
     # ----------------------------------------------------------------- setup
-    def _initial_student(self) -> VDSR:
-        """The student the run starts from (a teacher-refit one is pruned here, refitted by :meth:`begin`)."""
+    def _initial_student(self) -> VDSR | ScaleSet:
+        """The student the run starts from (a teacher-refit one is pruned here, refitted by
+        :meth:`begin`), over-parameterised for training where the recipe asks."""
         cfg = self.recipe.student
+        fam = cfg.family()
+        expand = fam.reparam if cfg.reparam is None else cfg.reparam
+        if self.lr_space:
+            return ScaleSet({s: create_student(cfg.arch, s, cfg.width, cfg.depth, cfg.anchor, expand)
+                             for s in self.recipe.scales}).train()
         blocks = self.plan.blocks(0)
         if cfg.init in ("teacher-prune", "teacher-refit"):
-            return prune_to_width(self.teacher, cfg.width, blocks).train()
-        student = VDSR(cfg.width, cfg.depth, blocks)
-        if cfg.init == "zero-tail":
-            nn.init.zeros_(student.tail.weight)
-        return student.train()
+            student = prune_to_width(self.teacher, cfg.resolved_width, blocks)
+        else:
+            student = VDSR(cfg.resolved_width, cfg.resolved_depth, blocks)
+            if cfg.init == "zero-tail":
+                nn.init.zeros_(student.tail.weight)
+        student.arch = fam.name
+        return (overparameterise(student, expand) if expand else student).train()
 
     def preparation(self, resumed: bool) -> str:
         sm, refit = self.recipe.samples, self.recipe.student.init == "teacher-refit" and not resumed
@@ -119,34 +133,52 @@ class Distiller(Trainer):
                 + ("refitting the student to the teacher on it, layer by layer" if refit
                    else "computing the teacher's outputs on it"))
 
-    def begin(self, resumed: bool) -> None:
-        """Draw the sample pool and compute the teacher's outputs on it; a new teacher-refit run
-        gets them from refitting the student on the pool, a resumed one recomputes them (to the
-        bit) without refitting, since its student comes from the checkpoint."""
+    def _pool_key(self) -> str:
+        """What the pool's teacher outputs depend on: a saved file for another key is not used."""
+        r, sm = self.recipe, self.recipe.samples
+        return repr((list(sm.priors), list(sm.prior_weights), sm.pool_images, sm.pool_size, list(r.scales), r.seed,
+                     r.teacher))
+
+    def begin(self, resumed: bool, run_dir: Path | None = None) -> None:
+        """Draw the sample pool and get the teacher's outputs on it: a new teacher-refit run gets
+        them from refitting the student on the pool, a resumed run reads them from the run
+        folder (``pool_targets.safetensors``, written once they are computed), and recomputes
+        them only where that file is missing or made for another pool."""
         r = self.recipe
         sm = r.samples
         if not sm.pool_images:
             return
-        inputs, scales = SamplePool.inputs_for(sm.priors, sm.prior_weights, sm.pool_images, sm.pool_size,
-                                               r.scales, r.seed)
-        inputs = inputs.to(self.device)
+        images = PoolImages.draw(sm.priors, sm.prior_weights, sm.pool_images, sm.pool_size, r.scales, r.seed)
+        inputs = images.inputs.to(self.device)
+        targets = load_targets(run_dir, self._pool_key(), inputs.shape) if resumed and run_dir else None
+        if targets is None:
+            targets = self._teacher_targets(inputs, resumed)
+            if run_dir is not None and self.world.main:
+                save_targets(run_dir, self._pool_key(), targets)
+        self.pool = SamplePool(inputs, targets.to(self.device), images.scales.to(self.device),
+                               {s: lr.to(self.device) for s, lr in images.lr.items()})
+
+    def _teacher_targets(self, inputs: torch.Tensor, resumed: bool) -> torch.Tensor:
+        """The teacher's outputs on the pool; a new teacher-refit run refits its student on the
+        way (its student comes from the checkpoint otherwise)."""
+        r, sm = self.recipe, self.recipe.samples
         refit = r.student.init == "teacher-refit"
         # the refit's images: the first refit_images of every scale (all of the pool otherwise)
         n = min(r.student.refit_images or sm.pool_images, sm.pool_images) if refit else sm.pool_images
         fitted = (torch.arange(len(inputs)) % sm.pool_images < n).to(self.device)
         targets = torch.empty_like(inputs)
         if refit and not resumed:
-            fit = refit_student(self.teacher, r.student.width, inputs[fitted], self.student.blocks,
+            fit = refit_student(self.teacher, r.student.resolved_width, inputs[fitted], self.student.blocks,
                                 r.student.refit_ridge, r.student.refit_pixels, seed=r.seed)
-            self.student.load_state_dict(fit.student.state_dict())
+            load_plain(self.student, fit.student)
             targets[fitted] = fit.teacher_output
         else:
             targets[fitted] = layerwise_forward(self.teacher, inputs[fitted])
         if not fitted.all():
             targets[~fitted] = layerwise_forward(self.teacher, inputs[~fitted])
-        self.pool = SamplePool(inputs, targets, scales.to(self.device))
+        return targets
 
-    def _adopt_student(self, student: VDSR) -> None:
+    def _adopt_student(self, student: VDSR | ScaleSet) -> None:
         """Train ``student`` from now on: on the device, in DDP under torchrun (which gives every
         rank rank 0's weights), with a fresh optimizer."""
         self.student = self.prepare(student)
@@ -195,6 +227,8 @@ class Distiller(Trainer):
         Returns the loss averaged over the ranks, read once (the step's only device sync); a
         non-finite loss on any rank skips the update on every rank.
         """
+        if self.lr_space:
+            return self._lr_student_step()
         loss = torch.zeros((), device=self.device)
         rows = self.rows.stop - self.rows.start
         for x, t_out in self._student_batches(scale):
@@ -204,6 +238,23 @@ class Distiller(Trainer):
         value = self.agree(loss)
         if math.isfinite(value):
             descend(self.student_opt, loss, self.recipe.student_optim)
+        return value
+
+    def _lr_student_step(self) -> float:
+        """Every scale's LR-space student on its own batch of LR pool crops against the matching
+        crops of the teacher's cached outputs; the loss is their mean (each student's gradient
+        is its own loss's: the networks share no weight)."""
+        r = self.recipe
+        batches = [self.pool.lr_batch(s, r.batch_size, r.samples.lr_patch or r.samples.patch // s,
+                                      r.samples.symmetries, self.rows) for s in r.scales]
+        with self.autocast():
+            outs = self.ddp_student(*(self.as_input(x) for x, _ in batches))
+        losses = [kd_loss(y, out.float(), r.losses.kd) for (_, y), out in zip(batches, outs)]
+        loss = torch.stack(losses).mean()
+        value = self.agree(loss)
+        if math.isfinite(value):
+            descend(self.student_opt, loss, r.student_optim)
+            self.losses.add(**{f"kd_x{s}": float(v) for s, v in zip(r.scales, losses)})
         return value
 
     def generator_losses(self, scale: int, z: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -317,7 +368,8 @@ class Distiller(Trainer):
         return self.plan.stage_of(self.step) != self.stage
 
     def log_fields(self) -> dict:
-        return {"stage": self.stage, "blocks": self.student.blocks, "lr": self.student_opt.param_groups[0]["lr"]}
+        blocks = {} if self.lr_space else {"blocks": self.student.blocks}
+        return {"stage": self.stage, **blocks, "lr": self.student_opt.param_groups[0]["lr"]}
 
     def reference_scores(self) -> dict[str, float]:
         """The bicubic floor and the teacher ceiling on the validation crops."""
@@ -328,7 +380,7 @@ class Distiller(Trainer):
     def state_dict(self) -> dict:
         return {
             "stage": self.stage, "scale": self.scale, "horizon": self.horizon,
-            "student": self.student.state_dict(), "student_blocks": self.student.blocks,
+            "student": self.student.state_dict(), "student_blocks": getattr(self.student, "blocks", 0),
             "student_opt": self.student_opt.state_dict(),
             "gens": {s: g.state_dict() for s, g in self.gens.items()},
             "gen_opts": {s: o.state_dict() for s, o in self.gen_opts.items()},
@@ -341,7 +393,7 @@ class Distiller(Trainer):
         self.scale = st["scale"]
         if st.get("horizon", self.planned_steps) != self.horizon:  # (runs older than budget fitting have none)
             self.shorten(st["horizon"])
-        if st["student_blocks"] != self.student.blocks:
+        if not self.lr_space and st["student_blocks"] != self.student.blocks:
             self._adopt_student(self.student.grown(st["student_blocks"]).train())
         self.stage = st["stage"]
         self.student.load_state_dict(st["student"])

@@ -11,7 +11,8 @@ target, multiply what a pool of a few dozen images offers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -32,24 +33,38 @@ def augment(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.flip(x, dims=(-1,)) if k >= 4 else x
 
 
+@dataclass(frozen=True)
+class PoolImages:
+    """The pool's images before the teacher has seen them: the bicubic network inputs of every
+    scale (``(N * len(scales), 1, H, W)``, scale-major, the scale of each row in ``scales``) and
+    the LR images they were made from (``lr[s]``: ``(N, 1, H/s, W/s)``, in the same order)."""
+
+    inputs: torch.Tensor
+    scales: torch.Tensor
+    lr: dict[int, torch.Tensor]
+
+    @staticmethod
+    def draw(priors: Sequence[str], weights: Sequence[float], images: int, size: int,
+             scales: Sequence[int], seed: int) -> PoolImages:
+        """``images`` prior images, each degraded at every scale (so the scales see the same content)."""
+        hr = torch.from_numpy(prior_images(priors, weights, images, size, seed))[:, None]
+        pairs = {s: degrade(hr, s) for s in scales}
+        return PoolImages(torch.cat([pairs[s][1] for s in scales]),
+                          torch.tensor([s for s in scales for _ in range(len(hr))]),
+                          {s: pairs[s][0] for s in scales})
+
+
 @dataclass
 class SamplePool:
     """Network inputs of every scale (``(N, 1, H, W)``, the scale of each in ``scales``) and the
-    teacher's outputs on them; :meth:`batch` draws random crops with torch's global RNG, so a
+    teacher's outputs on them, and the LR images of each scale for LR-space students;
+    :meth:`batch` and :meth:`lr_batch` draw random crops with torch's global RNG, so a
     checkpointed run draws the same batches after a resume."""
 
     inputs: torch.Tensor
     targets: torch.Tensor
     scales: torch.Tensor
-
-    @staticmethod
-    def inputs_for(priors: Sequence[str], weights: Sequence[float], images: int, size: int,
-                   scales: Sequence[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The pool's network inputs and their scales: ``images`` prior images, each degraded at
-        every scale (so the scales see the same content)."""
-        hr = torch.from_numpy(prior_images(priors, weights, images, size, seed))[:, None]
-        inputs = torch.cat([degrade(hr, s)[1] for s in scales])
-        return inputs, torch.tensor([s for s in scales for _ in range(len(hr))])
+    lr: dict[int, torch.Tensor] = field(default_factory=dict)
 
     def batch(self, n: int, patch: int, symmetries: bool = True,
               rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,3 +78,56 @@ class SamplePool:
         window = (slice(None), slice(None), slice(top, top + patch), slice(left, left + patch))
         idx = idx.to(self.inputs.device)
         return augment(self.inputs[idx][window], k), augment(self.targets[idx][window], k)
+
+    def lr_batch(self, scale: int, n: int, patch: int, symmetries: bool = True,
+                 rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` random ``patch``-square crops of the LR images of ``scale`` and the
+        ``patch * scale`` crops of the teacher's outputs they correspond to, under one random
+        symmetry; of those, the ``rows``. What an LR-space student of that scale learns from."""
+        lr = self.lr[scale]
+        size = lr.shape[-1]
+        first = int(torch.nonzero(self.scales == scale)[0])
+        idx = torch.randint(len(lr), (n,))[rows]
+        top, left = (int(v) for v in torch.randint(size - patch + 1, (2,)))
+        k = int(torch.randint(8, (1,))) if symmetries else 0
+        idx = idx.to(lr.device)
+        x = lr[idx][..., top: top + patch, left: left + patch]
+        hr = slice(top * scale, (top + patch) * scale), slice(left * scale, (left + patch) * scale)
+        y = self.targets[first + idx][(slice(None), slice(None), *hr)]
+        return augment(x, k), augment(y, k)
+
+
+#: the teacher's outputs on a run's pool, kept in its run folder so that a resume reads them
+TARGETS_FILE = "pool_targets.safetensors"
+
+
+def save_targets(run_dir: Path, key: str, targets: torch.Tensor) -> None:
+    """Write the pool's teacher outputs (float32) with the ``key`` of the pool they belong to."""
+    from safetensors.torch import save
+
+    from ..io import write_bytes
+
+    write_bytes(run_dir / TARGETS_FILE, save({"targets": targets.detach().float().cpu().contiguous()},
+                                             metadata={"pool": key}))
+
+
+def load_targets(run_dir: Path, key: str, shape: torch.Size) -> torch.Tensor | None:
+    """The saved teacher outputs of the pool ``key`` if the run folder has them with that key,
+    shape and finite values; None otherwise (they are then computed again)."""
+    from safetensors import safe_open
+
+    path = run_dir / TARGETS_FILE
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if (f.metadata() or {}).get("pool") != key or list(f.keys()) != ["targets"]:
+                return None
+            if tuple(f.get_slice("targets").get_shape()) != tuple(shape):
+                return None
+            targets = f.get_tensor("targets")
+    except Exception:  # a damaged or foreign file: recompute rather than trust it
+        return None
+    if targets.dtype != torch.float32 or not bool(torch.isfinite(targets).all()):
+        return None
+    return targets

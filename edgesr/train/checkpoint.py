@@ -50,6 +50,7 @@ def save_checkpoint(trainer: Trainer, path: Path) -> None:
     if not trainer.world.main:
         return
     state = {"step": trainer.step, "elapsed": trainer.elapsed,
+             "speed_mark": list(trainer.speed_mark) if trainer.speed_mark else None,
              "log": {"sums": dict(trainer.losses.sums), "counts": dict(trainer.losses.counts)},
              "recipe": to_dict(trainer.recipe), **trainer.state_dict(), **rng_state(trainer.device)}
     buf = io.BytesIO()
@@ -114,6 +115,8 @@ def resume(trainer: Trainer, path: Path) -> None:
     state, trainer.recipe_changes = trainer.world.from_main(read)
     try:
         trainer.step, trainer.elapsed = int(state["step"]), float(state["elapsed"])
+        mark = state.get("speed_mark")  # (checkpoints of older edgesr have none)
+        trainer.speed_mark = (int(mark[0]), float(mark[1])) if mark else None
         trainer.losses = LossLog(**state["log"])
         trainer.load_state_dict(state)
         restore_rng(state, trainer.device)

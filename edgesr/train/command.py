@@ -24,13 +24,15 @@ from ..data.benchmark import existing_sets
 from ..errors import EdgesrError
 from ..evaluate import Row, Score, evaluate_rows
 from ..models.formats import save_safetensors
+from ..models.srnet import net_for
 from ..scores_table import scores_table
 from .distributed import World, join_world
-from .loop import fit, stop_on_signals
+from .checkpoint import save_checkpoint
+from .loop import Interrupted, fit, stop_on_signals
 from .plot import Panel, plot_metrics
 from .progress import PlainProgress, duration, progress_bar, status
 from .recipe import EvaluationConfig, RunRecipe
-from .run_folder import PLOT_FILE, RECIPE_FILE, RESULTS_FILE, MetricsLog, complete_run, unlock_run
+from .run_folder import CHECKPOINT_FILE, PLOT_FILE, RECIPE_FILE, RESULTS_FILE, MetricsLog, complete_run, unlock_run
 from .trainer import Trainer
 
 R = TypeVar("R", bound=RunRecipe)
@@ -114,18 +116,25 @@ def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog | None,
     for change in trainer.recipe_changes:
         console.print(f"resuming with a changed recipe: {change}", style="yellow", markup=False, highlight=False,
                       soft_wrap=True)
+    def stopped_early(signum: int, _frame) -> None:
+        raise Interrupted(signum, "before the first step: nothing to keep yet", name, run_dir,
+                          " (it starts again from the beginning)")
+
     try:
         started = time.perf_counter()
         what = trainer.preparation(resumed)
-        with status(console, what) if what else nullcontext():
-            trainer.begin(resumed)
-        took = time.perf_counter() - started
-        trainer.elapsed += took  # a time budget covers the preparation too
-        if main and what and not console.is_terminal:
-            console.print(f"prepared in {duration(took)}", markup=False, highlight=False)
-        if metrics and trainer.val_pairs and not resumed:
-            with status(console, "validating the starting point on the held-out images"):
-                metrics.write({"step": 0, **trainer.reference_scores(), **trainer.validate()})
+        with stop_on_signals(stopped_early), status(console, what) if what else nullcontext():
+            trainer.begin(resumed, run_dir)
+            took = time.perf_counter() - started
+            trainer.elapsed += took  # a time budget covers the preparation too
+            if main and what and not console.is_terminal:
+                console.print(f"prepared in {duration(took)}", markup=False, highlight=False)
+            if not resumed:
+                if metrics and trainer.val_pairs:
+                    with status(console, "validating the starting point on the held-out images"):
+                        metrics.write({"step": 0, **trainer.reference_scores(), **trainer.validate()})
+                # the prepared student (a refit, say) is kept: a stop from now on resumes after it
+                save_checkpoint(trainer, run_dir / CHECKPOINT_FILE)
         bar = progress_bar(console) if main and console.is_terminal else nullcontext()
         with stop_on_signals() as stop, bar as progress:
             plain = PlainProgress(console, name, trainer.step) if main and not progress else None
@@ -167,51 +176,74 @@ def _plot(metrics: MetricsLog, run_dir: Path, panels: list[Panel]) -> None:
         plot_metrics(records, run_dir / PLOT_FILE, panels)
 
 
-def finish_run(trainer: Trainer, run_dir: Path, cfg: EvaluationConfig, scales: list[int], weights: str,
+def finish_run(trainer: Trainer, run_dir: Path, cfg: EvaluationConfig, scales: list[int], role: str,
                metadata: dict[str, str], console: Console,
-               references: dict[str, tuple[torch.nn.Module, str]] | None = None) -> None:
-    """End a run: save the trained model as ``weights`` (before the slow evaluation, then again
-    with the PSNR it measured, which exports carry), evaluate it once on the benchmark sets
+               references: dict[str, tuple[torch.nn.Module, str]] | None = None) -> dict[int | None, Path]:
+    """End a run: save the trained model as ``<role>.safetensors`` (one network for every
+    scale) or ``<role>_x<s>.safetensors`` (one per scale), before the slow evaluation and again
+    with the PSNR it measured (which exports carry); evaluate it once on the benchmark sets
     beside the ``references`` (name: ``(model, weights sha256)``, evaluated when
     ``cfg.teacher``; their rows, and bicubic's, are read from the score cache when it has them:
-    they never change), and write the results (the model's scores under its file's stem, each
-    reference's under its name), which completes the run folder."""
+    they never change); write the results (the model's scores under ``role``, each reference's
+    under its name), which completes the run folder. Returns the saved files by scale.
+
+    A stop (Ctrl-C, SIGTERM) during the evaluation leaves the saved weights and the last
+    checkpoint: ``--resume`` then evaluates again and completes the run."""
     from ..cache import ScoreCache
-    from ..models.predict import benchmark_predictor
+    from ..models.formats import student_files
+    from ..models.predict import benchmark_predictor, input_kind
 
-    val = trainer.validate()
-    model = trainer.model.eval()
-    role = Path(weights).stem
-    meta = {**metadata, "steps": str(trainer.step), "val_psnr": json.dumps(val), "scales": json.dumps(scales)}
-    save_safetensors(model, run_dir / weights, meta)
-    results = {"run": str(run_dir), "steps": trainer.step, "seconds": round(trainer.elapsed, 1),
-               "steps_per_second": round(trainer.step / max(trainer.elapsed, 1e-9), 3),
-               "device": describe_device(trainer.device), "processes": trainer.world.size,
-               "threads": torch.get_num_threads(), "validation": val,
-               role: [], **{name: [] for name in references or {}}}
-    sets = existing_sets(cfg.sets,
-                         lambda folder: console.print(f"evaluation set {folder} not found: skipped (--set "
-                                                       "evaluation.sets=[DIR,...] to name others)", style="yellow",
-                                                       markup=False, highlight=False, soft_wrap=True))
-    if sets:
-        rows = {role: Row(lambda: benchmark_predictor(model, trainer.device))}
-        for name, (net, sha) in ((references or {}) if cfg.teacher else {}).items():
-            rows[name] = Row(lambda net=net: benchmark_predictor(net, trainer.device), store=ScoreCache(sha))
-        names = ", ".join(rows)
-        where = f"{', '.join(b.name for b in sets)} x{', x'.join(map(str, scales))}"
-        with status(console, f"evaluating the {names} on {where} (cached rows are read, not recomputed)"):
-            def done(name: str, score: Score) -> None:
-                if not console.is_terminal:
-                    console.print(f"  {name} {score.set} x{score.scale}: {score.psnr:.3f} dB "
-                                  f"(bicubic {score.bicubic_psnr:.3f})", markup=False, highlight=False)
+    def stopped(signum: int, _frame) -> None:
+        raise Interrupted(signum, f"during the final evaluation: the trained {role} is saved",
+                          trainer.command.removeprefix("edgesr "), run_dir, " (it evaluates again)")
 
-            scores = evaluate_rows(rows, sets, scales, cfg.ssim, done)
-        for name, rows_scores in scores.items():
-            console.print(scores_table(rows_scores, title=f"{name} ({run_dir.name})" if name == role else name))
-            results[name] = [s.to_dict() for s in rows_scores]
-        measured: dict = {}
-        for sc in scores[role]:
-            measured.setdefault(sc.set, {})[str(sc.scale)] = round(sc.psnr, 4)
-        save_safetensors(model, run_dir / weights, {**meta, "measured_psnr": json.dumps(measured)})
-    complete_run(run_dir, results)
-    console.print(f"{role}: {run_dir / weights}   results: {run_dir / RESULTS_FILE}", soft_wrap=True)
+    with stop_on_signals(stopped):
+        val = trainer.validate()
+        model = trainer.model.eval()
+        files = student_files(run_dir, role, model)
+
+        def save(extra: dict[str, str], measured: dict | None = None) -> None:
+            for scale, path in files.items():
+                own = [scale] if scale is not None else scales
+                meta = {**metadata, **extra, "scales": json.dumps(own)}
+                if measured is not None:
+                    meta["measured_psnr"] = json.dumps({name: {k: v for k, v in by.items() if int(k) in own}
+                                                        for name, by in measured.items()})
+                save_safetensors(net_for(model, scale) if scale is not None else model, path, meta)
+
+        base = {"steps": str(trainer.step), "val_psnr": json.dumps(val)}
+        save(base)
+        results = {"run": str(run_dir), "steps": trainer.step, "seconds": round(trainer.elapsed, 1),
+                   "steps_per_second": round(trainer.step / max(trainer.elapsed, 1e-9), 3),
+                   "device": describe_device(trainer.device), "processes": trainer.world.size,
+                   "threads": torch.get_num_threads(), "validation": val,
+                   "files": {str(s or "all"): p.name for s, p in files.items()},
+                   role: [], **{name: [] for name in references or {}}}
+        sets = existing_sets(cfg.sets,
+                             lambda folder: console.print(f"evaluation set {folder} not found: skipped (--set "
+                                                           "evaluation.sets=[DIR,...] to name others)", style="yellow",
+                                                           markup=False, highlight=False, soft_wrap=True))
+        if sets:
+            rows = {role: Row(lambda: benchmark_predictor(model, trainer.device), input_kind(model))}
+            for name, (net, sha) in ((references or {}) if cfg.teacher else {}).items():
+                rows[name] = Row(lambda net=net: benchmark_predictor(net, trainer.device), store=ScoreCache(sha))
+            names = ", ".join(rows)
+            where = f"{', '.join(b.name for b in sets)} x{', x'.join(map(str, scales))}"
+            with status(console, f"evaluating the {names} on {where} (cached rows are read, not recomputed)"):
+                def done(name: str, score: Score) -> None:
+                    if not console.is_terminal:
+                        console.print(f"  {name} {score.set} x{score.scale}: {score.psnr:.3f} dB "
+                                      f"(bicubic {score.bicubic_psnr:.3f})", markup=False, highlight=False)
+
+                scores = evaluate_rows(rows, sets, scales, cfg.ssim, done)
+            for name, rows_scores in scores.items():
+                console.print(scores_table(rows_scores, title=f"{name} ({run_dir.name})" if name == role else name))
+                results[name] = [s.to_dict() for s in rows_scores]
+            measured: dict = {}
+            for sc in scores[role]:
+                measured.setdefault(sc.set, {})[str(sc.scale)] = round(sc.psnr, 4)
+            save(base, measured)
+        complete_run(run_dir, results)
+    shown = ", ".join(str(p) for p in files.values())
+    console.print(f"{role}: {shown}   results: {run_dir / RESULTS_FILE}", soft_wrap=True)
+    return files

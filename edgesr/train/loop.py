@@ -26,7 +26,19 @@ from .trainer import Trainer
 
 
 class Interrupted(EdgesrError):
-    """Stopped by a signal after writing a checkpoint."""
+    """Stopped on request (SIGINT/SIGTERM) after saving what there was to save: not an error.
+
+    ``str()`` names the command as ``edgesr ...``; :meth:`resume_with` as the user's own
+    program (``.venv/bin/edgesr``), so that the line can be pasted as printed.
+    """
+
+    def __init__(self, signum: int, what: str, command: str, run_dir: Path, note: str = "") -> None:
+        self.signum, self.what, self.command, self.run_dir, self.note = int(signum), what, command, run_dir, note
+        super().__init__(self.resume_with("edgesr"))
+
+    def resume_with(self, program: str) -> str:
+        name = signal.Signals(self.signum).name
+        return (f"{name} {self.what}; continue with {program} {self.command} --resume {self.run_dir}{self.note}")
 
 
 class StopRequest:
@@ -41,14 +53,16 @@ class StopRequest:
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[StopRequest]:
+def stop_on_signals(handler: Callable[[int, object], None] | None = None) -> Iterator[StopRequest]:
+    """SIGINT and SIGTERM call ``handler`` (default: a :class:`StopRequest` the loop checks
+    between steps) while the block runs."""
     stop = StopRequest()
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, handler or stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield stop
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for s, old in previous.items():
+            signal.signal(s, old)
 
 
 def fit(trainer: Trainer, run_dir: Path, metrics: MetricsLog | None, stop: StopRequest,
@@ -101,8 +115,8 @@ def fit(trainer: Trainer, run_dir: Path, metrics: MetricsLog | None, stop: StopR
         if signum:
             world.barrier()  # the checkpoint is on disk before any rank exits
             again = " (on one process, or under torchrun with any number that divides batch_size)"
-            raise everywhere(Interrupted(f"{signal.Signals(int(signum)).name} at step {step}: checkpoint saved; "
-                                         f"continue with {trainer.command} --resume {run_dir}"
-                                         f"{again if world.active else ''}"), world)
+            raise everywhere(Interrupted(signum, f"at step {step}: checkpoint saved",
+                                         trainer.command.removeprefix("edgesr "), run_dir,
+                                         again if world.active else ""), world)
         if budget_hit:
             break

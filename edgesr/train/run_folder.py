@@ -124,7 +124,7 @@ def open_run(run_dir: Path | None, out: str | Path, recipe: RunRecipe, trainer: 
             resume(trainer, run_dir / CHECKPOINT_FILE)
         if not main:
             return run_dir, None, resumed
-        return run_dir, MetricsLog(run_dir / METRICS_FILE, resume_step=trainer.step if resumed else 0), resumed
+        return run_dir, MetricsLog(run_dir / METRICS_FILE, resume_step=trainer.step if resumed else -1), resumed
     except BaseException:
         if main:
             unlock_run(run_dir)
@@ -161,7 +161,7 @@ def _record(line: str) -> dict[str, Any] | None:
 class MetricsLog:
     """Append-only JSONL of per-step metrics (``step`` = steps completed).
 
-    Opened for a run that starts at ``resume_step`` (0: from scratch), it keeps only the
+    Opened for a run that starts at ``resume_step`` (-1: from scratch), it keeps only the
     records up to that step, and none that is not a whole record: a resumed run's log then
     equals an uninterrupted run's, however the previous process ended.
     """
@@ -175,8 +175,7 @@ class MetricsLog:
                 lines = path.read_text(errors="replace").splitlines()
             except OSError as exc:
                 raise EdgesrError(f"cannot read {path}: {exc.strerror or exc}") from None
-            kept = [ln for ln in lines if resume_step > 0 and (r := _record(ln)) is not None
-                    and r.get("step", 0) <= resume_step]
+            kept = [ln for ln in lines if (r := _record(ln)) is not None and r.get("step", 0) <= resume_step]
             if kept != lines:
                 write_text(path, "".join(ln + "\n" for ln in kept))
         try:

@@ -12,12 +12,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..evaluate import bicubic_predictor, validation_psnr
-from ..models.predict import torch_predictor
+from ..models.predict import input_kind, torch_predictor
 from .distributed import World
 from .recipe import RunRecipe
 
@@ -38,6 +39,14 @@ class LossLog:
         out = {k: self.sums[k] / self.counts[k] for k in self.sums}
         self.sums, self.counts = {}, {}
         return out
+
+
+def native_cpu_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AMX or AVX-512 BF16): elsewhere bf16
+    autocast is emulated and slower than float32."""
+    cpu = getattr(torch, "cpu", None)
+    checks = [getattr(cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    return any(bool(check()) for check in checks if check is not None)
 
 
 #: steps over which the speed is measured to fit the schedule into ``budget_minutes``; the
@@ -78,12 +87,14 @@ class Trainer(ABC):
         #: recipe keys changed since the checkpoint this run resumed from (see ``RunRecipe.RESUMABLE``)
         self.recipe_changes: list[str] = []
         cuda = device.type == "cuda"
-        self.amp = cuda and recipe.bf16
-        self.channels_last = cuda and recipe.channels_last
+        cpu_fast = device.type == "cpu" and recipe.cpu_bf16 and native_cpu_bf16()
+        self.amp = (cuda and recipe.bf16) or cpu_fast
+        self.channels_last = (cuda and recipe.channels_last) or cpu_fast
         if cuda:
             torch.backends.cudnn.benchmark = True  # fixed patch shapes: pick the fastest kernels once
         torch.manual_seed(recipe.seed)
-        self._speed_mark: tuple[int, float] | None = None
+        #: ``(step, elapsed)`` where the speed measurement of a budgeted run began (checkpointed)
+        self.speed_mark: tuple[int, float] | None = None
 
     # ------------------------------------------------------------------ what a method provides
     @abstractmethod
@@ -102,9 +113,10 @@ class Trainer(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict) -> None: ...
 
-    def begin(self, resumed: bool) -> None:  # noqa: B027 (a hook: doing nothing is the default)
+    def begin(self, resumed: bool, run_dir: Path | None = None) -> None:  # noqa: B027 (a hook)
         """Called once before training, after a resume has loaded the checkpoint (``resumed``):
-        the place for setup a resumed run must not repeat or must redo differently."""
+        the place for setup a resumed run must not repeat or must redo differently. What it
+        computes at length can be kept in ``run_dir`` for a resume to read."""
 
     def preparation(self, resumed: bool) -> str:
         """What :meth:`begin` will do, in a few words for the line shown meanwhile ("" if nothing)."""
@@ -113,13 +125,20 @@ class Trainer(ABC):
     def after_step(self) -> None:
         """Called after each counted step (``step`` and ``elapsed`` updated). Once, early in a
         budgeted run, the schedule is fitted to the steps the budget allows, so that a decaying
-        learning rate ends when the time does rather than being cut off half-way."""
+        learning rate ends when the time does rather than being cut off half-way.
+
+        The speed is measured over ``SPEED_WINDOW``'s steps from its first step on (or from the
+        first step of a resumed run that has no measurement: a checkpoint from an older
+        edgesr); the start of the window is checkpointed, so a run stopped inside it and
+        resumed fits its schedule at the same step as an uninterrupted run."""
         if self.recipe.budget_minutes <= 0 or self.horizon < self.planned_steps:
             return
-        if self.step == SPEED_WINDOW[0]:
-            self._speed_mark = (self.step, self.elapsed)
-        elif self.step == SPEED_WINDOW[1] and self._speed_mark:
-            s0, t0 = self._speed_mark
+        first, last = SPEED_WINDOW
+        if self.speed_mark is None:
+            if self.step >= first:
+                self.speed_mark = (self.step, self.elapsed)
+        elif self.step - self.speed_mark[0] >= last - first:
+            s0, t0 = self.speed_mark
             rate = (self.step - s0) / max(self.elapsed - t0, 1e-9)
             left = BUDGET_SHARE * (60 * self.recipe.budget_minutes - self.elapsed)
             self.shorten(min(self.planned_steps, self.step + max(int(rate * left), 1)))
@@ -151,14 +170,14 @@ class Trainer(ABC):
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def autocast(self) -> AbstractContextManager:
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """PSNR of ``model`` on the held-out crops (float32, whole crops), per scale and mean."""
         if not self.val_pairs:
             return {}
-        out = validation_psnr(torch_predictor(self.model, self.device), self.val_pairs)
+        out = validation_psnr(torch_predictor(self.model, self.device), self.val_pairs, input_kind(self.model))
         self.model.train()
         return out
 
