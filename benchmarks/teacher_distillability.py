@@ -68,9 +68,9 @@ def run_variant(teacher: str, variant: str, extra: list[str], out: Path, console
     if (run_dir / "results.json").is_file():
         return run_dir
     if (run_dir / "checkpoint.pt").is_file():
-        return distill(resume=run_dir, console=console)
+        return distill(resume=run_dir, console=console)[0]
     return distill("quick", [f"name={variant}", "evaluation.sets=[]", *extra, *VARIANTS[variant]], teacher,
-                   out=parent, console=console)
+                   out=parent, console=console)[0]
 
 
 def residual_fit(model: torch.nn.Module, pairs: dict) -> dict[int, dict[str, float]]:

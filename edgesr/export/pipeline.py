@@ -103,8 +103,9 @@ class ExportRequest:
     def default_out(self) -> Path:
         from ..models.zoo import is_zoo_name
 
-        stem = self.model if is_zoo_name(self.model) else Path(self.model).stem
-        base = f"{stem}_x{self.scale}_{self.input_kind}_{self.precision}"
+        path = Path(self.model)
+        stem = self.model if is_zoo_name(self.model) else path.resolve().name if path.is_dir() else path.stem
+        base = f"{stem.removesuffix(f'_x{self.scale}')}_x{self.scale}_{self.input_kind}_{self.precision}"
         suffix = {"onnx": ".onnx", "tensorrt": "_tensorrt", "coreml": ".mlpackage"}[self.target]
         return Path(base + suffix)
 
@@ -122,6 +123,7 @@ Progress = Callable[[str], None]
 def _int8_onnx(req: ExportRequest, net, calib, form: str, progress: Progress, extra: dict):
     """Calibrate, choose the float layers, optionally distill, then quantize: the one INT8 path
     for both forms."""
+    from ..models.reparam import folded
     from .calibration import lr_samples, model_inputs
     from .deploy_net import DeployNet
     from .onnx_export import torch_to_onnx
@@ -144,8 +146,8 @@ def _int8_onnx(req: ExportRequest, net, calib, form: str, progress: Progress, ex
         if req.qad_steps:
             progress(f"quantization-aware distillation ({req.qad_steps} steps)")
             pool = {req.scale: lr_samples(calib, req.scale, 8 * CALIB_SAMPLES, seed=1)}
-            net = distill_quantized(net, pool, conv_input_ranges(fp32, ranges), float_idx, form, req.qad_steps,
-                                    lr=QAD_LR)
+            net = distill_quantized(folded(net), pool, conv_input_ranges(fp32, ranges), float_idx, form,
+                                    req.qad_steps, lr=QAD_LR)
             fp32 = torch_to_onnx(DeployNet(net, req.scale, req.input_kind))
             ranges = calibrate(fp32, inputs, req.method, Path(tmp) / "ranges_qad.json", form)
         names = conv_layers(fp32).net
@@ -155,6 +157,14 @@ def _int8_onnx(req: ExportRequest, net, calib, form: str, progress: Progress, ex
     if costs is not None:
         extra["layer_sensitivity_mse"] = [float(f"{c:.3g}") for c in costs]
     return model
+
+
+def _radius(net, scale: int, input_kind: str) -> int:
+    """The artifact's receptive radius in its input's pixels (tiling reads it): the network's,
+    or for a bicubic-input network fed LR, its radius in LR pixels plus the bicubic support."""
+    if net.input_kind == "bicubic" and input_kind == "lr":
+        return -(-net.radius // scale) + 2
+    return net.radius
 
 
 def export_model(req: ExportRequest, progress: Progress = lambda msg: None) -> ExportResult:
@@ -168,18 +178,21 @@ def export_model(req: ExportRequest, progress: Progress = lambda msg: None) -> E
     out = Path(req.out) if req.out else req.default_out()
     refuse_existing([out], req.overwrite)
     progress("loading the model")
-    source = load_source(req.model)
+    source = load_source(req.model, req.scale)
     source.check_scale(req.scale)
+    DeployNet(source.net, req.scale, req.input_kind)  # an input kind or scale the network cannot take: now
     int8_onnx = req.precision == "int8" and req.target != "coreml"
-    calib = find_calibration(req.calib, req.model) if int8_onnx else None
-    extra: dict = {}
+    calib = find_calibration(req.calib, source.name) if int8_onnx else None
+    extra: dict = {"radius": _radius(source.net, req.scale, req.input_kind)}
+    if source.net.arch:
+        extra["arch"] = source.net.config()
     meta_kw = dict(scale=req.scale, input_kind=req.input_kind, precision=req.precision, model=source.name,
                    source_sha256=source.sha256, source_path=source.path, source_psnr=source.psnr)
 
     if req.target == "coreml":
         from .coreml import to_coreml
 
-        extra = {"weights": req.precision, "compute": "fp32" if req.precision == "fp32" else "fp16"}
+        extra.update(weights=req.precision, compute="fp32" if req.precision == "fp32" else "fp16")
         meta = ArtifactMeta(**meta_kw, extra=extra)
         progress("converting to CoreML")
         with atomic_dir(out) as tmp:

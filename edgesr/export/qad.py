@@ -8,7 +8,7 @@ target is the float model's own output, so no ground truth is involved.
 The fake quantization mirrors what :mod:`edgesr.export.quantize` writes: per-output-channel
 symmetric int8 weights, per-tensor activations on the quantized convs' inputs (symmetric int8
 for the TensorRT form, uint8 for the CPU form), the float layers untouched. Gradients pass the
-rounding straight through. The result is a plain float VDSR; it is then exported and quantized
+rounding straight through. The result is a plain float network of the same family; it is then exported and quantized
 (re-calibrated) like any other.
 """
 
@@ -22,7 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..models.vdsr import VDSR
+from ..models.reparam import replace_module
+from ..models.srnet import SRNet
 from ..ops.resize_torch import imresize
 
 
@@ -46,11 +47,11 @@ class _FakeQuantConv(nn.Module):
         w_scale = (w.detach().abs().amax(dim=(1, 2, 3)) / 127).clamp_min(1e-8)
         w = torch.fake_quantize_per_channel_affine(w, w_scale, torch.zeros_like(w_scale, dtype=torch.int32),
                                                    0, -127, 127)
-        return F.conv2d(x, w, padding=self.conv.padding)
+        return F.conv2d(x, w, self.conv.bias, padding=self.conv.padding)
 
 
-def fake_quantized(net: VDSR, input_ranges: Sequence[tuple[float, float]], float_layers: Sequence[int],
-                   form: str) -> VDSR:
+def fake_quantized(net: SRNet, input_ranges: Sequence[tuple[float, float]], float_layers: Sequence[int],
+                   form: str) -> SRNet:
     """A copy of ``net`` whose convs (except ``float_layers``) fake-quantize their input with the
     calibrated ``input_ranges`` (one per conv, graph order) and their weights per channel.
 
@@ -59,22 +60,21 @@ def fake_quantized(net: VDSR, input_ranges: Sequence[tuple[float, float]], float
     """
     fq = copy.deepcopy(net)
     convs = fq.convs()
+    for i, conv in enumerate(convs):
+        if i not in float_layers:
+            replace_module(fq, conv, _FakeQuantConv(conv, *input_ranges[i], symmetric=form == "tensorrt"))
     fq.plain_convs = convs  # a plain list: not registered twice
-    wrapped = [c if i in float_layers else _FakeQuantConv(c, *input_ranges[i], symmetric=form == "tensorrt")
-               for i, c in enumerate(convs)]
-    fq.head, fq.tail = wrapped[0], wrapped[-1]
-    for block, conv in zip(fq.body, wrapped[1:-1]):
-        block.conv = conv
     return fq
 
 
-def distill_quantized(net: VDSR, lr_pool: dict[int, np.ndarray], input_ranges: Sequence[tuple[float, float]],
+def distill_quantized(net: SRNet, lr_pool: dict[int, np.ndarray], input_ranges: Sequence[tuple[float, float]],
                       float_layers: Sequence[int], form: str, steps: int, batch: int = 8, lr: float = 1e-5,
-                      seed: int = 0) -> VDSR:
+                      seed: int = 0) -> SRNet:
     """``net`` fine-tuned so that its fake-quantized self matches the float ``net``.
 
     ``lr_pool``: LR calibration patches per scale; each step draws a scale and a batch from it
-    and upscales it with MATLAB's bicubic, as the network sees images. ``input_ranges``: the
+    and gives it to the network as it sees images (upscaled by MATLAB's bicubic for a
+    bicubic-input network, as they are for an LR-space one). ``input_ranges``: the
     export's calibrated conv input ranges (:func:`edgesr.export.quantize.conv_input_ranges`).
     """
     rng = np.random.default_rng(seed)
@@ -86,7 +86,8 @@ def distill_quantized(net: VDSR, lr_pool: dict[int, np.ndarray], input_ranges: S
         s = scales[rng.integers(len(scales))]
         pool = lr_pool[s]
         idx = rng.choice(len(pool), size=min(batch, len(pool)), replace=False)
-        x = imresize(torch.from_numpy(pool[idx]).float(), float(s))
+        x = torch.from_numpy(pool[idx]).float()
+        x = imresize(x, float(s)) if net.input_kind == "bicubic" else x
         with torch.no_grad():
             target = teacher(x)
         loss = (student(x) - target).abs().mean()
@@ -97,4 +98,6 @@ def distill_quantized(net: VDSR, lr_pool: dict[int, np.ndarray], input_ranges: S
     with torch.no_grad():
         for dst, src in zip(tuned.convs(), student.plain_convs):
             dst.weight.copy_(src.weight)
+            if src.bias is not None:
+                dst.bias.copy_(src.bias)
     return tuned.eval()

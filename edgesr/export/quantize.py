@@ -194,9 +194,14 @@ def cpu_session(model: onnx.ModelProto):
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
+def batched_session(model: onnx.ModelProto):
+    """A CPU session of ``model`` that takes batches of any size."""
+    return cpu_session(_batched(model))
+
+
 def run_batch(model: onnx.ModelProto, inputs: np.ndarray) -> np.ndarray:
     """The model's outputs for a batch of inputs, on onnxruntime's CPU provider."""
-    return cpu_session(_batched(model)).run(None, {"input": np.ascontiguousarray(inputs, np.float32)})[0]
+    return batched_session(model).run(None, {"input": np.ascontiguousarray(inputs, np.float32)})[0]
 
 
 def sensitivity(model: onnx.ModelProto, ranges: Ranges, form: str, inputs: np.ndarray,

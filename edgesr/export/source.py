@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import EdgesrError
-from ..models.vdsr import VDSR
+from ..models.srnet import SRNet
 
 
 @dataclass
 class SourceModel:
-    net: VDSR
+    net: SRNet
     name: str
     sha256: str
     #: scales the model was trained for; empty when its file does not say
@@ -41,10 +41,12 @@ def _json_field(meta: dict[str, str], key: str, source: str):
         raise EdgesrError(f"{source}: metadata field {key!r} is not valid JSON") from None
 
 
-def load_source(model: str) -> SourceModel:
-    """A zoo name or a weights file, with the scales and scores it declares."""
+def load_source(model: str, scale: int | None = None) -> SourceModel:
+    """A zoo name, a weights file or a run folder (its student for ``scale``), with the scales
+    and scores it declares."""
     from ..models import zoo
 
+    model = zoo.model_path(model, scale)
     net, meta = zoo.load_model(model)
     scales: tuple[int, ...] = ()
     if zoo.is_zoo_name(model):
@@ -65,5 +67,7 @@ def load_source(model: str) -> SourceModel:
         raise EdgesrError(f"{model}: metadata field 'measured_psnr' is not {{set: {{scale: dB}}}}") from None
     if not scales:
         scales = tuple(sorted({int(s) for by_scale in psnr.values() for s in by_scale}))
+    if net.scale is not None:  # an LR-space network upscales by its own scale only, whatever a file says
+        scales = (net.scale,)
     path = "" if zoo.is_zoo_name(model) else str(Path(model).resolve())
     return SourceModel(net, model, meta["sha256"], scales, psnr, path)

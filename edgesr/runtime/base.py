@@ -17,10 +17,13 @@ import numpy as np
 from ..artifact import ArtifactMeta
 from ..errors import EdgesrError
 from ..ops import imresize
+from .tiling import DEFAULT_MARGIN
 
 #: the smallest LR side an ``lr`` artifact accepts: its in-graph bicubic mirror-pads by up to
-#: 2 pixels from slices of the input (``edgesr.export.bicubic_graph``), so 1-pixel sides fail
+#: 2 pixels from slices of the input (``edgesr.ops.bicubic_graph``), so 1-pixel sides fail
 MIN_LR_SIDE = 2
+#: the largest receptive radius an artifact may declare (a 64-layer network has 64)
+MAX_RADIUS = 256
 
 
 class Upscaler(ABC):
@@ -89,6 +92,17 @@ class Upscaler(ABC):
         if out.shape != want:
             raise EdgesrError(f"{self.path.name} does not match its metadata ({self.meta.input_kind} input, x{s}): "
                               f"a {w}x{h} input gives {out.shape[1]}x{out.shape[0]}, not {want[1]}x{want[0]}")
+
+    def margin(self, scale: int) -> int:
+        """LR pixels of context a tile needs so that tiled and whole results agree: the
+        artifact's receptive radius (``extra["radius"]``, in its input pixels, written at
+        export) in LR pixels plus the bicubic support, never below the VDSR default."""
+        radius = self.meta.extra.get("radius", 0)
+        if isinstance(radius, bool) or not isinstance(radius, int) or not 0 <= radius <= MAX_RADIUS:
+            radius = 0  # a forged value: the default margin is what every edgesr artifact before it had
+        if self.meta.input_kind == "bicubic":
+            radius = -(-radius // scale)
+        return max(DEFAULT_MARGIN, radius + 2)
 
     def check_scale(self, scale: int) -> None:
         """``lr`` artifacts are built for one scale; ``bicubic`` ones (VDSR) serve any."""

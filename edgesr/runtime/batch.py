@@ -16,7 +16,7 @@ from ..data.images import list_images
 from ..errors import EdgesrError
 from .base import Upscaler
 from .photo import names_image, output_format, read_photo, upscale_photo, write_photo
-from .tiling import DEFAULT_MARGIN, DEFAULT_TILE
+from .tiling import DEFAULT_TILE
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,6 @@ def plan_jobs(inputs: Sequence[Path], output: Path, overwrite: bool = False) -> 
 
 
 def upscale_file(upscaler: Upscaler, job: Job, scale: int | None = None, tile: int = DEFAULT_TILE,
-                 margin: int = DEFAULT_MARGIN, on_tile: Callable[[int, int], None] | None = None) -> None:
+                 margin: int | None = None, on_tile: Callable[[int, int], None] | None = None) -> None:
     photo = read_photo(job.src)
     write_photo(job.dst, upscale_photo(upscaler, photo, scale, tile, margin, on_tile))

@@ -23,7 +23,7 @@ from ..errors import EdgesrError
 from ..io import atomic_path
 from ..ops import imresize, rgb_to_ycbcr, ycbcr_to_rgb
 from .base import Upscaler
-from .tiling import DEFAULT_MARGIN, DEFAULT_TILE, upscale_tiled
+from .tiling import DEFAULT_TILE, upscale_tiled
 
 #: channel layouts kept through the pipeline, by number of channels
 MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
@@ -257,10 +257,12 @@ def _sr_region(upscaler: Upscaler, scale: int, maxval: float, dtype) -> Callable
 
 
 def upscale_photo(upscaler: Upscaler, photo: Photo, scale: int | None = None, tile: int = DEFAULT_TILE,
-                  margin: int = DEFAULT_MARGIN, on_tile: Callable[[int, int], None] | None = None) -> Photo:
-    """The photo ``scale`` times larger (the artifact's scale by default), tiled above ``tile``."""
+                  margin: int | None = None, on_tile: Callable[[int, int], None] | None = None) -> Photo:
+    """The photo ``scale`` times larger (the artifact's scale by default), tiled above ``tile``
+    with ``margin`` LR pixels of context per tile (default: what the artifact needs)."""
     scale = scale or upscaler.meta.scale
     upscaler.check_scale(scale)
+    margin = upscaler.margin(scale) if margin is None else margin
     px = photo.pixels
     maxval = 65535.0 if photo.bits == 16 else 255.0
     out = np.empty((px.shape[0] * scale, px.shape[1] * scale, px.shape[2]), px.dtype)
