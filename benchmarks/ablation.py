@@ -33,8 +33,8 @@ import torch
 from edgesr.data.benchmark import open_set
 from edgesr.data.splits import holdout, validation_pairs
 from edgesr.evaluate import evaluate, validation_psnr
-from edgesr.models.predict import torch_predictor
-from edgesr.models.zoo import load_model
+from edgesr.models.predict import input_kind, torch_predictor
+from edgesr.models.zoo import load_for_scales
 
 #: the pool of the earlier recipes: 48 images, all of them refitted on
 P48 = ["samples.pool_images=48", "student.refit_images=0"]
@@ -98,6 +98,30 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 }
 
 
+#: ``quick-edge``: LR-space students, one per scale, under the same 8.75-minute budget. Every
+#: variant is the recipe with its own overrides (no common base).
+EDGE_VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "edge": ("quick-edge as written", []),
+    "edge-fp32": ("float32 training instead of bf16 autocast", ["cpu_bf16=false"]),
+    "edge-bicubic": ("the bicubic anchor instead of the repeated LR pixel", ["student.anchor=bicubic"]),
+    "edge-rep": ("over-parameterised training (lr-rep: each conv plus a 4x expanded linear block), folded",
+                 ["student.arch=lr-rep"]),
+    "edge-pool-96": ("a pool of 96 images instead of 192 (half the teacher's preparation)",
+                     ["samples.pool_images=96"]),
+    "edge-lr-1e-3": ("student lr 1e-3", ["student_optim.lr=0.001"]),
+    "edge-lr-4e-3": ("student lr 4e-3", ["student_optim.lr=0.004"]),
+    "edge-batch-8": ("8 crops per scale a step", ["batch_size=8"]),
+    "edge-batch-32": ("32 crops per scale a step", ["batch_size=32"]),
+    "edge-crop-16": ("16-px LR crops", ["samples.lr_patch=16"]),
+}
+
+#: the variant sets by recipe: (overrides every variant has, variants)
+SUITES: dict[str, tuple[list[str], dict[str, tuple[str, list[str]]]]] = {
+    "quick": (BASE, VARIANTS),
+    "quick-edge": ([], EDGE_VARIANTS),
+}
+
+
 def recipe_batch(recipe: str) -> int:
     import yaml
 
@@ -124,7 +148,8 @@ def reuse_scores(earlier: Path, args: argparse.Namespace) -> None:
             (args.recipe, args.steps, args.budget_minutes, args.device, args.threads):
         raise SystemExit(f"{earlier} was measured with another recipe, length, device or thread count")
     for name, v in old["variants"].items():
-        if name not in VARIANTS or v["overrides"] != VARIANTS[name][1]:
+        variants = SUITES[args.recipe][1]
+        if name not in variants or v["overrides"] != variants[name][1]:
             continue
         for run in v["runs"]:
             score_file = args.runs / f"seed{run['seed']}" / name / "ablation_score.json"
@@ -138,19 +163,20 @@ def run_variant(name: str, seed: int, args: argparse.Namespace, weights: bool = 
     ``weights``: also when the earlier result's student is not on disk."""
     run_dir = args.runs / f"seed{seed}" / name
     score_file = run_dir / "ablation_score.json"
-    if score_file.is_file() and (not weights or (run_dir / "student.safetensors").is_file()):
+    if score_file.is_file() and (not weights or list(run_dir.glob("student*.safetensors"))):
         return json.loads(score_file.read_text())
     if run_dir.exists():
         import shutil
 
         shutil.rmtree(run_dir)
-    _, overrides = VARIANTS[name]
+    base, variants = SUITES[args.recipe]
+    _, overrides = variants[name]
     length = ([f"budget_minutes={args.budget_minutes}", "progressive.steps=[100000]"] if args.steps is None
               else ["budget_minutes=0",
                     f"progressive.steps=[{round(args.steps * step_factor(overrides, recipe_batch(args.recipe)))}]"])
     sets = [*length, f"name={name}", f"seed={seed}", f"device={args.device}", "evaluation.sets=[]",
             f"validation.data={args.data_root / 'train291'}", "validation.every=100000", "checkpoint_every=100000",
-            *BASE, *overrides]
+            *base, *overrides]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
@@ -163,7 +189,7 @@ def run_variant(name: str, seed: int, args: argparse.Namespace, weights: bool = 
     results = json.loads((run_dir / "results.json").read_text())
     score = {"variant": name, "seed": seed, "steps": results["steps"], "train_seconds": results["seconds"],
              "wall_seconds": round(wall, 1), "load_before": load_before, "load_after": os.getloadavg()[0],
-             "validation": score_student(run_dir / "student.safetensors", args)}
+             "validation": score_student(run_dir, args)}
     score_file.write_text(json.dumps(score, indent=2) + "\n")
     return score
 
@@ -171,12 +197,12 @@ def run_variant(name: str, seed: int, args: argparse.Namespace, weights: bool = 
 _VAL: dict = {}
 
 
-def score_student(weights: Path, args: argparse.Namespace) -> dict[str, float]:
+def score_student(run_dir: Path, args: argparse.Namespace) -> dict[str, float]:
     if not _VAL:
         _, paths = holdout(args.data_root / "train291", args.val_images)
         _VAL.update(validation_pairs(paths, [2, 3, 4], args.val_crop))
-    model, _ = load_model(str(weights))
-    return {k: round(v, 4) for k, v in validation_psnr(torch_predictor(model), _VAL).items()}
+    model, _ = load_for_scales(str(run_dir), [2, 3, 4])
+    return {k: round(v, 4) for k, v in validation_psnr(torch_predictor(model), _VAL, input_kind(model)).items()}
 
 
 def mean_scores(scores: list[dict]) -> dict[str, float]:
@@ -219,7 +245,9 @@ def main() -> None:
                          "only between variants whose steps cost the same)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--variants", nargs="*", default=list(VARIANTS), help=f"any of: {', '.join(VARIANTS)}")
+    ap.add_argument("--variants", nargs="*", default=None,
+                    help="any of the recipe's variants (default: all): "
+                         + "; ".join(f"{r}: {', '.join(v)}" for r, (_, v) in SUITES.items()))
     ap.add_argument("--seeds", type=int, default=2, help="seeds of each top variant")
     ap.add_argument("--top", type=int, default=2)
     ap.add_argument("--no-test-sets", action="store_true", help="stop before Set5/Set14 (exploration)")
@@ -232,9 +260,13 @@ def main() -> None:
                     help="an earlier ablation.json whose runs (same recipe, length and overrides) count as done")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    unknown = [v for v in args.variants if v not in VARIANTS]
+    if args.recipe not in SUITES:
+        raise SystemExit(f"no variants for recipe {args.recipe}: choose from {', '.join(SUITES)}")
+    base, variants = SUITES[args.recipe]
+    args.variants = list(variants) if args.variants is None else args.variants
+    unknown = [v for v in args.variants if v not in variants]
     if unknown:
-        raise SystemExit(f"unknown variants {unknown}: choose from {', '.join(VARIANTS)}")
+        raise SystemExit(f"unknown variants {unknown}: choose from {', '.join(variants)}")
     started = time.time()
     if args.reuse:
         reuse_scores(args.reuse, args)
@@ -254,9 +286,9 @@ def main() -> None:
         scores[chosen] = [run_variant(chosen, s["seed"], args, weights=True) for s in scores[chosen]]
     bench: dict = {}
     for seed_score in [] if args.no_test_sets else scores[chosen]:
-        model, _ = load_model(str(args.runs / f"seed{seed_score['seed']}" / chosen / "student.safetensors"))
+        model, _ = load_for_scales(str(args.runs / f"seed{seed_score['seed']}" / chosen), [2, 3, 4])
         sets = [open_set(args.data_root / s) for s in ("Set5", "Set14")]
-        for sc in evaluate(torch_predictor(model), sets, [2, 3, 4], with_ssim=False):
+        for sc in evaluate(torch_predictor(model), sets, [2, 3, 4], with_ssim=False, input_kind=input_kind(model)):
             bench.setdefault(sc.set, {}).setdefault(str(sc.scale), []).append(sc.psnr)
     bench = {k: {s: round(float(np.mean(v)), 3) for s, v in per.items()} for k, per in bench.items()}
     out = {"recipe": args.recipe, "batch_size": recipe_batch(args.recipe), "budget_minutes": args.budget_minutes,
@@ -264,8 +296,8 @@ def main() -> None:
            "device": args.device,
            "threads": args.threads, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
            "val_images": args.val_images, "val_crop": args.val_crop, "total_seconds": round(time.time() - started),
-           "chosen": chosen, "top": top, "base_overrides": BASE,
-           "variants": {n: {"description": VARIANTS[n][0], "overrides": VARIANTS[n][1], "runs": scores[n],
+           "chosen": chosen, "top": top, "base_overrides": base,
+           "variants": {n: {"description": variants[n][0], "overrides": variants[n][1], "runs": scores[n],
                             "validation": mean_scores(scores[n])} for n in args.variants},
            "benchmark": bench}
     args.out.mkdir(parents=True, exist_ok=True)

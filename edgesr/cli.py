@@ -194,8 +194,9 @@ def _root(
 @user_errors
 @host_command("eval")
 def eval_cmd(
-    model: Annotated[str, typer.Option(metavar="NAME|FILE", help="zoo name (pytorch-vdsr, edgesr-vdsr) or "
-                                       "weights file (.safetensors, state dict, pytorch-vdsr pickle)")
+    model: Annotated[str, typer.Option(metavar="NAME|FILE|RUN", help="zoo name (pytorch-vdsr, edgesr-vdsr), "
+                                       "weights file (.safetensors, state dict, pytorch-vdsr pickle) or a run "
+                                       "folder (its student, or its student of each scale)")
                      ] = DEFAULT_TEACHER,
     data: Annotated[list[Path], typer.Option(metavar="DIR...", help="benchmark folder(s): prepared arrays or HR "
                                              "images, e.g. ../shared/data/Set5 ../shared/data/Set14 [required]")] = [],
@@ -216,8 +217,8 @@ def eval_cmd(
     from .data.benchmark import open_set
     from .evaluate import Row, evaluate_rows
     from .io import write_json
-    from .models.predict import benchmark_predictor
-    from .models.zoo import load_model
+    from .models.predict import benchmark_predictor, input_kind
+    from .models.zoo import load_for_scales
     from .scores_table import scores_table
     from .train.command import resolve_device
 
@@ -226,10 +227,10 @@ def eval_cmd(
     check_scales(scales)
     refuse_existing([json_out], overwrite)
     use_threads(threads)
-    net, meta = load_model(model)
+    net, meta = load_for_scales(model, list(dict.fromkeys(scales)))
     sets = [open_set(d) for d in data]
     dev = resolve_device(device)
-    row = Row(lambda: benchmark_predictor(net, dev), store=ScoreCache(meta["sha256"], read=False))
+    row = Row(lambda: benchmark_predictor(net, dev), input_kind(net), store=ScoreCache(meta["sha256"], read=False))
     with console.status("evaluating") as status:
         scores = evaluate_rows({model: row}, sets, scales, with_ssim=ssim,
                                on_done=lambda _, s: status.update(f"{s.set} x{s.scale}: {s.psnr:.3f} dB"))[model]
@@ -263,9 +264,9 @@ def distill_cmd(
 
     started = time.monotonic()
     use_threads(threads, announce=True)
-    run_dir = distill(recipe, set_, teacher, out, device, resume, console=console)
+    run_dir, scales = distill(recipe, set_, teacher, out, device, resume, console=console)
     finished(started, "export the student (data-free INT8, calibrated on the run's own samples)",
-             ["export", "--model", str(run_dir / STUDENT_FILE), "--scale", "2", "--precision", "int8"])
+             ["export", "--model", str(run_dir), "--scale", str(scales[0]), "--precision", "int8"])
 
 
 teacher_app = typer.Typer(help="Train a VDSR teacher of your own.", no_args_is_help=True)
@@ -304,6 +305,32 @@ def teacher_train_cmd(
     run_dir = train_teacher(data[0] if data else None, scales, recipe, set_, out, device, resume, console=console)
     finished(started, "distill a student from this teacher",
              ["distill", "--teacher", str(run_dir / TEACHER_FILE)])
+
+
+@app.command("students", short_help="List the student families distill can train.")
+@user_errors
+@host_command("students")
+def students_cmd() -> None:
+    """List the student families (recipe key student.arch): where each works, its default
+    width and depth, and its parameters and multiply-adds per 1280x720 output frame at x2,
+    x3 and x4 with those defaults (the fixed anchor and in-graph bicubic, at most 16 per output
+    pixel, not counted). An LR-space family trains one network per scale."""
+    from rich.table import Table
+
+    from .models.registry import FRAME, create_student, families, macs_per_frame, parameters
+
+    table = Table(title=f"student families (multiply-adds per {FRAME[0]}x{FRAME[1]} output frame)")
+    for col in ("arch", "works at", "width x depth", "params x2/x3/x4", "GMAC x2/x3/x4", "what it is"):
+        table.add_column(col, overflow="fold")
+    for fam in sorted(families(), key=lambda f: (f.input_kind != "bicubic", f.name)):
+        nets = {s: create_student(fam.name, s, reparam=0) for s in (2, 3, 4)}
+        params = "/".join(f"{parameters(n) / 1e3:.0f}k" for n in nets.values())
+        macs = "/".join(f"{macs_per_frame(n, s) / 1e9:.1f}" for s, n in nets.items())
+        where = "output res." if fam.input_kind == "bicubic" else "LR, per scale"
+        table.add_row(fam.name, where, f"{fam.width} x {fam.depth}", params, macs, fam.summary)
+    console.print(table)
+    console.print("choose one with --set student.arch=NAME (and student.width, student.depth, student.anchor, "
+                  "student.reparam)", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("recipes", short_help="List the named recipes and what each is for.")
