@@ -76,6 +76,6 @@ def train_teacher(data: str | Path | None = None, scales: list[int] | None = Non
 
 def finish(run_dir: Path, recipe: TeacherRecipe, trainer: TeacherTrainer, console: Console) -> Path:
     """Save the weights; evaluate once on the benchmark sets; write the results."""
-    finish_run(trainer, run_dir, recipe.evaluation, list(recipe.scales), TEACHER_FILE,
+    finish_run(trainer, run_dir, recipe.evaluation, list(recipe.scales), Path(TEACHER_FILE).stem,
                {"recipe": recipe.name, "trained_on": Path(recipe.data).name}, console)
     return run_dir
