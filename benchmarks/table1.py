@@ -44,7 +44,8 @@ PAPER = {
     "paper": {"Set5": {2: 37.22, 3: 33.41, 4: 31.08}, "Set14": {2: 32.84, 3: 29.58, 4: 30.18}},
 }
 #: which paper row each budget recipe is compared with
-COMPARE = {"fast-dfsr": "dfsr", "fast-paper": "paper", "dfsr": "dfsr", "paper": "paper"}
+COMPARE = {"fast-dfsr": "dfsr", "fast-paper": "paper", "dfsr": "dfsr", "paper": "paper", "gpu": "paper",
+           "cpu-hour": "paper", "quick": "paper"}
 
 
 def speed_table(recipes: list[str], base: list[str], device: torch.device, seconds: float, console: Console

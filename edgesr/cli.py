@@ -71,13 +71,21 @@ def _is_number(s: str) -> bool:
 
 def user_errors(fn):
     """Turn :class:`EdgesrError` into ``error: <message>`` on stderr and exit code 1 (an error
-    every training process raised alike is printed by rank 0 only: ``echo``)."""
+    every training process raised alike is printed by rank 0 only: ``echo``); a requested stop
+    into ``stopped: ... continue with <the command as typed> --resume RUN`` and 128 + the signal
+    (130 for Ctrl-C, 143 for SIGTERM), as a shell reports a process a signal ended."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except EdgesrError as exc:
+            resume_with = getattr(exc, "resume_with", None)  # a requested stop (train.loop.Interrupted)
+            if resume_with is not None:
+                if not getattr(exc, "echo", False):
+                    err_console.print(f"[yellow]stopped:[/] {escape(resume_with(program()))}", highlight=False,
+                                      soft_wrap=True)
+                raise typer.Exit(128 + exc.signum) from None
             if not getattr(exc, "echo", False):
                 err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
@@ -260,11 +268,10 @@ def distill_cmd(
     """
     import time
 
-    from .distill.command import STUDENT_FILE, distill
+    from .distill.command import distill
 
     started = time.monotonic()
-    use_threads(threads, announce=True)
-    run_dir, scales = distill(recipe, set_, teacher, out, device, resume, console=console)
+    run_dir, scales = distill(recipe, set_, teacher, out, device, resume, console=console, threads=threads)
     finished(started, "export the student (data-free INT8, calibrated on the run's own samples)",
              ["export", "--model", str(run_dir), "--scale", str(scales[0]), "--precision", "int8"])
 
@@ -301,8 +308,8 @@ def teacher_train_cmd(
     if scales:
         check_scales(scales)
     started = time.monotonic()
-    use_threads(threads, announce=True)
-    run_dir = train_teacher(data[0] if data else None, scales, recipe, set_, out, device, resume, console=console)
+    run_dir = train_teacher(data[0] if data else None, scales, recipe, set_, out, device, resume, console=console,
+                            threads=threads)
     finished(started, "distill a student from this teacher",
              ["distill", "--teacher", str(run_dir / TEACHER_FILE)])
 

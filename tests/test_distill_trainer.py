@@ -1,5 +1,6 @@
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -120,6 +121,48 @@ def test_budget_fits_the_stage_plan_to_end_on_time(tmp_path, monkeypatch):
     assert load_checkpoint(tmp_path / CHECKPOINT_FILE)["horizon"] == d.horizon
 
 
+class StepClock:
+    """A stand-in for ``time`` whose clock advances the same on every read: a budgeted run then
+    fits its schedule at the same step to the same horizon however often it is stopped."""
+
+    def __init__(self, tick: float = 0.5) -> None:
+        self.now, self.tick = 0.0, tick
+
+    def perf_counter(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_a_stop_before_the_schedule_is_fitted_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    """Stopped inside the speed measurement (before the budget fitted the schedule) and resumed:
+    the resumed run fits the same horizon at the same step and ends with the same weights
+    (the start of the measurement is checkpointed). A resume that forgot it kept the recipe's
+    20x longer schedule until the budget cut it, its learning rate never decayed."""
+    from types import SimpleNamespace
+
+    from edgesr.train import loop as loop_mod
+    from edgesr.train import trainer as trainer_mod
+
+    monkeypatch.setattr(trainer_mod, "SPEED_WINDOW", (2, 6))
+    recipe = tiny_recipe(progressive={"stages": 1, "steps": [1000]}, budget_minutes=0.2, checkpoint_every=100,
+                         student_optim={"name": "adam", "lr": 1e-3, "schedule": "cosine"})
+    runs = {}
+    for name, stops in (("whole", [None]), ("stopped", [4, None])):
+        (tmp_path / name).mkdir()
+        for i, stop_at in enumerate(stops):
+            monkeypatch.setattr(loop_mod, "time", SimpleNamespace(perf_counter=StepClock().perf_counter))
+            if stop_at is None:
+                runs[name] = _train(tmp_path / name, recipe, resume=i > 0)
+            else:
+                with pytest.raises(Interrupted):
+                    _train(tmp_path / name, recipe, stop_at=stop_at)
+    whole, stopped = runs["whole"], runs["stopped"]
+    assert 6 < whole.horizon < 1000 and stopped.horizon == whole.horizon and stopped.step == whole.step
+    assert stopped.student_opt.param_groups[0]["lr"] == whole.student_opt.param_groups[0]["lr"] < 1e-4
+    for k, v in whole.student.state_dict().items():
+        assert torch.equal(stopped.student.state_dict()[k], v), k
+
+
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
     recipe = tiny_recipe(max_bad_steps=3, checkpoint_every=2)
     d = Distiller(recipe, tiny_teacher(), torch.device("cpu"))
@@ -167,11 +210,15 @@ def test_cli_sigterm_then_resume(tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1 and "--resume" in err and "Traceback" not in err
+    # a requested stop is not an error: "stopped:", 128 + SIGTERM, and a command that pastes
+    assert proc.returncode == 143 and "Traceback" not in err, err
+    (line,) = [ln for ln in err.splitlines() if ln.strip()]
+    assert line.startswith("stopped: SIGTERM at step") and "error" not in line
+    pasted = line.split("continue with ", 1)[1]
+    assert pasted == f"{shlex.quote(sys.executable)} -m edgesr distill --resume {tmp_path / 'runs' / 'tiny'}"
     step = load_checkpoint(ckpt)["step"]
     assert 0 < step < 200
-    done = subprocess.run([sys.executable, "-m", "edgesr", "distill", "--resume", str(tmp_path / "runs" / "tiny")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(shlex.split(pasted), cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     run = tmp_path / "runs" / "tiny"
     assert json.loads((run / "results.json").read_text())["steps"] == 200

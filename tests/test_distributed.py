@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -247,7 +248,8 @@ def test_torchrun_sigterm_checkpoints_once_stops_every_rank_and_resumes_on_one_p
     assert launcher.returncode != 0
     assert time.time() - sent < 25, "the ranks did not stop before torchrun's 30 s grace ran out"
     said = [ln for ln in both.splitlines() if "SIGTERM at step" in ln]
-    assert len(said) == 1 and "checkpoint saved; continue with edgesr distill --resume" in said[0], both[-3000:]
+    assert len(said) == 1 and said[0].startswith("stopped: SIGTERM at step"), both[-3000:]
+    assert f"checkpoint saved; continue with {shlex.quote(sys.executable)} -m edgesr distill --resume" in said[0]
     step = load_checkpoint(run / CHECKPOINT_FILE)["step"]
     assert f"SIGTERM at step {step}:" in said[0] and 0 < step < TINY_STEPS
     # no frame of edgesr's own code (torchrun's traceback of its agent is its own); the package's

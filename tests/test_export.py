@@ -14,7 +14,6 @@ from onnx import numpy_helper
 
 from edgesr.artifact import ArtifactMeta
 from edgesr.errors import EdgesrError
-from edgesr.ops.bicubic_graph import BicubicUpscale, phase_filters
 from edgesr.export.calibration import find_calibration, lr_samples, model_inputs
 from edgesr.export.clipping import mse_range, mse_threshold
 from edgesr.export.deploy_net import DeployNet
@@ -24,6 +23,7 @@ from edgesr.export.qad import distill_quantized, fake_quantized
 from edgesr.export.quantize import calibrate, conv_input_ranges, conv_layers, most_sensitive, quantize, sensitivity
 from edgesr.models import VDSR
 from edgesr.ops import imresize
+from edgesr.ops.bicubic_graph import BicubicUpscale, phase_filters
 from edgesr.ops.resize_torch import imresize as torch_imresize
 
 

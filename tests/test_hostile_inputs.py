@@ -153,7 +153,7 @@ def _stopped_run(argv: list[str], cwd: Path, at: int) -> None:
         mp.chdir(cwd)
         mp.setattr(command, "fit", stop_at)
         code, _, err = run_edgesr(argv)
-    assert code == 1 and f"SIGTERM at step {at}: checkpoint saved" in err, err
+    assert code == 143 and f"stopped: SIGTERM at step {at}: checkpoint saved" in err, err
 
 
 def _with_meta(src: Path, dst: Path, **props: str) -> Path:
@@ -461,7 +461,7 @@ CASES = [
     bad_key("log_every", "0", "recipe key log_every: must be >= 1, got 0"),
     bad_key("checkpoint_every", "0", "recipe key checkpoint_every: must be >= 1, got 0"),
     bad_key("validation.every", "0", "recipe key validation.every: must be >= 1, got 0"),
-    bad_key("student.width", "0", "recipe key student.width: must be >= 1, got 0"),
+    bad_key("student.width", "0", "recipe key student.width: must be in [1, 256], got 0"),
     bad_key("student_optim.lr", "-0.1", "recipe key student_optim.lr: must be >= 0, got -0.1"),
     bad_key("generator.optim.lr", "-1", "recipe key generator.optim.lr: must be >= 0"),
     bad_key("cmi.temperature", "0", "recipe key cmi.temperature: must be > 0, got 0"),
@@ -491,7 +491,7 @@ CASES = [
     bad_keys(f"{POOL} samples.prior_weights=[1,2]", "recipe key samples.prior_weights: give one weight per "
              "prior"),
     Case("distill --set on the default recipe: scales=[5]", ("distill", "--set", "scales=[5]", "--out", "runs"),
-         nothing, "recipe key scales: [5] needs one generator.lr_sizes entry per scale, got [24, 16, 12]",
+         nothing, "recipe key samples.pool_size: 96 is not a multiple of every scale [5]",
          unchanged=("runs",)),
     Case("distill --recipe a PNG", ("distill", "--recipe", "recipe.png", "--out", "runs"), png_recipe,
          "is binary data (an image? weights?), not a YAML text file", unchanged=("runs",)),

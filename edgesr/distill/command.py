@@ -17,7 +17,15 @@ from rich.console import Console
 from ..data.splits import holdout, validation_pairs
 from ..errors import EdgesrError
 from ..models.zoo import load_model
-from ..train.command import finish_run, launched, recipe_for, resolve_device, train_in_folder
+from ..train.command import (
+    finish_run,
+    launched,
+    recipe_for,
+    resolve_device,
+    resume_note,
+    train_in_folder,
+    use_run_threads,
+)
 from ..train.distributed import everywhere
 from ..train.plot import Panel
 from ..train.run_folder import open_run
@@ -55,12 +63,13 @@ def _validation_pairs(recipe: DistillRecipe, console: Console) -> dict:
 
 def distill(recipe_name: str | None = None, overrides: list[str] | None = None, teacher: str | None = None,
             out: str | Path = "runs/distill", device: str | None = None, resume: str | Path | None = None,
-            console: Console | None = None) -> tuple[Path, list[int]]:
+            console: Console | None = None, threads: int | None = None) -> tuple[Path, list[int]]:
     """Run (or resume) a distillation, on every process torchrun started; returns the run
     folder and the scales its student was trained for."""
     with launched(console or Console()) as (world, console):
         recipe, run_dir = recipe_for(DistillRecipe, resume, recipe_name, "quick", overrides, {"teacher": teacher},
-                                     device, world)
+                                     device, world, threads)
+        use_run_threads(threads, recipe, console)
         dev = resolve_device(device or recipe.device, world)
         teacher_net, teacher_meta = load_model(recipe.teacher)
         needs_channels = recipe.student.init in ("teacher-prune", "teacher-refit")
@@ -72,7 +81,7 @@ def distill(recipe_name: str | None = None, overrides: list[str] | None = None, 
         run_dir, metrics, resumed = open_run(run_dir, out, recipe, trainer)
         console.print(f"[bold]distill[/] {recipe.name} -> {run_dir} on {dev}{world.describe()} "
                       f"({recipe.total_steps} student steps, {recipe.progressive.stages} stage(s)"
-                      f"{f', resumed at step {trainer.step}' if resumed else ''})")
+                      f"{resume_note(resume is not None, resumed, trainer.step)})")
 
         def info(record: dict) -> str:
             kd = f" kd {record['kd']:.4f}" if "kd" in record else ""

@@ -174,7 +174,7 @@ class DistillRecipe(RunRecipe):
         check_scales(self.scales, "recipe key scales")
         if self.batch_size < 2:  # CMI and the diversity measure compare a batch's samples
             fail("batch_size", f"must be >= 2, got {self.batch_size}")
-        if len(self.generator.lr_sizes) != len(self.scales):
+        if self.samples.generator_share > 0 and len(self.generator.lr_sizes) != len(self.scales):
             fail("scales", f"{list(self.scales)} needs one generator.lr_sizes entry per scale, "
                            f"got {list(self.generator.lr_sizes)}: set both")
         if any(s % 4 for s in self.generator.lr_sizes):
@@ -225,7 +225,7 @@ class DistillRecipe(RunRecipe):
             fail("progressive.stages", "a teacher-refit student is whole from the start: use 1 stage")
         if pool and any(sm.pool_size % s for s in self.scales):
             fail("samples.pool_size", f"{sm.pool_size} is not a multiple of every scale {list(self.scales)}")
-        if pool and sm.patch > sm.pool_size:
+        if pool and fam.input_kind == "bicubic" and sm.patch > sm.pool_size:
             fail("samples.patch", f"{sm.patch} is larger than samples.pool_size {sm.pool_size}")
 
     @property

@@ -254,7 +254,7 @@ class Distiller(Trainer):
         value = self.agree(loss)
         if math.isfinite(value):
             descend(self.student_opt, loss, r.student_optim)
-            self.losses.add(**{f"kd_x{s}": float(v) for s, v in zip(r.scales, losses)})
+            self.losses.add(**{f"kd_x{s}": float(v.detach()) for s, v in zip(r.scales, losses)})
         return value
 
     def generator_losses(self, scale: int, z: torch.Tensor) -> dict[str, torch.Tensor]:

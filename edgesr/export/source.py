@@ -30,8 +30,8 @@ class SourceModel:
 
     def check_scale(self, scale: int) -> None:
         if self.scales and scale not in self.scales:
-            listed = ", ".join(str(s) for s in self.scales)
-            raise EdgesrError(f"scale {scale} is not in the model's metadata (it was made for x{listed})")
+            listed = ", x".join(str(s) for s in self.scales)
+            raise EdgesrError(f"{Path(self.name).name} was trained for x{listed}, not x{scale}")
 
 
 def _json_field(meta: dict[str, str], key: str, source: str):

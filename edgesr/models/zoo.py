@@ -16,10 +16,10 @@ from enum import Enum
 from importlib import resources
 from pathlib import Path
 
-from ..cache import cache_dir
-from ..errors import EdgesrError
 from torch import nn
 
+from ..cache import cache_dir
+from ..errors import EdgesrError
 from .formats import model_from_state, read_weights
 from .vdsr import VDSR
 

@@ -15,7 +15,15 @@ from rich.console import Console
 
 from ..data.splits import holdout, validation_pairs
 from ..errors import EdgesrError
-from ..train.command import finish_run, launched, recipe_for, resolve_device, train_in_folder
+from ..train.command import (
+    finish_run,
+    launched,
+    recipe_for,
+    resolve_device,
+    resume_note,
+    train_in_folder,
+    use_run_threads,
+)
 from ..train.distributed import everywhere
 from ..train.plot import Panel
 from ..train.run_folder import open_run
@@ -43,11 +51,14 @@ def split_images(recipe: TeacherRecipe) -> tuple[list[Path], list[Path]]:
 
 def train_teacher(data: str | Path | None = None, scales: list[int] | None = None, recipe_name: str | None = None,
                   overrides: list[str] | None = None, out: str | Path = "runs/teacher", device: str | None = None,
-                  resume: str | Path | None = None, console: Console | None = None) -> Path:
+                  resume: str | Path | None = None, console: Console | None = None, threads: int | None = None
+                  ) -> Path:
     """Train (or resume training) a VDSR teacher, on every process torchrun started; returns the run folder."""
     flags = {"data": str(data) if data else None, "scales": list(scales or [])}
     with launched(console or Console()) as (world, console):
-        recipe, run_dir = recipe_for(TeacherRecipe, resume, recipe_name, "teacher", overrides, flags, device, world)
+        recipe, run_dir = recipe_for(TeacherRecipe, resume, recipe_name, "teacher", overrides, flags, device, world,
+                                     threads)
+        use_run_threads(threads, recipe, console)
         if not recipe.data:
             raise everywhere(EdgesrError("give the training images with --data DIR (e.g. ../shared/data/train291)"),
                              world)
@@ -65,7 +76,7 @@ def train_teacher(data: str | Path | None = None, scales: list[int] | None = Non
         console.print(f"[bold]teacher[/] {recipe.name} -> {run_dir} on {dev}{world.describe()}: "
                       f"VDSR {recipe.width}x{recipe.depth}, x{'/'.join(map(str, recipe.scales))}, "
                       f"{sampler.images} training images ({len(train_paths)} files), {len(val_paths)} held out, "
-                      f"up to {recipe.steps} steps{budget}{f', resumed at step {trainer.step}' if resumed else ''}")
+                      f"up to {recipe.steps} steps{budget}{resume_note(resume is not None, resumed, trainer.step)}")
 
         def info(record: dict) -> str:
             return f"loss {record['loss']:.5f}" if record.get("loss") is not None else ""

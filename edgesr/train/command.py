@@ -26,8 +26,8 @@ from ..evaluate import Row, Score, evaluate_rows
 from ..models.formats import save_safetensors
 from ..models.srnet import net_for
 from ..scores_table import scores_table
-from .distributed import World, join_world
 from .checkpoint import save_checkpoint
+from .distributed import World, join_world
 from .loop import Interrupted, fit, stop_on_signals
 from .plot import Panel, plot_metrics
 from .progress import PlainProgress, duration, progress_bar, status
@@ -74,16 +74,40 @@ def describe_device(device: torch.device) -> str:
 
 def recipe_for(cls: type[R], resume: str | Path | None, name: str | None, default: str,
                overrides: list[str] | None, flags: dict[str, Any], device: str | None,
-               world: World | None = None) -> tuple[R, Path | None]:
+               world: World | None = None, threads: int | None = None) -> tuple[R, Path | None]:
     """The recipe of a new run (``name`` or ``default``, then ``--set`` overrides, then the
     command's flags, each a recipe key) with ``run_dir`` None, or the saved recipe of the run
-    being resumed with its folder. ``device`` may change on resume; nothing else may. Rank 0
-    reads it and sends it to the other ranks."""
-    return (world or World()).from_main(lambda: _recipe_for(cls, resume, name, default, overrides, flags, device))
+    being resumed with its folder. ``device`` and ``threads`` may change on resume (without
+    being saved); nothing else may. Rank 0 reads it and sends it to the other ranks."""
+    return (world or World()).from_main(
+        lambda: _recipe_for(cls, resume, name, default, overrides, flags, device, threads))
+
+
+def resume_note(asked: bool, resumed: bool, step: int) -> str:
+    """How a run starts, for its first line: ``, resumed at step N``, or why ``--resume``
+    starts a folder again from the beginning (stopped before its first checkpoint)."""
+    if resumed:
+        return f", resumed at step {step}"
+    return ", started again from the beginning: it was stopped before its first checkpoint" if asked else ""
+
+
+def use_run_threads(requested: int | None, recipe: RunRecipe, console: Console) -> None:
+    """Apply the thread rule to a training run and print the choice: ``--threads``, else the
+    recipe's ``threads`` (what a resumed run was started with), else the automatic rule. Called
+    once the recipe is valid, so that an error in it stays one line."""
+    from .. import threads as rule
+
+    if requested is None and recipe.threads:
+        choice = rule.ThreadChoice(recipe.threads, "the run's recipe: threads")
+    else:
+        choice = rule.choose(requested)
+    rule.apply(choice)
+    console.print(choice.describe(), highlight=False, markup=False, soft_wrap=True)
 
 
 def _recipe_for(cls: type[R], resume: str | Path | None, name: str | None, default: str,
-                overrides: list[str] | None, flags: dict[str, Any], device: str | None) -> tuple[R, Path | None]:
+                overrides: list[str] | None, flags: dict[str, Any], device: str | None,
+                threads: int | None = None) -> tuple[R, Path | None]:
     if resume:
         run_dir = Path(resume)
         if not (run_dir / RECIPE_FILE).is_file():
@@ -100,6 +124,8 @@ def _recipe_for(cls: type[R], resume: str | Path | None, name: str | None, defau
     extra = [*(overrides or []), *(f"{key}={json.dumps(value)}" for key, value in flags.items() if value)]
     if device:
         extra.append(f"device={device}")
+    if threads:
+        extra.append(f"threads={threads}")
     return load_recipe(cls, name or default, extra), None
 
 

@@ -48,8 +48,8 @@ class RunRecipe:
     #: keys (and sections) a resumed run may change in its ``recipe.yaml``: where it runs, how
     #: often it saves, how long it may take and what it is judged on at the end, never what it
     #: learns (any other change is refused: the checkpoint was trained with the old value)
-    RESUMABLE: ClassVar[tuple[str, ...]] = ("device", "checkpoint_every", "budget_minutes", "max_bad_steps",
-                                            "evaluation")
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("device", "threads", "checkpoint_every", "budget_minutes",
+                                            "max_bad_steps", "evaluation")
 
     #: the run folder's name (``runs/<command>/<name>``)
     name: str = "run"
@@ -60,6 +60,9 @@ class RunRecipe:
     batch_size: Count = 64
     #: auto (CUDA when torch sees a GPU), cpu, cuda or cuda:N
     device: str = "auto"
+    #: CPU threads (0: the automatic rule of ``edgesr.threads``); ``--threads`` sets it, so that a
+    #: resumed run computes with the threads it was started with
+    threads: Annotated[int, Range(0, 1024)] = 0
     #: CUDA only: bf16 autocast for the networks (data, losses, resizes and validation stay float32)
     bf16: bool = True
     #: CUDA only: channels-last memory format for the networks and their inputs

@@ -1,0 +1,267 @@
+"""Student families: the registry, exact folding, LR-space distillation, and every family through
+export -> bench -> upscale -> demo (tiny sizes)."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+import torch
+
+from edgesr.models.formats import save_safetensors
+from edgesr.models.registry import create_student, families, macs_per_frame, parameters
+from edgesr.models.reparam import RepConv2d, folded, overparameterise
+from edgesr.models.vdsr import VDSR
+from edgesr.models.zoo import load_model
+from tests.cli_helpers import assert_user_error, run_cli
+
+#: every family with every anchor it takes
+FAMILIES = [(f.name, a) for f in families() for a in (f.anchors or (None,))]
+
+
+@contextmanager
+def branch_by_branch():
+    """Over-parameterised convs compute their branches one by one (the reference of the fold)."""
+    fold = RepConv2d.forward
+    RepConv2d.forward = RepConv2d.branches
+    try:
+        yield
+    finally:
+        RepConv2d.forward = fold
+
+
+def trained_looking(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Weights of the size training leaves, so that a fold error would show."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * (0.3 / max(1, p[0].numel()) ** 0.5))
+    return net
+
+
+def test_registry_lists_the_paper_student_and_lr_families():
+    names = {f.name: f for f in families()}
+    assert {"vdsr-half", "lr-plain", "lr-rep"} <= set(names)
+    assert names["vdsr-half"].input_kind == "bicubic" and (names["vdsr-half"].width, names["vdsr-half"].depth) == (
+        32, 20)
+    assert names["lr-plain"].input_kind == "lr" and names["lr-rep"].reparam > 0
+    half = create_student("vdsr-half")
+    assert parameters(half) == 166_464  # the paper's student
+    # 720p multiply-adds: VDSR-half works at the output resolution, lr-plain at 1/s^2 of it
+    assert macs_per_frame(half, 2) == 166_464 * 1280 * 720
+    lr2, lr4 = create_student("lr-plain", 2), create_student("lr-plain", 4)
+    assert macs_per_frame(lr4, 4) < macs_per_frame(lr2, 2) < macs_per_frame(half, 2) / 5
+
+
+@pytest.mark.parametrize("arch,anchor", FAMILIES)
+def test_a_saved_student_rebuilds_as_its_family(arch, anchor, tmp_path):
+    net = trained_looking(create_student(arch, 3, width=6, depth=5, anchor=anchor, reparam=0))
+    save_safetensors(net, tmp_path / "s.safetensors", {"scales": "[3]"})
+    back, meta = load_model(str(tmp_path / "s.safetensors"))
+    assert type(back) is type(net) and back.config() == net.config() and json.loads(meta["arch"])["arch"] == arch
+    x = torch.rand(1, 1, 9, 11)
+    with torch.no_grad():
+        assert torch.equal(back(x), net.eval()(x))
+    assert back(x).shape[-2:] == ((27, 33) if net.input_kind == "lr" else (9, 11))
+
+
+@pytest.mark.parametrize("arch", ["vdsr-half", "lr-plain"])
+def test_folding_is_exact(arch):
+    """The over-parameterised form (each 3x3 conv plus an expanded linear block) equals its fold
+    to 1e-5, computed branch by branch, and the fold is the family's plain network."""
+    torch.manual_seed(0)
+    net = create_student(arch, 2, width=8, depth=6, reparam=3).eval()
+    assert all(isinstance(c, RepConv2d) for c in net.convs())
+    trained_looking(net)
+    x = torch.rand(2, 1, 14, 18)
+    with torch.no_grad(), branch_by_branch():
+        reference = net(x)
+    plain = folded(net)
+    assert not any(isinstance(m, RepConv2d) for m in plain.modules())
+    assert sum(p.numel() for p in plain.parameters()) == sum(
+        p.numel() for p in create_student(arch, 2, width=8, depth=6, reparam=0).parameters())
+    with torch.no_grad():
+        assert float((plain(x) - reference).abs().max()) < 1e-5
+        assert float(reference.abs().mean()) > 0.1  # the branches do contribute
+    assert float(sum(c.project.detach().abs().sum() for c in net.convs())) > 0
+
+
+def test_overparameterised_network_starts_as_the_plain_one():
+    """A converted network (projections at zero) computes exactly what it did: a refitted
+    student stays refitted."""
+    torch.manual_seed(1)
+    vdsr = trained_looking(VDSR(8, 6))
+    x = torch.rand(1, 1, 12, 12)
+    with torch.no_grad():
+        before = vdsr(x)
+        after = overparameterise(vdsr, 4)(x)
+    assert torch.equal(before, after)
+
+
+# ------------------------------------------------------------------ LR-space distillation
+
+
+def tiny_lr_recipe(tmp_path, arch="lr-plain", anchor="repeat", steps=6, scales=(2, 3)) -> list[str]:
+    from tests.distill_helpers import tiny_teacher
+
+    teacher = tmp_path / "teacher.safetensors"
+    if not teacher.exists():
+        save_safetensors(tiny_teacher(), teacher)
+    return ["--teacher", str(teacher), "--device", "cpu", "--threads", "1", "--set", f"name={arch}",
+            f"student.arch={arch}", f"student.anchor={anchor}", "student.width=6", "student.depth=4",
+            f"scales=[{', '.join(map(str, scales))}]", "samples.pool_images=3", "samples.pool_size=24",
+            "samples.lr_patch=6", f"progressive.steps=[{steps}]", "budget_minutes=0", "validation.data=null",
+            "evaluation.sets=[]", "batch_size=2", "checkpoint_every=2", "log_every=1"]
+
+
+@pytest.fixture(scope="module")
+def lr_runs(tmp_path_factory):
+    """One finished tiny distillation per LR family and anchor, through the real command."""
+    out = tmp_path_factory.mktemp("runs")
+    runs = {}
+    for arch, anchor in [(a, n) for a, n in FAMILIES if n is not None]:
+        r = run_cli("distill", "--recipe", "quick-edge", "--out", str(out), *tiny_lr_recipe(out, arch, anchor))
+        assert r.returncode == 0, r.stderr
+        run = out / arch if anchor == "repeat" else out / f"{arch}-2"
+        runs[(arch, anchor)] = run
+    return runs
+
+
+def test_lr_run_writes_one_student_per_scale(lr_runs):
+    run = lr_runs[("lr-plain", "repeat")]
+    results = json.loads((run / "results.json").read_text())
+    assert results["files"] == {"2": "student_x2.safetensors", "3": "student_x3.safetensors"}
+    for s in (2, 3):
+        net, meta = load_model(str(run / f"student_x{s}.safetensors"))
+        assert net.scale == s and json.loads(meta["scales"]) == [s] and net.input_kind == "lr"
+    assert not (run / "student.safetensors").exists()
+    rep, _ = load_model(str(lr_runs[("lr-rep", "repeat")] / "student_x2.safetensors"))
+    assert not any(isinstance(m, RepConv2d) for m in rep.modules())  # saved folded
+
+
+def test_lr_resume_ends_with_the_same_weights(tmp_path):
+    """Stopped after 3 of 6 steps and resumed: the per-scale students equal an uninterrupted run's."""
+    from edgesr.config import load_recipe
+    from edgesr.distill.recipe import DistillRecipe
+    from tests.test_distill_trainer import _train
+
+    args = tiny_lr_recipe(tmp_path, "lr-rep")
+    sets = args[args.index("--set") + 1:]
+    recipe = load_recipe(DistillRecipe, "quick-edge", [s for s in sets if not s.startswith("name=")])
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    full = _train(tmp_path / "a", recipe)
+    from edgesr.train.loop import Interrupted
+
+    with pytest.raises(Interrupted):
+        _train(tmp_path / "b", recipe, stop_at=3)
+    resumed = _train(tmp_path / "b", recipe, resume=True)
+    assert resumed.step == full.step == 6
+    for k, v in full.student.state_dict().items():
+        assert torch.equal(resumed.student.state_dict()[k], v), k
+
+
+def test_unknown_arch_and_untrained_scale_are_one_line(lr_runs, tmp_path):
+    args = tiny_lr_recipe(tmp_path)
+    bad = [a if not a.startswith("student.arch=") else "student.arch=espcn-9000" for a in args]
+    r = run_cli("distill", "--recipe", "quick-edge", "--out", str(tmp_path / "r"), *bad)
+    assert_user_error(r, "recipe key student.arch: unknown 'espcn-9000'")
+    assert not (tmp_path / "r").exists()
+    run = lr_runs[("lr-plain", "repeat")]
+    r = run_cli("export", "--model", str(run), "--scale", "4", "-o", str(tmp_path / "x4.onnx"))
+    assert_user_error(r, "has no student for x4: it was trained for x2, x3")
+    r = run_cli("export", "--model", str(run / "student_x2.safetensors"), "--scale", "3",
+                "-o", str(tmp_path / "x3.onnx"))
+    assert_user_error(r, "x3")
+    r = run_cli("export", "--model", str(run), "--scale", "2", "--input", "bicubic", "-o", str(tmp_path / "b.onnx"))
+    assert_user_error(r, "works at LR")
+    r = run_cli("eval", "--model", str(run / "student_x2.safetensors"), "--data", str(tmp_path), "--scales", "2", "4")
+    assert_user_error(r, "upscales by x2 only")
+    assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_students_command_lists_every_family():
+    r = run_cli("students", env={"COLUMNS": "160"})
+    assert r.returncode == 0, r.stderr
+    for f in families():
+        assert f.name in r.stdout
+    assert "GMAC" in r.stdout and "LR, per scale" in r.stdout
+
+
+@pytest.fixture(scope="module")
+def artifacts(lr_runs, tmp_path_factory):
+    """FP32 and INT8 (CPU form) ONNX of each family's x2 student, plus a VDSR-half one."""
+    from edgesr.export.pipeline import ExportRequest, export_model
+
+    out = tmp_path_factory.mktemp("art")
+    runs = dict(lr_runs)
+    half = tmp_path_factory.mktemp("half")
+    torch.manual_seed(0)
+    save_safetensors(trained_looking(create_student("vdsr-half", width=6, depth=5, reparam=0)),
+                     half / "student.safetensors", {"scales": "[2, 3]"})
+    runs[("vdsr-half", None)] = half
+    arts = {}
+    for (arch, anchor), run in runs.items():
+        for precision in ("fp32", "int8"):
+            path = out / f"{arch}-{anchor}-{precision}.onnx"
+            source = run / ("student_x2.safetensors" if anchor else "student.safetensors")
+            arts[(arch, anchor, precision)] = (path, source)
+            if (arch, anchor, precision) == ("lr-plain", "repeat", "int8"):  # the command itself, default INT8
+                r = run_cli("export", "--model", str(run), "--scale", "2", "--precision", precision, "-o", str(path),
+                            "--threads", "1")
+                assert r.returncode == 0, r.stderr
+                continue
+            # in-process (no torch import per export) with fixed float layers (no sensitivity sweep)
+            export_model(ExportRequest(str(run), "onnx", 2, precision, out=path, float_layers="0,-1"))
+    return arts
+
+
+def test_every_family_exports_matching_torch_and_declares_lr_input(artifacts, lr_runs):
+    from edgesr.ops.resize_torch import imresize
+    from edgesr.runtime import open_upscaler
+
+    assert {(a, n) for a, n, _ in artifacts} == set(FAMILIES)
+    x = np.random.default_rng(0).random((13, 17), dtype=np.float32)
+    for (arch, _anchor, precision), (path, source) in artifacts.items():
+        up = open_upscaler(path, threads=1)
+        assert (up.meta.input_kind, up.meta.scale, up.meta.extra["arch"]["arch"]) == ("lr", 2, arch)
+        out = up.upscale_y(x, 2)
+        net, _ = load_model(str(source))
+        with torch.no_grad():
+            lr = torch.from_numpy(x)[None, None]
+            ref = net(lr if net.input_kind == "lr" else imresize(lr, 2.0))[0, 0].numpy()
+        assert out.shape == ref.shape == (26, 34)
+        # FP32 is torch to float rounding; INT8 (two convs in float) stays close on a tiny net
+        assert float(np.abs(out - ref).max()) < (1e-5 if precision == "fp32" else 0.05), (arch, precision)
+
+
+def test_every_family_benches_upscales_and_serves(artifacts, tmp_path):
+    from PIL import Image
+
+    from edgesr.demo.catalog import build_catalog
+    from edgesr.demo.limits import Limits
+    from edgesr.demo.server import DemoServer
+    from edgesr.runtime import open_upscaler
+    from tests.demo_helpers import png_bytes, post, server_thread
+
+    data = tmp_path / "set"
+    data.mkdir()
+    Image.fromarray((np.random.default_rng(1).random((24, 20, 3)) * 255).astype(np.uint8)).save(data / "a.png")
+    paths = [str(p) for p, _ in artifacts.values()]
+    r = run_cli("bench", *paths, "--data", str(data), "--sizes", "32", "--runs", "2", "--threads", "1",
+                "--json", str(tmp_path / "b.json"))
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    artifact_rows = [row for row in rows if row["kind"] == "artifact"]
+    assert len(artifact_rows) == len(paths) and all(row["latency"] and row["scores"] for row in artifact_rows)
+    r = run_cli("upscale", str(data), "-o", str(tmp_path / "up"), "--model", paths[0], "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tmp_path / "up" / "a.png").size == (40, 48)
+    catalog = build_catalog([open_upscaler(p, threads=1) for p in paths])
+    with server_thread(DemoServer(catalog, Limits())) as running:
+        for choice in catalog.models:
+            reply = post(running.port, png_bytes(10, 12), f"?model={choice.id}&scale=2")
+            assert reply.status == 200, reply.body
+            assert reply.headers["x-edgesr-output"] == "24x20"
