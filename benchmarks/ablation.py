@@ -108,17 +108,36 @@ EDGE_VARIANTS: dict[str, tuple[str, list[str]]] = {
                  ["student.arch=lr-rep"]),
     "edge-pool-96": ("a pool of 96 images instead of 192 (half the teacher's preparation)",
                      ["samples.pool_images=96"]),
+    "edge-size-144": ("96 pool images of 144 px instead of 192 of 96 (more x4 content, same preparation)",
+                      ["samples.pool_images=96", "samples.pool_size=144"]),
     "edge-lr-1e-3": ("student lr 1e-3", ["student_optim.lr=0.001"]),
     "edge-lr-4e-3": ("student lr 4e-3", ["student_optim.lr=0.004"]),
-    "edge-batch-8": ("8 crops per scale a step", ["batch_size=8"]),
     "edge-batch-32": ("32 crops per scale a step", ["batch_size=32"]),
-    "edge-crop-16": ("16-px LR crops", ["samples.lr_patch=16"]),
+    "x4-w32-d12": ("the x4 student alone, 32 x 12 (the recipe's shape)", ["scales=[4]"]),
+    "x4-w48-d16": ("the x4 student alone, 48 wide, 16 deep", ["scales=[4]", "student.width=48", "student.depth=16"]),
+    "x4-w64-d12": ("the x4 student alone, 64 wide, 12 deep", ["scales=[4]", "student.width=64"]),
+    "x2-w32-d12": ("the x2 student alone, 32 x 12 (the recipe's shape)", ["scales=[2]"]),
+    "x2-w32-d15": ("the x2 student alone, 32 wide, 15 deep", ["scales=[2]", "student.depth=15"]),
+}
+
+#: ``cpu-hour``: VDSR-half for an hour. Variants are the recipe with its own overrides.
+HOUR_VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "hour": ("cpu-hour as written", []),
+    "hour-fp32": ("float32 training instead of bf16 autocast", ["cpu_bf16=false"]),
+    "hour-rep": ("each conv over-parameterised (plus a 4x expanded linear block), folded before saving",
+                 ["student.reparam=4"]),
+    "hour-pool-96": ("quick's pool of 96 images instead of 384", ["samples.pool_images=96"]),
+    "hour-pool-768": ("a pool of 768 images", ["samples.pool_images=768"]),
+    "hour-batch-8": ("8 crops a step", ["batch_size=8"]),
+    "hour-lr-5e-4": ("student lr 5e-4", ["student_optim.lr=0.0005"]),
+    "hour-lr-2e-3": ("student lr 2e-3", ["student_optim.lr=0.002"]),
 }
 
 #: the variant sets by recipe: (overrides every variant has, variants)
 SUITES: dict[str, tuple[list[str], dict[str, tuple[str, list[str]]]]] = {
     "quick": (BASE, VARIANTS),
     "quick-edge": ([], EDGE_VARIANTS),
+    "cpu-hour": ([], HOUR_VARIANTS),
 }
 
 
@@ -201,8 +220,12 @@ def score_student(run_dir: Path, args: argparse.Namespace) -> dict[str, float]:
     if not _VAL:
         _, paths = holdout(args.data_root / "train291", args.val_images)
         _VAL.update(validation_pairs(paths, [2, 3, 4], args.val_crop))
-    model, _ = load_for_scales(str(run_dir), [2, 3, 4])
-    return {k: round(v, 4) for k, v in validation_psnr(torch_predictor(model), _VAL, input_kind(model)).items()}
+    results = json.loads((run_dir / "results.json").read_text())
+    files = results.get("files", {"all": "student.safetensors"})
+    scales = [2, 3, 4] if "all" in files else [int(s) for s in files]
+    model, _ = load_for_scales(str(run_dir), scales)
+    pairs = {s: _VAL[s] for s in scales}
+    return {k: round(v, 4) for k, v in validation_psnr(torch_predictor(model), pairs, input_kind(model)).items()}
 
 
 def mean_scores(scores: list[dict]) -> dict[str, float]:
@@ -227,7 +250,8 @@ def markdown(out: dict) -> str:
         v = row["validation"]
         steps = "/".join(str(s["steps"]) for s in row["runs"])
         lines.append(f"| {name}{' **(chosen)**' if name == out['chosen'] else ''} | {row['description']} | "
-                     f"{len(row['runs'])} | {steps} | " + " | ".join(f"{v[c]:.3f}" for c in cols) + " |")
+                     f"{len(row['runs'])} | {steps} | " + " | ".join(f"{v[c]:.3f}" if c in v else "—" for c in cols)
+                     + " |")
     if out.get("benchmark"):
         lines += ["", f"Set5 / Set14 of the chosen variant `{out['chosen']}` (evaluated once, after choosing; "
                   "mean over its seeds):", "", "| set | x2 | x3 | x4 |", "|---|---|---|---|"]
@@ -273,7 +297,8 @@ def main() -> None:
     scores = {name: [run_variant(name, 0, args)] for name in args.variants}
     for name, s in scores.items():
         print(f"{name:24s} steps {s[0]['steps']:5d}  val {s[0]['validation']}", flush=True)
-    trained = [n for n in args.variants if n != "init-only"]
+    # the candidates: variants of the whole recipe (a single-scale probe of a shape has no mean to compare)
+    trained = [n for n in args.variants if n != "init-only" and "val_psnr_x3" in scores[n][0]["validation"]]
     top = sorted(trained, key=lambda n: -scores[n][0]["validation"]["val_psnr"])[: args.top]
     for name in top:
         scores[name] += [run_variant(name, seed, args) for seed in range(1, args.seeds)]

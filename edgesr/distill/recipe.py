@@ -21,6 +21,16 @@ from ..train.recipe import RunRecipe, ValidationConfig
 
 
 @dataclass(frozen=True)
+class ScaleShape:
+    """An LR-space student's own width and depth at one scale (None: ``student.width``/``depth``):
+    an x4 network runs on a quarter of an x2 one's pixels, so it can afford more channels."""
+
+    scale: Scale
+    width: Annotated[int, Range(1, MAX_WIDTH)] | None = None
+    depth: Annotated[int, Range(3, MAX_DEPTH)] | None = None
+
+
+@dataclass(frozen=True)
 class StudentConfig:
     #: the student family (``edgesr students`` lists them): ``vdsr-half`` (the paper's; one network
     #: for every scale, on the bicubic-upscaled image) or an LR-space family (one network per scale)
@@ -36,6 +46,8 @@ class StudentConfig:
     #: channels and a 1x1 back (folded into one conv on every step and before saving: the
     #: student is unchanged at inference). 0: plain; None: the family's default
     reparam: Annotated[int, Range(0, 16)] | None = None
+    #: LR-space families: other widths or depths at some scales, e.g. ``[{scale: 4, width: 48}]``
+    per_scale: tuple[ScaleShape, ...] = ()
     #: ``he``: VDSR init; ``zero-tail``: He with the last conv at 0 (starts exactly at bicubic);
     #: ``teacher-prune``: the teacher's ``width`` output channels of largest L1 norm per layer;
     #: ``teacher-refit``: those channels refitted layer by layer in closed form to the teacher on
@@ -59,6 +71,12 @@ class StudentConfig:
     @property
     def resolved_depth(self) -> int:
         return self.family().depth if self.depth is None else self.depth
+
+    def shape(self, scale: int) -> tuple[int, int]:
+        """``(width, depth)`` of the student of ``scale``."""
+        own = next((p for p in self.per_scale if p.scale == scale), ScaleShape(scale))
+        return (self.resolved_width if own.width is None else own.width,
+                self.resolved_depth if own.depth is None else own.depth)
 
 
 @dataclass(frozen=True)
@@ -199,6 +217,12 @@ class DistillRecipe(RunRecipe):
         if (st.reparam or fam.reparam) and self.progressive.stages != 1:
             fail("progressive.stages", "an over-parameterised student (student.reparam) is whole from the start: "
                                        "use 1 stage")
+        given = [p.scale for p in st.per_scale]
+        if given and (fam.input_kind != "lr" or len(set(given)) != len(given) or not set(given) <= set(self.scales)):
+            fail("student.per_scale", "sets the shape of an LR-space student at scales of this run, each once; got "
+                                      f"scales {given} for {st.arch} at {list(self.scales)}")
+        if any(st.shape(s)[1] < fam.min_depth for s in self.scales):
+            fail("student.per_scale", f"{st.arch} needs at least {fam.min_depth} layers")
         if fam.input_kind == "lr":
             lr_keys = {"student.init": (st.init, "he"), "progressive.stages": (self.progressive.stages, 1),
                        "samples.generator_share": (self.samples.generator_share, 0.0)}

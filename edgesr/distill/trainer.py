@@ -113,7 +113,7 @@ class Distiller(Trainer):
         fam = cfg.family()
         expand = fam.reparam if cfg.reparam is None else cfg.reparam
         if self.lr_space:
-            return ScaleSet({s: create_student(cfg.arch, s, cfg.width, cfg.depth, cfg.anchor, expand)
+            return ScaleSet({s: create_student(cfg.arch, s, *cfg.shape(s), cfg.anchor, expand)
                              for s in self.recipe.scales}).train()
         blocks = self.plan.blocks(0)
         if cfg.init in ("teacher-prune", "teacher-refit"):
@@ -150,7 +150,10 @@ class Distiller(Trainer):
             return
         images = PoolImages.draw(sm.priors, sm.prior_weights, sm.pool_images, sm.pool_size, r.scales, r.seed)
         inputs = images.inputs.to(self.device)
-        targets = load_targets(run_dir, self._pool_key(), inputs.shape) if resumed and run_dir else None
+        # a new teacher-refit run refits its student on the way to the targets: only a resumed one
+        # (its student in the checkpoint) or a run without refit may read them from an earlier start
+        reuse = run_dir is not None and (resumed or r.student.init != "teacher-refit")
+        targets = load_targets(run_dir, self._pool_key(), inputs.shape) if reuse else None
         if targets is None:
             targets = self._teacher_targets(inputs, resumed)
             if run_dir is not None and self.world.main:

@@ -215,61 +215,73 @@ def finish_run(trainer: Trainer, run_dir: Path, cfg: EvaluationConfig, scales: l
 
     A stop (Ctrl-C, SIGTERM) during the evaluation leaves the saved weights and the last
     checkpoint: ``--resume`` then evaluates again and completes the run."""
-    from ..cache import ScoreCache
-    from ..models.formats import student_files
-    from ..models.predict import benchmark_predictor, input_kind
 
     def stopped(signum: int, _frame) -> None:
         raise Interrupted(signum, f"during the final evaluation: the trained {role} is saved",
                           trainer.command.removeprefix("edgesr "), run_dir, " (it evaluates again)")
 
-    with stop_on_signals(stopped):
-        val = trainer.validate()
-        model = trainer.model.eval()
-        files = student_files(run_dir, role, model)
-
-        def save(extra: dict[str, str], measured: dict | None = None) -> None:
-            for scale, path in files.items():
-                own = [scale] if scale is not None else scales
-                meta = {**metadata, **extra, "scales": json.dumps(own)}
-                if measured is not None:
-                    meta["measured_psnr"] = json.dumps({name: {k: v for k, v in by.items() if int(k) in own}
-                                                        for name, by in measured.items()})
-                save_safetensors(net_for(model, scale) if scale is not None else model, path, meta)
-
-        base = {"steps": str(trainer.step), "val_psnr": json.dumps(val)}
-        save(base)
-        results = {"run": str(run_dir), "steps": trainer.step, "seconds": round(trainer.elapsed, 1),
-                   "steps_per_second": round(trainer.step / max(trainer.elapsed, 1e-9), 3),
-                   "device": describe_device(trainer.device), "processes": trainer.world.size,
-                   "threads": torch.get_num_threads(), "validation": val,
-                   "files": {str(s or "all"): p.name for s, p in files.items()},
-                   role: [], **{name: [] for name in references or {}}}
-        sets = existing_sets(cfg.sets,
-                             lambda folder: console.print(f"evaluation set {folder} not found: skipped (--set "
-                                                           "evaluation.sets=[DIR,...] to name others)", style="yellow",
-                                                           markup=False, highlight=False, soft_wrap=True))
-        if sets:
-            rows = {role: Row(lambda: benchmark_predictor(model, trainer.device), input_kind(model))}
-            for name, (net, sha) in ((references or {}) if cfg.teacher else {}).items():
-                rows[name] = Row(lambda net=net: benchmark_predictor(net, trainer.device), store=ScoreCache(sha))
-            names = ", ".join(rows)
-            where = f"{', '.join(b.name for b in sets)} x{', x'.join(map(str, scales))}"
-            with status(console, f"evaluating the {names} on {where} (cached rows are read, not recomputed)"):
-                def done(name: str, score: Score) -> None:
-                    if not console.is_terminal:
-                        console.print(f"  {name} {score.set} x{score.scale}: {score.psnr:.3f} dB "
-                                      f"(bicubic {score.bicubic_psnr:.3f})", markup=False, highlight=False)
-
-                scores = evaluate_rows(rows, sets, scales, cfg.ssim, done)
-            for name, rows_scores in scores.items():
-                console.print(scores_table(rows_scores, title=f"{name} ({run_dir.name})" if name == role else name))
-                results[name] = [s.to_dict() for s in rows_scores]
-            measured: dict = {}
-            for sc in scores[role]:
-                measured.setdefault(sc.set, {})[str(sc.scale)] = round(sc.psnr, 4)
-            save(base, measured)
-        complete_run(run_dir, results)
+    try:
+        with stop_on_signals(stopped):
+            files = _evaluate_and_save(trainer, run_dir, cfg, scales, role, metadata, console, references)
+    except BaseException:
+        unlock_run(run_dir)  # a stopped or failed evaluation leaves the folder to its resume
+        raise
     shown = ", ".join(str(p) for p in files.values())
     console.print(f"{role}: {shown}   results: {run_dir / RESULTS_FILE}", soft_wrap=True)
+    return files
+
+
+def _evaluate_and_save(trainer: Trainer, run_dir: Path, cfg: EvaluationConfig, scales: list[int], role: str,
+                       metadata: dict[str, str], console: Console,
+                       references: dict[str, tuple[torch.nn.Module, str]] | None) -> dict[int | None, Path]:
+    from ..cache import ScoreCache
+    from ..models.formats import student_files
+    from ..models.predict import benchmark_predictor, input_kind
+
+    val = trainer.validate()
+    model = trainer.model.eval()
+    files = student_files(run_dir, role, model)
+
+    def save(extra: dict[str, str], measured: dict | None = None) -> None:
+        for scale, path in files.items():
+            own = [scale] if scale is not None else scales
+            meta = {**metadata, **extra, "scales": json.dumps(own)}
+            if measured is not None:
+                meta["measured_psnr"] = json.dumps({name: {k: v for k, v in by.items() if int(k) in own}
+                                                    for name, by in measured.items()})
+            save_safetensors(net_for(model, scale) if scale is not None else model, path, meta)
+
+    base = {"steps": str(trainer.step), "val_psnr": json.dumps(val)}
+    save(base)
+    results = {"run": str(run_dir), "steps": trainer.step, "seconds": round(trainer.elapsed, 1),
+               "steps_per_second": round(trainer.step / max(trainer.elapsed, 1e-9), 3),
+               "device": describe_device(trainer.device), "processes": trainer.world.size,
+               "threads": torch.get_num_threads(), "validation": val,
+               "files": {str(s or "all"): p.name for s, p in files.items()},
+               role: [], **{name: [] for name in references or {}}}
+    sets = existing_sets(cfg.sets,
+                         lambda folder: console.print(f"evaluation set {folder} not found: skipped (--set "
+                                                       "evaluation.sets=[DIR,...] to name others)", style="yellow",
+                                                       markup=False, highlight=False, soft_wrap=True))
+    if sets:
+        rows = {role: Row(lambda: benchmark_predictor(model, trainer.device), input_kind(model))}
+        for name, (net, sha) in ((references or {}) if cfg.teacher else {}).items():
+            rows[name] = Row(lambda net=net: benchmark_predictor(net, trainer.device), store=ScoreCache(sha))
+        names = ", ".join(rows)
+        where = f"{', '.join(b.name for b in sets)} x{', x'.join(map(str, scales))}"
+        with status(console, f"evaluating the {names} on {where} (cached rows are read, not recomputed)"):
+            def done(name: str, score: Score) -> None:
+                if not console.is_terminal:
+                    console.print(f"  {name} {score.set} x{score.scale}: {score.psnr:.3f} dB "
+                                  f"(bicubic {score.bicubic_psnr:.3f})", markup=False, highlight=False)
+
+            scores = evaluate_rows(rows, sets, scales, cfg.ssim, done)
+        for name, rows_scores in scores.items():
+            console.print(scores_table(rows_scores, title=f"{name} ({run_dir.name})" if name == role else name))
+            results[name] = [s.to_dict() for s in rows_scores]
+        measured: dict = {}
+        for sc in scores[role]:
+            measured.setdefault(sc.set, {})[str(sc.scale)] = round(sc.psnr, 4)
+        save(base, measured)
+    complete_run(run_dir, results)
     return files
