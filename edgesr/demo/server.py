@@ -161,15 +161,17 @@ class DemoServer:
         except HttpError as exc:
             status, note, drain = exc.status, exc.message, self._drain_budget(req)
             size = await self._error(writer, exc, req)
-        except ClientGone:
-            note = "client went away"
+        except ClientGone as exc:
+            note = str(exc) or "client went away"
         except Exception:  # a bug, not the client's fault: keep its traceback in the log
             self.log(traceback.format_exc().rstrip())
             status, note, drain = 500, "internal error", self._drain_budget(req)
             size = await self._error(writer, HttpError(500, "internal error: the server's log has the details"), req)
         finally:
-            self.connections -= 1
-            await close(reader, writer, drain)
+            try:
+                await close(reader, writer, drain, self.limits.idle_timeout)
+            finally:
+                self.connections -= 1
         what = f"{req.method} {_printable(req.target)}" if req else "-"
         self.log(f"{time.strftime('%H:%M:%S')} {peer} {what} {status or '-'} {size}B "
                  f"{time.monotonic() - started:.2f}s" + (f" {note}" if note else ""))
@@ -192,7 +194,7 @@ class DemoServer:
         except ClientGone:
             pass
         finally:
-            writer.close()
+            await close(None, writer, flush_timeout=1.0)
         self.log(f"{time.strftime('%H:%M:%S')} {peer} - 503 refused: {self.connections} connections open")
 
     async def _error(self, writer: asyncio.StreamWriter, exc: HttpError, req: Request | None) -> int:
