@@ -322,6 +322,60 @@ def test_cli_on_a_device_warns_survives_disconnects_and_stops_clean(tmp_path, mo
     assert [p.name for p in tmp.iterdir() if p.name != ".ses"] == []
 
 
+@pytest.fixture(scope="module")
+def slow_model(tmp_path_factory):
+    """A wider VDSR: a 1200x1200 upload at x2 takes it a few seconds on one thread."""
+    from tests.artifacts import tiny_vdsr
+
+    return bicubic_artifact(tmp_path_factory.mktemp("slow") / "slow.onnx", tiny_vdsr(width=32, depth=8))
+
+
+def _upload(port: int, data: bytes, cut: int | None = None) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=20)
+    s.sendall(f"POST /api/upscale HTTP/1.1\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data[:cut])
+    return s
+
+
+@pytest.mark.parametrize("attempt", range(4))
+def test_sigterm_during_an_inference_stops_within_seconds(slow_model, attempt):
+    """SIGTERM while an inference runs, two uploads wait, one is half sent and one connection is
+    idle: exit 0 within 5 s, nothing on stderr but one log line per connection, and every
+    connection answered (the running one: 200 if it finished within the grace, else 503) or closed.
+    Before the fix: an abort in onnxruntime (rc -6) and a CancelledError traceback per connection."""
+    args = ("--model", str(slow_model), "--port", "0", "--threads", "1")
+    with demo_process(*args) as (proc, port, _):
+        running = _upload(port, png_bytes(1200, 1200, seed=attempt))
+        time.sleep(0.5)  # decoded and at the worker
+        waiting = [_upload(port, png_bytes(64, 64)) for _ in range(2)]
+        half = _upload(port, png_bytes(64, 64), cut=100)
+        idle = socket.create_connection(("127.0.0.1", port), timeout=20)
+        time.sleep(0.5)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(15)
+        took = time.monotonic() - started
+        err = proc.stderr.read()
+        replies = [_reply_or_none(s) for s in (running, *waiting, half)]
+        closed = idle.recv(100) == b""
+        for s in (running, *waiting, half, idle):
+            s.close()
+    print(f"SIGTERM attempt {attempt}: exit {code} in {took:.2f} s")
+    assert code == 0 and took < 5, (code, took, err)
+    assert "Traceback" not in err and "Error" not in err and "terminate" not in err, err
+    assert len(err.splitlines()) == 5, err  # one log line per connection
+    assert replies[0] is not None and replies[0].status in (200, 503), replies[0]
+    for reply in replies[1:]:
+        assert reply is not None and reply.status == 503 and "the server is stopping" in reply.text, reply
+    assert closed
+
+
+def _reply_or_none(s: socket.socket):
+    try:
+        return read_reply(s)
+    except OSError:
+        return None
+
+
 def test_cli_errors_are_one_line(tmp_path, model_path):
     assert_user_error(run_cli("demo", "--model", str(tmp_path / "missing.onnx"), block_torch=True),
                       "model not found")

@@ -11,7 +11,8 @@ resource has a limit and each limit has a reason:
   is decoded) or when the result would exceed ``max_output_pixels``;
 - time: headers must arrive within ``head_timeout``; a body or reply may pause at most
   ``idle_timeout`` and must average ``min_rate`` bytes/s, so a stalled or trickling client
-  cannot hold a slot; ``connections`` caps open sockets.
+  cannot hold a slot; ``connections`` caps open sockets; on SIGTERM a running inference has
+  ``stop_grace`` to finish, then it is cancelled.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class Limits:
     head_timeout: float = 10.0
     idle_timeout: float = 10.0
     min_rate: int = 50_000
+    #: seconds a running inference gets to finish and be answered once SIGTERM came
+    stop_grace: float = 2.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

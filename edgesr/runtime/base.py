@@ -35,6 +35,8 @@ class Upscaler(ABC):
     def __init__(self, path: Path, meta: ArtifactMeta) -> None:
         self.path = path
         self.meta = meta
+        #: set by :meth:`cancel`: every later call fails at once
+        self.cancelled = False
 
     @abstractmethod
     def _run(self, x: np.ndarray) -> np.ndarray:
@@ -65,6 +67,8 @@ class Upscaler(ABC):
         A failure inside the runtime (the artifact is someone else's file) is a one-line error."""
         if x.ndim != 2 or min(x.shape) < 1:
             raise EdgesrError(f"the model needs a non-empty 2-D Y image, got shape {x.shape}")
+        if self.cancelled:
+            raise EdgesrError(f"{self.path.name} was stopped")
         try:
             out = np.asarray(self._run(np.ascontiguousarray(x, dtype=np.float32)[None, None]), dtype=np.float32)
         except EdgesrError:
@@ -76,6 +80,12 @@ class Upscaler(ABC):
         if out.ndim < 2 or out.size != out.shape[-2] * out.shape[-1]:
             raise EdgesrError(f"{self.path.name} returned shape {out.shape}, not one 2-D image")
         return out.reshape(out.shape[-2:])
+
+    def cancel(self) -> None:
+        """Stop for good, from any thread (a server shutting down): every later call fails at
+        once, so a tiled photo stops at its next tile, and a run in progress ends as soon as the
+        runtime allows (onnxruntime: at its next node; others: when the call returns)."""
+        self.cancelled = True
 
     def probe_size(self) -> tuple[int, int]:
         """``(h, w)`` of the input :meth:`check_graph` runs."""
