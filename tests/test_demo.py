@@ -271,6 +271,43 @@ def test_clients_that_never_read_their_reply_lose_their_slot(catalog):
     assert not [line for line in log if "Traceback" in line], log
 
 
+@pytest.mark.parametrize("job_seconds, status", [(0.3, 200), (None, 503)])
+def test_stop_gives_a_running_inference_its_grace_then_cancels_it(catalog, monkeypatch, job_seconds, status):
+    """DemoServer.stop(): a job that ends within stop_grace is answered 200; one that does not
+    is cancelled (the upscaler's cancel reaches it) and answered 503, and the workers end."""
+    import asyncio
+
+    import edgesr.demo.server as server_module
+    from edgesr.errors import EdgesrError
+
+    started, real = threading.Event(), server_module.upscale_upload
+
+    def slow(upscaler, *args):
+        started.set()
+        end = time.monotonic() + (job_seconds if job_seconds is not None else 30)
+        while time.monotonic() < end:
+            if upscaler.cancelled:
+                raise EdgesrError("stopped")
+            time.sleep(0.02)
+        return real(upscaler, *args)
+
+    monkeypatch.setattr(server_module, "upscale_upload", slow)
+    model = build_catalog([open_upscaler(catalog.models[0].upscaler.path, threads=1)])
+    server = DemoServer(model, Limits(stop_grace=1.0))
+    with server_thread(server) as running:
+        box: dict = {}
+        thread = threading.Thread(target=lambda: box.update(reply=post(running.port, png_bytes(8, 8))))
+        thread.start()
+        assert started.wait(10)
+        t0 = time.monotonic()
+        asyncio.run_coroutine_threadsafe(server.stop(), running.loop).result(10)
+        took = time.monotonic() - t0
+        thread.join(10)
+    assert box["reply"].status == status, box["reply"].text
+    assert took < (0.5 if status == 200 else 2.0), took
+    assert model.models[0].upscaler.cancelled and server.close(1.0)
+
+
 def test_connection_cap(catalog):
     with server_thread(DemoServer(catalog, Limits(connections=2, head_timeout=1.0))) as running:
         idle = [socket.create_connection(("127.0.0.1", running.port)) for _ in range(2)]
