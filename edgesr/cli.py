@@ -397,13 +397,15 @@ def bench_cmd(
     from .bench.outputs import plot, rich_table, write_results
     from .bench.rows import run_bench
     from .data.benchmark import open_set
+    from .threads import check_requested
 
     if scales:
         check_scales(scales)
     if warmup < 0:
         raise EdgesrError(f"--warmup must be 0 or more, got {warmup}")
-    for name, v in [("--runs", runs), ("--threads", threads), *(("--sizes", n) for n in sizes)]:
+    for name, v in [("--runs", runs), *(("--sizes", n) for n in sizes)]:
         _positive(name, v)
+    check_requested(threads)
     if plot_out:
         require_extra("plot", "--plot")
     refuse_existing([json_out, markdown_out, plot_out], overwrite)
@@ -462,11 +464,12 @@ def upscale_cmd(
     from .io import OutputError
     from .runtime import open_upscaler
     from .runtime.batch import plan_jobs, upscale_file
+    from .threads import check_requested
 
     if scale is not None:
         check_scales([scale], "--scale")
     _positive("--tile", tile)
-    _positive("--threads", threads)
+    check_requested(threads)
     jobs = plan_jobs(inputs, output, overwrite)
     upscaler = open_upscaler(model, threads, providers or None)
     if scale is not None:
@@ -525,9 +528,12 @@ def demo_cmd(
     from .demo.server import DemoServer, serve
     from .runtime import open_upscaler
 
-    _positive("--threads", threads)
-    limits = DemoLimits(workers=workers, queue=queue, max_upload=int(max_upload_mb * MB),
-                        max_pixels=int(max_mp * MP), max_output_pixels=int(max_output_mp * MP))
+    from .demo.limits import check_port, limits_from_flags
+    from .threads import check_requested
+
+    check_port(port)
+    check_requested(threads)
+    limits = limits_from_flags(workers, queue, max_upload_mb, max_mp, max_output_mp)
     server = DemoServer(build_catalog([open_upscaler(m, threads) for m in model]), limits)
 
     def ready(bound: int) -> None:

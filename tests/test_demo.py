@@ -117,6 +117,8 @@ def _truncated() -> bytes:
     ("no length", lambda p: request(p, b"POST /api/upscale HTTP/1.1\r\n\r\n"), 411, "Content-Length header"),
     ("unknown model", lambda p: post(p, b"abc", "?model=../../etc/passwd"), 404, "no model '../../etc/passwd'"),
     ("bad scale", lambda p: post(p, b"abc", "?scale=7"), 400, "scale '7' is not available for tiny: choose 2"),
+    ("scale of 5000 digits", lambda p: post(p, b"abc", "?scale=" + "9" * 5000), 400,
+     "scale '99999999' is not available for tiny: choose 2"),
     ("path traversal", lambda p: get(p, "/../../../etc/passwd"), 404, "nothing at"),
     ("encoded traversal", lambda p: get(p, "/static/%2e%2e/%2e%2e/server.py"), 404, "nothing at"),
     ("unknown method", lambda p: get(p, "/", "BREW"), 501, "method BREW is not supported"),

@@ -630,6 +630,45 @@ CASES = [
 ]
 
 
+# ----------------------------------------------------------------------------- issue 30: bounded work
+# Issue 30 items 6 and 7 (demo flags): each input that asked for unbounded work or crashed on a
+# flag now ends in one line (or in correct output). A block of its own, added to CASES.
+
+DEMO = ("demo", "--model", "lr.onnx", "--port", "0")
+TOO_MANY_THREADS = "--threads must be from 1 to"
+
+BOUNDS_CASES = [
+    # --- --threads beyond the machine's cores, in every command that takes it
+    Case("upscale --threads 1000", (*UPSCALE, "a.png", "-o", "out.png", "--threads", "1000"),
+         files({"a.png": image(9, 9)}), TOO_MANY_THREADS, unchanged=("out.png",)),
+    Case("bench --threads 1000", ("bench", "lr.onnx", "--sizes", "16", "--runs", "1", "--threads", "1000"), files(),
+         TOO_MANY_THREADS),
+    Case("demo --threads 1000", (*DEMO, "--threads", "1000"), files(), TOO_MANY_THREADS),
+    Case("export --threads 1000", ("export", "--model", "student.safetensors", "-o", "m.onnx", "--threads", "1000"),
+         files(), TOO_MANY_THREADS, unchanged=("m.onnx",)),
+    # --- demo flags: finite and in range, checked before any model is loaded
+    Case("demo --max-upload-mb nan", (*DEMO, "--max-upload-mb", "nan"), files(),
+         "--max-upload-mb must be more than 0 to 1000 (each admitted upload is held in memory), got nan"),
+    Case("demo --max-upload-mb inf", (*DEMO, "--max-upload-mb", "inf"), files(), "--max-upload-mb must be"),
+    Case("demo --max-upload-mb 1e308", (*DEMO, "--max-upload-mb", "1e308"), files(), "got 1e+308"),
+    Case("demo --max-mp 0", (*DEMO, "--max-mp", "0"), files(), "--max-mp must be more than 0 to 178.9"),
+    Case("demo --max-output-mp -1", (*DEMO, "--max-output-mp", "-1"), files(), "--max-output-mp must be"),
+    Case("demo --port 70000", (*DEMO[:3], "--port", "70000"), files(), "--port must be from 0 to 65535"),
+    Case("demo --workers 1000000", (*DEMO, "--workers", "1000000"), files(),
+         "--workers must be from 1 to"),
+    Case("demo --queue 100000", (*DEMO, "--queue", "100000"), files(), "--queue must be from 0 to 64"),
+]
+CASES += BOUNDS_CASES
+
+
+def test_every_issue_30_case_is_in_the_table():
+    """Issue 30's bounded-work list (items 6 and 7), by the words of its rows."""
+    ids = " | ".join(c.id for c in BOUNDS_CASES)
+    for words in ["--threads 1000", "--max-upload-mb nan", "--max-upload-mb inf", "--max-upload-mb 1e308",
+                  "--port 70000", "--workers 1000000"]:
+        assert words in ids, words
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_hostile_input(case: Case, world: World, tmp_path, monkeypatch):
     if fcntl is None and case.setup is locked:  # pragma: no cover

@@ -257,7 +257,7 @@ class DemoServer:
             raise HttpError(HTTPStatus.NOT_FOUND, f"no model {_printable(req.query['model'], 40)!r} here: "
                                                   f"{API_INFO} lists them") from None
         raw = req.query.get("scale", str(choice.upscaler.meta.scale))
-        if not (raw.isascii() and raw.isdigit()) or int(raw) not in choice.scales:
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 2) or int(raw) not in choice.scales:
             raise HttpError(HTTPStatus.BAD_REQUEST, f"scale {_printable(raw, 8)!r} is not available for "
                                                     f"{choice.id}: choose {', '.join(map(str, choice.scales))}")
         return choice, int(raw)
