@@ -24,6 +24,9 @@ from .tiling import DEFAULT_MARGIN
 MIN_LR_SIDE = 2
 #: the largest receptive radius an artifact may declare (a 64-layer network has 64)
 MAX_RADIUS = 256
+#: the largest image side edgesr exports for (``edgesr.export.onnx_export.MAX_SIDE``, which needs
+#: torch to import): the largest square ``edgesr bench`` times
+MAX_SIDE = 8192
 
 
 class Upscaler(ABC):
