@@ -402,15 +402,18 @@ def bench_cmd(
 ) -> None:
     """Latency (p50/p90/p99), throughput, memory and PSNR/SSIM of exported models on this device."""
     from .bench.outputs import plot, rich_table, write_results
-    from .bench.rows import run_bench
+    from .bench.rows import check_sizes, run_bench
     from .data.benchmark import open_set
+    from .threads import check_requested
 
     if scales:
         check_scales(scales)
     if warmup < 0:
         raise EdgesrError(f"--warmup must be 0 or more, got {warmup}")
-    for name, v in [("--runs", runs), ("--threads", threads), *(("--sizes", n) for n in sizes)]:
+    for name, v in [("--runs", runs), *(("--sizes", n) for n in sizes)]:
         _positive(name, v)
+    check_sizes(sizes)
+    check_requested(threads)
     if plot_out:
         require_extra("plot", "--plot")
     refuse_existing([json_out, markdown_out, plot_out], overwrite)
@@ -455,7 +458,9 @@ def upscale_cmd(
                                         "TensorRT bundle folder", show_default=False)],
     scale: Annotated[int | None, typer.Option(metavar="S", help="upscaling factor [default: the model's]")] = None,
     tile: Annotated[int, typer.Option(metavar="N", help="output tile side above which images are tiled "
-                                      "(bounds memory)")] = 512,
+                                      "(bounds memory; at least 64)")] = 512,
+    max_mp: Annotated[float, typer.Option(metavar="MP", help="largest result, in megapixels (checked on the file's "
+                                          "header before decoding)")] = 64.0,
     threads: Annotated[int | None, typer.Option(metavar="N", help="CPU threads for onnxruntime [default: "
                                                 "onnxruntime's, one per core]")] = None,
     providers: Annotated[list[str], typer.Option(metavar="NAME...", help="onnxruntime providers in order: cpu, "
@@ -468,18 +473,24 @@ def upscale_cmd(
 
     from .io import OutputError
     from .runtime import open_upscaler
-    from .runtime.batch import plan_jobs, upscale_file
+    from .runtime.batch import max_output_pixels, plan_jobs, upscale_file
+    from .runtime.memory import bytes_per_pixel, check_fits
+    from .runtime.tiling import check_tile
+    from .threads import check_requested
 
     if scale is not None:
         check_scales([scale], "--scale")
-    _positive("--tile", tile)
-    _positive("--threads", threads)
+    check_tile(tile)
+    check_requested(threads)
+    max_pixels = max_output_pixels(max_mp)
     jobs = plan_jobs(inputs, output, overwrite)
     upscaler = open_upscaler(model, threads, providers or None)
     if scale is not None:
         upscaler.check_scale(scale)
+    check_fits(tile * tile * bytes_per_pixel(upscaler), f"--tile {tile} with {upscaler.path.name}",
+               "choose a smaller --tile")
     if len(jobs) == 1:
-        upscale_file(upscaler, jobs[0], scale, tile)
+        upscale_file(upscaler, jobs[0], scale, tile, max_pixels=max_pixels)
         console.print(f"wrote {jobs[0].dst}")
         return
     failed = done = 0
@@ -490,7 +501,7 @@ def upscale_cmd(
         for job in jobs:
             bar.update(files, description=job.src.name)
             try:
-                upscale_file(upscaler, job, scale, tile,
+                upscale_file(upscaler, job, scale, tile, max_pixels=max_pixels,
                              on_tile=lambda i, n: bar.update(tiles, completed=i, total=n, visible=n > 1))
             except OutputError as exc:  # every later image would fail the same way: stop
                 raise OutputError(f"{exc} ({done} of {len(jobs)} images written before)") from None
@@ -529,12 +540,14 @@ def demo_cmd(
 ) -> None:
     """Serve a web page that upscales the images you drop on it, beside MATLAB bicubic."""
     from .demo.catalog import build_catalog
+    from .demo.limits import check_port, limits_from_flags
     from .demo.server import DemoServer, serve
     from .runtime import open_upscaler
+    from .threads import check_requested
 
-    _positive("--threads", threads)
-    limits = DemoLimits(workers=workers, queue=queue, max_upload=int(max_upload_mb * MB),
-                        max_pixels=int(max_mp * MP), max_output_pixels=int(max_output_mp * MP))
+    check_port(port)
+    check_requested(threads)
+    limits = limits_from_flags(workers, queue, max_upload_mb, max_mp, max_output_mp)
     server = DemoServer(build_catalog([open_upscaler(m, threads) for m in model]), limits)
 
     def ready(bound: int) -> None:

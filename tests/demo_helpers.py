@@ -38,6 +38,8 @@ class Running:
     host: str
     port: int
     log: list[str] = field(default_factory=list)
+    #: the server's event loop (``asyncio.run_coroutine_threadsafe(server.stop(), running.loop)``)
+    loop: asyncio.AbstractEventLoop | None = None
 
 
 def png_bytes(h: int, w: int, c: int = 3, seed: int = 0, fmt: str = "PNG") -> bytes:
@@ -87,7 +89,7 @@ def server_thread(server) -> Iterator[Running]:
     thread.start()
     assert ready.wait(30), "the demo server did not start"
     try:
-        yield Running("127.0.0.1", box["port"])
+        yield Running("127.0.0.1", box["port"], loop=loop)
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)

@@ -117,6 +117,8 @@ def _truncated() -> bytes:
     ("no length", lambda p: request(p, b"POST /api/upscale HTTP/1.1\r\n\r\n"), 411, "Content-Length header"),
     ("unknown model", lambda p: post(p, b"abc", "?model=../../etc/passwd"), 404, "no model '../../etc/passwd'"),
     ("bad scale", lambda p: post(p, b"abc", "?scale=7"), 400, "scale '7' is not available for tiny: choose 2"),
+    ("scale of 5000 digits", lambda p: post(p, b"abc", "?scale=" + "9" * 5000), 400,
+     "scale '99999999' is not available for tiny: choose 2"),
     ("path traversal", lambda p: get(p, "/../../../etc/passwd"), 404, "nothing at"),
     ("encoded traversal", lambda p: get(p, "/static/%2e%2e/%2e%2e/server.py"), 404, "nothing at"),
     ("unknown method", lambda p: get(p, "/", "BREW"), 501, "method BREW is not supported"),
@@ -232,6 +234,91 @@ def test_busy_server_answers_503_with_retry_after(catalog, monkeypatch):
         assert post(running.port, png_bytes(8, 8)).status == 200
 
 
+def test_clients_that_never_read_their_reply_lose_their_slot(catalog, monkeypatch):
+    """Nine clients fill every ticket (1 worker + 8 queued) with uploads whose 5 MB replies they
+    never read (more than the socket buffers hold): each stalled reply is cut off after
+    ``idle_timeout`` without progress, not after the ~100 s its size would allow on average, so
+    a tenth client is served well within the 10 s the README promises; each cut-off is one log
+    line. (Their jobs return a ready reply, so that only the stalls are timed.)"""
+    import edgesr.demo.server as server_module
+    from edgesr.demo.work import Upscaled
+
+    silent_upload = b"never reads" * 10
+    big = Upscaled(np.random.default_rng(0).bytes(5_000_000), (1, 1), (2, 2), {})
+    real = server_module.upscale_upload
+    monkeypatch.setattr(server_module, "upscale_upload",
+                        lambda up, data, *args: big if data == silent_upload else real(up, data, *args))
+    limits = Limits(workers=1, queue=8, idle_timeout=1.0, head_timeout=1.5)
+    log: list[str] = []
+    head = f"POST /api/upscale HTTP/1.1\r\nContent-Length: {len(silent_upload)}\r\n\r\n".encode()
+    with server_thread(DemoServer(catalog, limits, log=log.append)) as running:
+        silent = []
+        for _ in range(limits.tickets):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", running.port))
+            s.sendall(head + silent_upload)
+            silent.append(s)
+        started = time.monotonic()
+        statuses = []
+        while time.monotonic() - started < 30:
+            reply = post(running.port, png_bytes(8, 8))
+            statuses.append(reply.status)
+            if reply.status == 200:
+                break
+            assert reply.status == 503 and "busy" in reply.text, reply.text
+            time.sleep(0.2)
+        waited = time.monotonic() - started
+        print(f"tenth client served after {waited:.2f} s ({len(statuses) - 1} answers 503 before)")
+        assert statuses[-1] == 200 and waited < 10, (waited, statuses)
+        assert 503 in statuses  # the nine did hold every ticket for a while
+        deadline = time.monotonic() + 10
+        while sum("stopped reading" in line for line in log) < limits.tickets and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for s in silent:
+            s.close()
+    stalled = [line for line in log if "the client stopped reading the reply" in line]
+    assert len(stalled) == limits.tickets, log
+    assert not [line for line in log if "Traceback" in line], log
+
+
+@pytest.mark.parametrize("job_seconds, status", [(0.3, 200), (None, 503)])
+def test_stop_gives_a_running_inference_its_grace_then_cancels_it(catalog, monkeypatch, job_seconds, status):
+    """DemoServer.stop(): a job that ends within stop_grace is answered 200; one that does not
+    is cancelled (the upscaler's cancel reaches it) and answered 503, and the workers end."""
+    import asyncio
+
+    import edgesr.demo.server as server_module
+    from edgesr.errors import EdgesrError
+
+    started, real = threading.Event(), server_module.upscale_upload
+
+    def slow(upscaler, *args):
+        started.set()
+        end = time.monotonic() + (job_seconds if job_seconds is not None else 30)
+        while time.monotonic() < end:
+            if upscaler.cancelled:
+                raise EdgesrError("stopped")
+            time.sleep(0.02)
+        return real(upscaler, *args)
+
+    monkeypatch.setattr(server_module, "upscale_upload", slow)
+    model = build_catalog([open_upscaler(catalog.models[0].upscaler.path, threads=1)])
+    server = DemoServer(model, Limits(stop_grace=1.0))
+    with server_thread(server) as running:
+        box: dict = {}
+        thread = threading.Thread(target=lambda: box.update(reply=post(running.port, png_bytes(8, 8))))
+        thread.start()
+        assert started.wait(10)
+        t0 = time.monotonic()
+        asyncio.run_coroutine_threadsafe(server.stop(), running.loop).result(10)
+        took = time.monotonic() - t0
+        thread.join(10)
+    assert box["reply"].status == status, box["reply"].text
+    assert took < (0.5 if status == 200 else 2.0), took
+    assert model.models[0].upscaler.cancelled and server.close(1.0)
+
+
 def test_connection_cap(catalog):
     with server_thread(DemoServer(catalog, Limits(connections=2, head_timeout=1.0))) as running:
         idle = [socket.create_connection(("127.0.0.1", running.port)) for _ in range(2)]
@@ -281,6 +368,60 @@ def test_cli_on_a_device_warns_survives_disconnects_and_stops_clean(tmp_path, mo
     # onnxruntime itself drops a session marker, ".ses", in $TMPDIR on import (any process that
     # imports it, edgesr upscale too); the demo writes nothing there
     assert [p.name for p in tmp.iterdir() if p.name != ".ses"] == []
+
+
+@pytest.fixture(scope="module")
+def slow_model(tmp_path_factory):
+    """A wider VDSR: a 1200x1200 upload at x2 takes it a few seconds on one thread."""
+    from tests.artifacts import tiny_vdsr
+
+    return bicubic_artifact(tmp_path_factory.mktemp("slow") / "slow.onnx", tiny_vdsr(width=32, depth=8))
+
+
+def _upload(port: int, data: bytes, cut: int | None = None) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=20)
+    s.sendall(f"POST /api/upscale HTTP/1.1\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data[:cut])
+    return s
+
+
+@pytest.mark.parametrize("attempt", range(4))
+def test_sigterm_during_an_inference_stops_within_seconds(slow_model, attempt):
+    """SIGTERM while an inference runs, two uploads wait, one is half sent and one connection is
+    idle: exit 0 within 5 s, nothing on stderr but one log line per connection, and every
+    connection answered (the running one: 200 if it finished within the grace, else 503) or closed.
+    Before the fix: an abort in onnxruntime (rc -6) and a CancelledError traceback per connection."""
+    args = ("--model", str(slow_model), "--port", "0", "--threads", "1")
+    with demo_process(*args) as (proc, port, _):
+        running = _upload(port, png_bytes(1200, 1200, seed=attempt))
+        time.sleep(0.5)  # decoded and at the worker
+        waiting = [_upload(port, png_bytes(64, 64)) for _ in range(2)]
+        half = _upload(port, png_bytes(64, 64), cut=100)
+        idle = socket.create_connection(("127.0.0.1", port), timeout=20)
+        time.sleep(0.5)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(15)
+        took = time.monotonic() - started
+        err = proc.stderr.read()
+        replies = [_reply_or_none(s) for s in (running, *waiting, half)]
+        closed = idle.recv(100) == b""
+        for s in (running, *waiting, half, idle):
+            s.close()
+    print(f"SIGTERM attempt {attempt}: exit {code} in {took:.2f} s")
+    assert code == 0 and took < 5, (code, took, err)
+    assert "Traceback" not in err and "Error" not in err and "terminate" not in err, err
+    assert len(err.splitlines()) == 5, err  # one log line per connection
+    assert replies[0] is not None and replies[0].status in (200, 503), replies[0]
+    for reply in replies[1:]:
+        assert reply is not None and reply.status == 503 and "the server is stopping" in reply.text, reply
+    assert closed
+
+
+def _reply_or_none(s: socket.socket):
+    try:
+        return read_reply(s)
+    except OSError:
+        return None
 
 
 def test_cli_errors_are_one_line(tmp_path, model_path):

@@ -630,6 +630,106 @@ CASES = [
 ]
 
 
+# ----------------------------------------------------------------------------- issue 30: bounded work
+# Issue 30 items 6 and 7 (demo flags): each input that asked for unbounded work or crashed on a
+# flag now ends in one line (or in correct output). A block of its own, added to CASES.
+
+DEMO = ("demo", "--model", "lr.onnx", "--port", "0")
+
+
+def bomb(width: int, height: int) -> Callable[[Path, World], None]:
+    """A valid PNG declaring ``width x height`` pixels: tiny on disk, huge decoded."""
+    from tests.demo_helpers import bomb_png
+
+    def make(path: Path, w: World) -> None:
+        path.write_bytes(bomb_png(width, height))
+
+    return make
+
+
+def with_low_memory(setup: Setup, gigabytes: float) -> Setup:
+    """``setup``, and edgesr seeing only ``gigabytes`` of memory available until the row ends."""
+    import edgesr.runtime.memory as memory
+
+    def wrapped(d: Path, w: World):
+        setup(d, w)
+        real = memory.available_memory
+        memory.available_memory = lambda: round(gigabytes * 1e9)
+        return lambda: setattr(memory, "available_memory", real)
+
+    return wrapped
+
+TOO_MANY_THREADS = "--threads must be from 1 to"
+
+BOUNDS_CASES = [
+    # --- --threads beyond the machine's cores, in every command that takes it
+    Case("upscale --threads 1000", (*UPSCALE, "a.png", "-o", "out.png", "--threads", "1000"),
+         files({"a.png": image(9, 9)}), TOO_MANY_THREADS, unchanged=("out.png",)),
+    Case("bench --threads 1000", ("bench", "lr.onnx", "--sizes", "16", "--runs", "1", "--threads", "1000"), files(),
+         TOO_MANY_THREADS),
+    Case("demo --threads 1000", (*DEMO, "--threads", "1000"), files(), TOO_MANY_THREADS),
+    Case("export --threads 1000", ("export", "--model", "student.safetensors", "-o", "m.onnx", "--threads", "1000"),
+         files(), TOO_MANY_THREADS, unchanged=("m.onnx",)),
+    # --- demo flags: finite and in range, checked before any model is loaded
+    Case("demo --max-upload-mb nan", (*DEMO, "--max-upload-mb", "nan"), files(),
+         "--max-upload-mb must be more than 0 to 1000 (each admitted upload is held in memory), got nan"),
+    Case("demo --max-upload-mb inf", (*DEMO, "--max-upload-mb", "inf"), files(), "--max-upload-mb must be"),
+    Case("demo --max-upload-mb 1e308", (*DEMO, "--max-upload-mb", "1e308"), files(), "got 1e+308"),
+    Case("demo --max-mp 0", (*DEMO, "--max-mp", "0"), files(), "--max-mp must be more than 0 to 178.9"),
+    Case("demo --max-output-mp -1", (*DEMO, "--max-output-mp", "-1"), files(), "--max-output-mp must be"),
+    Case("demo --port 70000", (*DEMO[:3], "--port", "70000"), files(), "--port must be from 0 to 65535"),
+    Case("demo --workers 1000000", (*DEMO, "--workers", "1000000"), files(),
+         "--workers must be from 1 to"),
+    Case("demo --queue 100000", (*DEMO, "--queue", "100000"), files(), "--queue must be from 0 to 64"),
+    # --- upscale: the result's pixels checked on the header (no decoding, no Pillow warning)
+    Case("upscale a 519 kB PNG declaring 13000x13000", (*UPSCALE, "bomb.png", "-o", "out.png"),
+         files({"bomb.png": bomb(13000, 13000)}), "image bomb.png is 13000x13000: the x2 result would be "
+         "26000x26000 (676.0 MP), more than the 64.0 MP allowed (--max-mp raises the limit)",
+         unchanged=("out.png",)),
+    Case("upscale --max-mp 0.1: a 200x200 image", (*UPSCALE, "a.png", "-o", "out.png", "--max-mp", "0.1"),
+         files({"a.png": image(200, 200)}), "the x2 result would be 400x400 (0.2 MP), more than the 0.1 MP allowed",
+         unchanged=("out.png",)),
+    Case("upscale --max-mp 0.2 raises it: a 200x200 image", (*UPSCALE, "a.png", "-o", "out.png", "--max-mp", "0.2"),
+         files({"a.png": image(200, 200)}), "wrote out.png", code=0, then=size_of("out.png", (400, 400))),
+    Case("upscale --max-mp nan", (*UPSCALE, "a.png", "-o", "out.png", "--max-mp", "nan"),
+         files({"a.png": image(9, 9)}), "--max-mp must be a number of megapixels above 0, got nan"),
+    Case("upscale with 0.5 GB of memory free: an 8000x8000 result", (*UPSCALE, "bomb.png", "-o", "out.png"),
+         with_low_memory(files({"bomb.png": bomb(4000, 4000)}), 0.5),
+         "the x2 result of image bomb.png (8000x8000) needs about 1.0 GB of memory, more than the 0.5 GB available "
+         "here: crop or shrink it first", unchanged=("out.png",)),
+    # --- upscale --tile: at least 64, at most what memory holds
+    Case("upscale --tile 1", (*UPSCALE, "a.png", "-o", "out.png", "--tile", "1"), files({"a.png": image(9, 9)}),
+         "--tile must be at least 64 output pixels", unchanged=("out.png",)),
+    Case("upscale --tile 1000000", (*UPSCALE, "a.png", "-o", "out.png", "--tile", "1000000"),
+         files({"a.png": image(9, 9)}), "--tile 1000000 with lr.onnx needs about", unchanged=("out.png",)),
+    # --- bench --sizes: at most the largest exported side, and what memory holds
+    Case("bench --sizes 100000", ("bench", "lr.onnx", "--sizes", "100000", "--runs", "1"), files(),
+         "--sizes 100000 is larger than 8192, the largest side edgesr exports for"),
+    Case("bench --sizes 4096 with 1 GB of memory free", ("bench", "lr.onnx", "--sizes", "4096", "--runs", "1"),
+         with_low_memory(files(), 1.0), "timing a 4096x4096 output with lr.onnx needs about 11.3 GB of memory, "
+         "more than the 1.0 GB available here: choose smaller --sizes"),
+    # --- a student of 100000 layers: the recipe's range refuses it before anything is built
+    bad_key("student.depth", "100000", "recipe key student.depth: must be in [3, 64], got 100000"),
+]
+CASES += BOUNDS_CASES
+
+
+def test_bench_largest_side_is_the_exporters():
+    from edgesr.export.onnx_export import MAX_SIDE
+    from edgesr.runtime.base import MAX_SIDE as BENCH_MAX_SIDE
+
+    assert BENCH_MAX_SIDE == MAX_SIDE
+
+
+def test_every_issue_30_case_is_in_the_table():
+    """Issue 30's bounded-work list (items 6 and 7), by the words of its rows."""
+    ids = " | ".join(c.id for c in BOUNDS_CASES)
+    for words in ["13000x13000", "--tile 1", "student.depth=100000", "--sizes 100000", "--threads 1000",
+                  "--max-upload-mb nan", "--max-upload-mb inf", "--max-upload-mb 1e308", "--port 70000",
+                  "--workers 1000000"]:
+        assert words in ids, words
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_hostile_input(case: Case, world: World, tmp_path, monkeypatch):
     if fcntl is None and case.setup is locked:  # pragma: no cover

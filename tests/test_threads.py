@@ -39,6 +39,15 @@ def test_bad_flag():
         threads.choose(0)
 
 
+def test_flag_beyond_the_cores_is_refused(monkeypatch):
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
+    assert threads.choose(4).threads == 4
+    with pytest.raises(EdgesrError, match=r"--threads must be from 1 to 4 \(the cores of this machine\), got 5"):
+        threads.choose(5)
+    with pytest.raises(EdgesrError, match="got 1000"):
+        threads.check_requested(1000)
+
+
 def test_apply_sets_torch_and_later_sessions(monkeypatch):
     import torch
 

@@ -20,7 +20,8 @@ from ..errors import EdgesrError
 from ..evaluate import Score, evaluate
 from ..ops import imresize
 from ..runtime import Upscaler
-from ..runtime.base import MIN_LR_SIDE
+from ..runtime.base import MAX_SIDE, MIN_LR_SIDE
+from ..runtime.memory import bytes_per_pixel, check_fits
 from .measure import Latency, PeakMemory, summarize, time_calls
 
 Progress = Callable[[str], None]
@@ -61,6 +62,13 @@ def _test_image(size: int) -> np.ndarray:
     return (0.5 + 0.3 * np.sin(6 * xx) * np.cos(4 * yy) + 0.05 * rng.standard_normal((size, size))).clip(0, 1)
 
 
+def check_sizes(sizes: Sequence[int]) -> None:
+    """``--sizes``: each at most :data:`MAX_SIDE` (memory is checked per artifact, once loaded)."""
+    for size in sizes:
+        if size > MAX_SIDE:
+            raise EdgesrError(f"--sizes {size} is larger than {MAX_SIDE}, the largest side edgesr exports for")
+
+
 def latencies(run: Callable[[np.ndarray], object], input_side: Callable[[int], int], sizes: Sequence[int],
               warmup: int, runs: int, progress: Progress | None = None) -> list[Latency]:
     """Latency per output size of ``run`` on an input of side ``input_side(size)``."""
@@ -95,6 +103,9 @@ def bench_artifact(open_fn: Callable[[], Upscaler], sizes: Sequence[int], warmup
     name, by default the model file's)."""
     with PeakMemory() as mem:
         u = open_fn()
+        for size in sizes:
+            check_fits(size * size * bytes_per_pixel(u), f"timing a {size}x{size} output with {u.path.name}",
+                       "choose smaller --sizes")
         lat = latencies(u.infer, lambda n: u.input_size(n, n)[0], sizes, warmup, runs, progress)
     m = u.meta
     row = BenchRow(name or u.path.name, "artifact", f"{u.backend}/{u.device}", m.model, m.precision, m.input_kind,

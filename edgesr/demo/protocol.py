@@ -41,7 +41,8 @@ class HttpError(Exception):
 
 
 class ClientGone(Exception):
-    """The client closed or reset the connection: there is nobody to answer."""
+    """The client closed or reset the connection, or stopped reading it: there is nobody to
+    answer (the message, when there is one, says which for the log)."""
 
 
 @dataclass
@@ -151,24 +152,52 @@ def response_head(status: int, content_type: str, length: int, headers: dict[str
 
 async def send(writer: asyncio.StreamWriter, status: int, body: bytes, content_type: str,
                headers: dict[str, str] | None, limits: Limits, head_only: bool = False) -> None:
-    """One complete reply, which must leave within the transfer timeout for its size."""
+    """One complete reply, which must leave as a body must arrive (see :func:`drain`)."""
     writer.write(response_head(status, content_type, len(body), headers))
     if not head_only:
         writer.write(body)
-    try:
-        await asyncio.wait_for(writer.drain(), limits.transfer_timeout(len(body)))
-    except (ConnectionError, asyncio.TimeoutError):
-        raise ClientGone from None
+    await drain(writer, len(body), limits)
 
 
-async def close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, drain: tuple[int, float] = (0, 0.0)
-                ) -> None:
+async def drain(writer: asyncio.StreamWriter, nbytes: int, limits: Limits) -> None:
+    """Wait until what was written has left for the client, which may pause reading at most
+    ``idle_timeout`` and must average ``min_rate`` (``nbytes`` sets the whole deadline): a
+    client that stops reading is cut off, its unsent reply dropped, and :class:`ClientGone`
+    raised, so that it frees its slot instead of holding it for as long as its size allows."""
+    loop = asyncio.get_running_loop()
+    transport = writer.transport
+    deadline = loop.time() + limits.transfer_timeout(nbytes)
+    pending = transport.get_write_buffer_size()
+    while True:
+        try:
+            await asyncio.wait_for(writer.drain(), max(0.0, min(limits.idle_timeout, deadline - loop.time())))
+            return
+        except ConnectionError:
+            raise ClientGone from None
+        except asyncio.TimeoutError:
+            left = transport.get_write_buffer_size()
+            if loop.time() >= deadline:
+                reason = f"the client read the reply too slowly ({left} bytes unsent after " \
+                         f"{limits.transfer_timeout(nbytes):.0f} s)"
+            elif left >= pending:
+                reason = f"the client stopped reading the reply ({left} bytes unsent, nothing for " \
+                         f"{limits.idle_timeout:g} s)"
+            else:
+                pending = left
+                continue
+        transport.abort()
+        raise ClientGone(reason)
+
+
+async def close(reader: asyncio.StreamReader | None, writer: asyncio.StreamWriter,
+                drain: tuple[int, float] = (0, 0.0), flush_timeout: float = LINGER_SECONDS) -> None:
     """Close the connection; after an error reply, first read and drop up to ``drain`` =
     ``(bytes, seconds)`` of what the client still sends: closing on unread data resets the
-    connection, and a client mid-upload would then see the reset instead of the reply."""
+    connection, and a client mid-upload would then see the reset instead of the reply. What is
+    still unsent must leave within ``flush_timeout``, else the connection is cut off."""
     limit, seconds = drain
     try:
-        if limit:
+        if limit and reader is not None:
             if writer.can_write_eof():
                 writer.write_eof()
             loop = asyncio.get_running_loop()
@@ -183,6 +212,8 @@ async def close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, drai
     finally:
         writer.close()
         try:
-            await writer.wait_closed()
+            await asyncio.wait_for(writer.wait_closed(), flush_timeout)
+        except asyncio.TimeoutError:  # a client that does not read what is left
+            writer.transport.abort()
         except (ConnectionError, OSError):
             pass

@@ -2,8 +2,9 @@
 
 Standard library only, so it runs wherever the device runtime does (a Jetson, a laptop) with no
 web framework to install. One event-loop thread handles every connection, so slow or idle
-clients cost a socket, not a thread; inference runs on ``workers`` daemon threads, never on the
-loop. What is admitted, for how long, and how big it may be is in :class:`Limits`.
+clients cost a socket, not a thread; inference runs on ``workers`` threads, never on the loop.
+What is admitted, for how long, and how big it may be is in :class:`Limits`. On SIGTERM or
+SIGINT it stops within :data:`Limits.stop_grace` plus a second or two (:meth:`DemoServer.stop`).
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import queue
+import os
 import signal
 import sys
-import threading
 import time
 import traceback
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from http import HTTPStatus
 from importlib import resources
 
@@ -40,6 +41,7 @@ from .protocol import (
     send,
 )
 from .work import Upscaled, upscale_upload, warm_up
+from .workers import WorkerThreads
 
 #: path -> (file under static/, content type); nothing else is ever read from disk
 STATIC = {
@@ -53,51 +55,14 @@ API_INFO, API_UPSCALE = "/api/info", "/api/upscale"
 #: methods HTTP defines; any other token is answered 501 Not Implemented
 KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
 TEXT = "text/plain; charset=utf-8"
+#: where a connection is, for a stopping server: OPEN ones (reading, queued, idle) are answered
+#: at once, RUNNING ones (at a worker) get the stop grace, REPLYING ones only finish their reply
+OPEN, RUNNING, REPLYING = "open", "running", "replying"
 
 
-class WorkerThreads:
-    """``n`` daemon threads running blocking jobs for the event loop.
-
-    Daemon threads, unlike an executor's, do not hold the process after a SIGTERM until a long
-    inference ends; the server's semaphore keeps at most ``n`` jobs in flight.
-    """
-
-    def __init__(self, n: int) -> None:
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        for i in range(n):
-            threading.Thread(target=self._work, name=f"edgesr-demo-worker-{i}", daemon=True).start()
-
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            loop, fut, fn, args = job
-            try:
-                result, error = fn(*args), None
-            except BaseException as exc:  # noqa: BLE001 (handed to the awaiting coroutine)
-                result, error = None, exc
-            try:
-                loop.call_soon_threadsafe(_resolve, fut, result, error)
-            except RuntimeError:  # the loop has closed: the server stopped meanwhile
-                pass
-
-    def close(self, n: int) -> None:
-        """Let the ``n`` threads end once they are idle."""
-        for _ in range(n):
-            self._jobs.put(None)
-
-    async def run(self, fn: Callable, *args):
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self._jobs.put((loop, fut, fn, args))
-        return await fut
-
-
-def _resolve(fut: asyncio.Future, result, error: BaseException | None) -> None:
-    if fut.cancelled():
-        return
-    if error is not None:
-        fut.set_exception(error)
-    else:
-        fut.set_result(result)
+def _stopping() -> HttpError:
+    return HttpError(HTTPStatus.SERVICE_UNAVAILABLE, "the server is stopping: try again in a moment",
+                     {"Retry-After": "10"})
 
 
 def _printable(s: str, n: int = 200) -> str:
@@ -126,6 +91,11 @@ class DemoServer:
         #: running average of a job's seconds, for Retry-After
         self.job_seconds = 1.0
         self._workers: asyncio.Semaphore | None = None
+        #: each open connection's task and where it is (OPEN, RUNNING, REPLYING), for stop()
+        self._phases: dict[asyncio.Task, str] = {}
+        self.stopping = False
+        #: the short waits of a stopping server: a 503 that does not leave in a second is dropped
+        self._stop_limits = replace(self.limits, idle_timeout=1.0)
         self._threads = WorkerThreads(self.limits.workers)
         for choice in (*catalog.models, catalog.reference):
             warm_up(choice.upscaler, self.limits)
@@ -137,8 +107,11 @@ class DemoServer:
                 "limits": {"max_upload": lim.max_upload, "max_pixels": lim.max_pixels,
                            "max_output_pixels": lim.max_output_pixels}}
 
-    def close(self) -> None:
-        self._threads.close(self.limits.workers)
+    def close(self, timeout: float = 1.0) -> bool:
+        """End the worker threads: whether they all ended within ``timeout`` seconds (one still
+        inside a runtime call that :meth:`stop` could not interrupt would not)."""
+        self._threads.close()
+        return self._threads.join(timeout)
 
     async def start(self, host: str, port: int) -> asyncio.Server:
         self._workers = asyncio.Semaphore(self.limits.workers)
@@ -147,7 +120,27 @@ class DemoServer:
     # -- one connection, one request ---------------------------------------------------------
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._phases[task] = OPEN
+        try:
+            await self._handle(reader, writer)
+        except asyncio.CancelledError:  # cancelled again while stopping: cut off, quietly
+            writer.transport.abort()
+        finally:
+            del self._phases[task]
+
+    def _phase(self, phase: str) -> None:
+        """Where the current connection is, for :meth:`stop`."""
+        task = asyncio.current_task()
+        if task in self._phases:
+            self._phases[task] = phase
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = (writer.get_extra_info("peername") or ("?",))[0]
+        if self.stopping:  # accepted just before the listening socket closed
+            writer.transport.abort()
+            return
         if self.connections >= self.limits.connections:
             await self._refuse(writer, peer)
             return
@@ -161,18 +154,45 @@ class DemoServer:
         except HttpError as exc:
             status, note, drain = exc.status, exc.message, self._drain_budget(req)
             size = await self._error(writer, exc, req)
-        except ClientGone:
-            note = "client went away"
+        except ClientGone as exc:
+            note = str(exc) or "client went away"
+        except asyncio.CancelledError:  # only stop() cancels a connection
+            _uncancel()
+            note = "the server stopped"
+            if req is not None and self._phases.get(asyncio.current_task()) != REPLYING:
+                status, size = 503, await self._error(writer, _stopping(), req, self._stop_limits)
         except Exception:  # a bug, not the client's fault: keep its traceback in the log
             self.log(traceback.format_exc().rstrip())
             status, note, drain = 500, "internal error", self._drain_budget(req)
             size = await self._error(writer, HttpError(500, "internal error: the server's log has the details"), req)
         finally:
-            self.connections -= 1
-            await close(reader, writer, drain)
+            try:
+                await close(reader, writer, drain, 1.0 if self.stopping else self.limits.idle_timeout)
+            finally:
+                self.connections -= 1
         what = f"{req.method} {_printable(req.target)}" if req else "-"
         self.log(f"{time.strftime('%H:%M:%S')} {peer} {what} {status or '-'} {size}B "
                  f"{time.monotonic() - started:.2f}s" + (f" {note}" if note else ""))
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """Stop serving, once the listening socket is closed: requests not yet at a worker get
+        503 at once, idle connections are closed, running inferences get ``stop_grace`` seconds
+        to finish and be answered; then the rest is cancelled (a 503 if nothing was sent yet),
+        the runs in progress included (:meth:`edgesr.runtime.Upscaler.cancel`)."""
+        self.stopping = True
+        for task, phase in list(self._phases.items()):
+            if phase == OPEN:
+                task.cancel()
+        if self._phases:
+            await asyncio.wait(list(self._phases), timeout=self.limits.stop_grace)
+        for choice in (*self.catalog.models, self.catalog.reference):
+            choice.upscaler.cancel()
+        for task in self._phases:
+            task.cancel()
+        if self._phases:
+            await asyncio.wait(list(self._phases), timeout=2 * self._stop_limits.idle_timeout)
 
     def _drain_budget(self, req: Request | None) -> tuple[int, float]:
         """After an error reply: read and drop the rest of an upload the server would have
@@ -192,14 +212,16 @@ class DemoServer:
         except ClientGone:
             pass
         finally:
-            writer.close()
+            await close(None, writer, flush_timeout=1.0)
         self.log(f"{time.strftime('%H:%M:%S')} {peer} - 503 refused: {self.connections} connections open")
 
-    async def _error(self, writer: asyncio.StreamWriter, exc: HttpError, req: Request | None) -> int:
+    async def _error(self, writer: asyncio.StreamWriter, exc: HttpError, req: Request | None,
+                     limits: Limits | None = None) -> int:
+        self._phase(REPLYING)
         body = (exc.message + "\n").encode()
         try:
-            await send(writer, exc.status, body, TEXT, {"Cache-Control": "no-store", **exc.headers}, self.limits,
-                       head_only=req is not None and req.method == "HEAD")
+            await send(writer, exc.status, body, TEXT, {"Cache-Control": "no-store", **exc.headers},
+                       limits or self.limits, head_only=req is not None and req.method == "HEAD")
         except ClientGone:
             return 0
         return len(body)
@@ -221,6 +243,7 @@ class DemoServer:
             body, ctype = json.dumps(self.info()).encode(), "application/json"
         else:
             body, ctype = self.static[req.path]
+        self._phase(REPLYING)
         await send(writer, 200, body, ctype, {"Cache-Control": "no-cache"}, self.limits,
                    head_only=req.method == "HEAD")
         return 200, len(body)
@@ -234,7 +257,7 @@ class DemoServer:
             raise HttpError(HTTPStatus.NOT_FOUND, f"no model {_printable(req.query['model'], 40)!r} here: "
                                                   f"{API_INFO} lists them") from None
         raw = req.query.get("scale", str(choice.upscaler.meta.scale))
-        if not (raw.isascii() and raw.isdigit()) or int(raw) not in choice.scales:
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 2) or int(raw) not in choice.scales:
             raise HttpError(HTTPStatus.BAD_REQUEST, f"scale {_printable(raw, 8)!r} is not available for "
                                                     f"{choice.id}: choose {', '.join(map(str, choice.scales))}")
         return choice, int(raw)
@@ -263,10 +286,14 @@ class DemoServer:
             async with self._workers:
                 if writer.transport.is_closing():
                     raise ClientGone
+                if self.stopping:
+                    raise _stopping()
                 waited = time.perf_counter() - queued
+                self._phase(RUNNING)
                 result = await self._run(choice, data, scale)
             del data
             headers = self._result_headers(result, waited)
+            self._phase(REPLYING)
             await send(writer, 200, result.png, "image/png", headers, self.limits)
             return 200, len(result.png)
         finally:
@@ -294,9 +321,17 @@ class DemoServer:
                 "X-Edgesr-Output": "{}x{}".format(*result.output_size)}
 
 
+def _uncancel() -> None:
+    """Forget a cancellation the current task has handled (Python 3.11+ counts them)."""
+    task = asyncio.current_task()
+    if task is not None and hasattr(task, "uncancel"):
+        task.uncancel()
+
+
 def serve(server: DemoServer, host: str, port: int, on_ready: Callable[[int], None] = lambda port: None) -> None:
-    """Serve until SIGINT or SIGTERM, then stop at once: the demo writes no files to clean up,
-    and a running inference (on a daemon thread) is abandoned."""
+    """Serve until SIGINT or SIGTERM, then stop: no new connection, every open one answered or
+    closed (:meth:`DemoServer.stop`), the worker threads ended, within ``stop_grace`` plus about
+    two seconds. The demo writes no files, so there is nothing else to clean up."""
 
     async def main() -> None:
         srv = await server.start(host, port)
@@ -308,7 +343,17 @@ def serve(server: DemoServer, host: str, port: int, on_ready: Callable[[int], No
         try:
             await stop.wait()
         finally:
-            srv.close()  # open connections are cancelled as asyncio.run ends
-            server.close()
+            srv.close()
+            await server.stop()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except BaseException:
+        server.close(0.0)
+        raise
+    if not server.close(timeout=1.0):
+        # a backend that cannot be interrupted is still inside a call: the interpreter's normal
+        # exit would tear the runtime down under it and abort; the demo has nothing left to save
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

@@ -14,7 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..runtime import Upscaler
-from ..runtime.photo import Photo, TooManyPixels, check_pixels, encode_png, image_size, read_photo, upscale_photo
+from ..runtime.photo import (
+    Photo,
+    TooManyPixels,
+    check_pixels,
+    check_result,
+    encode_png,
+    image_size,
+    read_photo,
+    upscale_photo,
+)
 from .limits import Limits
 
 #: zlib level of the PNG replies (the pixels are the same at any level): on a 2048x2048 result
@@ -40,10 +49,10 @@ def check_sizes(width: int, height: int, scale: int, limits: Limits) -> None:
         check_pixels(width, height, limits.max_pixels)
     except TooManyPixels as exc:
         raise LimitError(f"{exc}: crop or shrink it first") from None
-    out_w, out_h = width * scale, height * scale
-    if out_w * out_h > limits.max_output_pixels:
-        raise LimitError(f"the x{scale} result would be {out_w}x{out_h} ({out_w * out_h / 1e6:.1f} MP), more than "
-                         f"the {limits.max_output_pixels / 1e6:.1f} MP this server makes: try a smaller image")
+    try:
+        check_result(width, height, scale, limits.max_output_pixels, "this server makes")
+    except TooManyPixels as exc:
+        raise LimitError(f"{exc}: try a smaller image") from None
 
 
 def upscale_upload(upscaler: Upscaler, data: bytes, scale: int, limits: Limits) -> Upscaled:

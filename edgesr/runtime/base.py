@@ -24,6 +24,9 @@ from .tiling import DEFAULT_MARGIN
 MIN_LR_SIDE = 2
 #: the largest receptive radius an artifact may declare (a 64-layer network has 64)
 MAX_RADIUS = 256
+#: the largest image side edgesr exports for (``edgesr.export.onnx_export.MAX_SIDE``, which needs
+#: torch to import): the largest square ``edgesr bench`` times
+MAX_SIDE = 8192
 
 
 class Upscaler(ABC):
@@ -35,6 +38,8 @@ class Upscaler(ABC):
     def __init__(self, path: Path, meta: ArtifactMeta) -> None:
         self.path = path
         self.meta = meta
+        #: set by :meth:`cancel`: every later call fails at once
+        self.cancelled = False
 
     @abstractmethod
     def _run(self, x: np.ndarray) -> np.ndarray:
@@ -65,6 +70,8 @@ class Upscaler(ABC):
         A failure inside the runtime (the artifact is someone else's file) is a one-line error."""
         if x.ndim != 2 or min(x.shape) < 1:
             raise EdgesrError(f"the model needs a non-empty 2-D Y image, got shape {x.shape}")
+        if self.cancelled:
+            raise EdgesrError(f"{self.path.name} was stopped")
         try:
             out = np.asarray(self._run(np.ascontiguousarray(x, dtype=np.float32)[None, None]), dtype=np.float32)
         except EdgesrError:
@@ -76,6 +83,12 @@ class Upscaler(ABC):
         if out.ndim < 2 or out.size != out.shape[-2] * out.shape[-1]:
             raise EdgesrError(f"{self.path.name} returned shape {out.shape}, not one 2-D image")
         return out.reshape(out.shape[-2:])
+
+    def cancel(self) -> None:
+        """Stop for good, from any thread (a server shutting down): every later call fails at
+        once, so a tiled photo stops at its next tile, and a run in progress ends as soon as the
+        runtime allows (onnxruntime: at its next node; others: when the call returns)."""
+        self.cancelled = True
 
     def probe_size(self) -> tuple[int, int]:
         """``(h, w)`` of the input :meth:`check_graph` runs."""

@@ -8,6 +8,7 @@ complete files.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,22 @@ from pathlib import Path
 from ..data.images import list_images
 from ..errors import EdgesrError
 from .base import Upscaler
-from .photo import names_image, output_format, read_photo, upscale_photo, write_photo
+from .memory import BYTES_PER_RESULT_PIXEL, check_fits
+from .photo import (
+    TooManyPixels,
+    check_result,
+    image_size,
+    names_image,
+    output_format,
+    read_photo,
+    upscale_photo,
+    write_photo,
+)
 from .tiling import DEFAULT_TILE
+
+#: the largest result ``edgesr upscale`` makes unless ``--max-mp`` raises it: 64 MP (8000x8000),
+#: about 1 GB as the result and its encoded copy; checked on the file's header, before decoding
+DEFAULT_MAX_MP = 64.0
 
 
 @dataclass(frozen=True)
@@ -68,7 +83,31 @@ def plan_jobs(inputs: Sequence[Path], output: Path, overwrite: bool = False) -> 
     return jobs
 
 
+def max_output_pixels(max_mp: float) -> int:
+    """``--max-mp`` in pixels: a finite number of megapixels above 0."""
+    if not (math.isfinite(max_mp) and max_mp > 0):
+        raise EdgesrError(f"--max-mp must be a number of megapixels above 0, got {max_mp!r}")
+    return max(1, round(max_mp * 1e6))
+
+
+def check_source(src: Path, scale: int, max_pixels: int) -> int:
+    """Refuse ``src`` from its header when its result would exceed ``max_pixels`` or the memory
+    available; the largest input that may then be decoded."""
+    width, height = image_size(src)
+    try:
+        check_result(width, height, scale, max_pixels)
+    except TooManyPixels as exc:
+        raise TooManyPixels(f"image {src} is {width}x{height}: {exc} (--max-mp raises the limit)") from None
+    out = width * height * scale * scale
+    check_fits(out * BYTES_PER_RESULT_PIXEL, f"the x{scale} result of image {src} ({width * scale}x{height * scale})",
+               "crop or shrink it first")
+    return max_pixels // (scale * scale)
+
+
 def upscale_file(upscaler: Upscaler, job: Job, scale: int | None = None, tile: int = DEFAULT_TILE,
-                 margin: int | None = None, on_tile: Callable[[int, int], None] | None = None) -> None:
-    photo = read_photo(job.src)
+                 margin: int | None = None, on_tile: Callable[[int, int], None] | None = None,
+                 max_pixels: int = round(DEFAULT_MAX_MP * 1e6)) -> None:
+    """Upscale one file; ``max_pixels`` bounds the result, checked before decoding."""
+    largest_input = check_source(job.src, scale or upscaler.meta.scale, max_pixels)
+    photo = read_photo(job.src, max_pixels=largest_input)
     write_photo(job.dst, upscale_photo(upscaler, photo, scale, tile, margin, on_tile))

@@ -47,6 +47,8 @@ class OnnxUpscaler(Upscaler):
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
         chosen = resolve_providers(providers, ort.get_available_providers())
+        #: shared by every run, so that :meth:`cancel` reaches the runs in progress
+        self._run_options = ort.RunOptions()
         try:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=chosen)
         except Exception as exc:
@@ -62,5 +64,9 @@ class OnnxUpscaler(Upscaler):
     def device(self) -> str:
         return self.session.get_providers()[0].removesuffix("ExecutionProvider")
 
+    def cancel(self) -> None:
+        super().cancel()
+        self._run_options.terminate = True  # onnxruntime checks it between nodes
+
     def _run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"input": x})[0]
+        return self.session.run(None, {"input": x}, self._run_options)[0]

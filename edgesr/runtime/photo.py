@@ -106,11 +106,19 @@ def _opened(source: str | Path | bytes) -> Iterator[BinaryIO]:
 
 
 def _open_image(f: BinaryIO):
-    """Pillow on ``f``, header only, trying :data:`READ_FORMATS` and nothing else."""
+    """Pillow on ``f``, header only, trying :data:`READ_FORMATS` and nothing else.
+
+    Pillow's warning above ~89 MP is silenced: the callers check the header's size against
+    their own limit first (``upscale --max-mp``, the demo's), and above ~179 MP Pillow refuses.
+    """
+    import warnings
+
     from PIL import Image
 
     Image.init()  # registers every plugin: ``formats=`` looks each name up among them
-    return Image.open(f, formats=READ_FORMATS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(f, formats=READ_FORMATS)
 
 
 def _describe(source: str | Path | bytes) -> str:
@@ -150,6 +158,15 @@ def check_pixels(width: int, height: int, max_pixels: int, what: str = "the imag
     if width * height > max_pixels:
         raise TooManyPixels(f"{what} is {width}x{height} ({width * height / 1e6:.1f} MP), more than the "
                             f"{max_pixels / 1e6:.1f} MP allowed")
+
+
+def check_result(width: int, height: int, scale: int, max_pixels: int, allowed: str = "allowed") -> None:
+    """Refuse an image whose ``scale`` times larger result is above ``max_pixels``; called on
+    header sizes, before decoding (``allowed`` ends the message: who sets the limit)."""
+    out_w, out_h = width * scale, height * scale
+    if out_w * out_h > max_pixels:
+        raise TooManyPixels(f"the x{scale} result would be {out_w}x{out_h} ({out_w * out_h / 1e6:.1f} MP), more "
+                            f"than the {max_pixels / 1e6:.1f} MP {allowed}")
 
 
 def read_photo(source: str | Path | bytes, max_pixels: int | None = None) -> Photo:
