@@ -53,9 +53,9 @@ def read_json(text: str | bytes, limit: int = MAX_JSON_DEPTH) -> Any:
     except UnicodeDecodeError:
         raise ValueError("not UTF-8 text") from None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON ({exc.msg})") from None
+        raise ValueError(f"not JSON ({exc.msg})") from None
     except ValueError:  # an integer of more digits than Python converts
-        raise ValueError("not valid JSON (a number too long)") from None
+        raise ValueError("not JSON (a number too long)") from None
     if nesting(value, limit) > limit:
         raise ValueError(f"nested deeper than {limit} levels")
     return value

@@ -630,6 +630,62 @@ CASES = [
 ]
 
 
+# ----------------------------------------------------------------------------- round 2 (issue 30)
+
+
+def deep_meta(path: Path, w: World) -> None:
+    """The lr model with its ``extra`` metadata nested 100,000 deep."""
+    from tests.forged import deep_json
+
+    _with_meta(w.lr_model, path, extra=deep_json())
+
+
+def deep_sidecar(path: Path, w: World) -> None:
+    from tests.forged import deep_json
+
+    path.write_bytes(b"not an engine")
+    path.with_name(path.name + ".json").write_text(deep_json())
+
+
+def deep_score_cache(d: Path, w: World) -> None:
+    """eval's inputs, and a score cache for the student nested 100,000 deep (ignored, rewritten)."""
+    from edgesr.cache import cache_dir
+    from edgesr.models.zoo import sha256_of
+    from tests.forged import deep_json
+
+    eval_data(d, w)
+    cache = cache_dir() / "scores" / f"{sha256_of(d / 'student.safetensors')}.json"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(deep_json())
+
+
+def score_cache_rewritten(d: Path) -> None:
+    from edgesr.cache import cache_dir
+
+    (cache,) = (cache_dir() / "scores").glob("*.json")
+    assert list(json.loads(cache.read_text())), cache.read_text()[:100]
+
+
+EVAL = ("eval", "--model", "student.safetensors", "--data", "set", "--scales", "2", "--no-ssim")
+
+CASES += [
+    # --- 7. JSON nested 100,000 deep, wherever edgesr reads JSON
+    Case("upscale: ONNX metadata nested 100000 deep", FORGED, files({"m.onnx": deep_meta, "a.png": image(9, 9)}),
+         "m.onnx has invalid edgesr metadata: extra is nested deeper than 32 levels", unchanged=("m.onnx",)),
+    Case("upscale: TensorRT sidecar .json nested 100000 deep", ("upscale", "--model", "m.engine", "a.png", "-o", "o.png"),
+         files({"m.engine": deep_sidecar, "a.png": image(9, 9)}), "cannot read m.engine.json: nested deeper than 32"),
+    Case("export: safetensors metadata measured_psnr nested 100000 deep",
+         ("export", "--model", "m.safetensors", "-o", "m.onnx"),
+         files({"m.safetensors": student_meta(measured_psnr="[" * 100_000 + "]" * 100_000)}),
+         "m.safetensors: metadata field 'measured_psnr' is nested deeper than 32 levels", unchanged=("m.onnx",)),
+    Case("export: safetensors metadata arch nested 100000 deep", ("export", "--model", "m.safetensors", "-o", "m.onnx"),
+         files({"m.safetensors": student_meta(arch="[" * 100_000 + "]" * 100_000)}),
+         "metadata field 'arch' is nested deeper than 32 levels", unchanged=("m.onnx",)),
+    Case("eval: a cached score file nested 100000 deep (ignored, rewritten)", EVAL, deep_score_cache, "x2", code=0,
+         then=score_cache_rewritten),
+]
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_hostile_input(case: Case, world: World, tmp_path, monkeypatch):
     if fcntl is None and case.setup is locked:  # pragma: no cover
