@@ -666,13 +666,14 @@ def score_cache_rewritten(d: Path) -> None:
     assert list(json.loads(cache.read_text())), cache.read_text()[:100]
 
 
+ENGINE = ("upscale", "--model", "m.engine", "a.png", "-o", "o.png")
 EVAL = ("eval", "--model", "student.safetensors", "--data", "set", "--scales", "2", "--no-ssim")
 
 CASES += [
     # --- 7. JSON nested 100,000 deep, wherever edgesr reads JSON
     Case("upscale: ONNX metadata nested 100000 deep", FORGED, files({"m.onnx": deep_meta, "a.png": image(9, 9)}),
          "m.onnx has invalid edgesr metadata: extra is nested deeper than 32 levels", unchanged=("m.onnx",)),
-    Case("upscale: TensorRT sidecar .json nested 100000 deep", ("upscale", "--model", "m.engine", "a.png", "-o", "o.png"),
+    Case("upscale: TensorRT sidecar .json nested 100000 deep", ENGINE,
          files({"m.engine": deep_sidecar, "a.png": image(9, 9)}), "cannot read m.engine.json: nested deeper than 32"),
     Case("export: safetensors metadata measured_psnr nested 100000 deep",
          ("export", "--model", "m.safetensors", "-o", "m.onnx"),
