@@ -633,6 +633,11 @@ CASES = [
 # ----------------------------------------------------------------------------- round 2 (issue 30)
 
 
+def tiny_teacher_yaml(d: Path, w: World) -> None:
+    teacher_images(d, w)
+    shutil.copy(w.teacher_recipe, d / "teacher-tiny.yaml")
+
+
 def deep_meta(path: Path, w: World) -> None:
     """The lr model with its ``extra`` metadata nested 100,000 deep."""
     from tests.forged import deep_json
@@ -682,6 +687,18 @@ CASES += [
     Case("export: safetensors metadata arch nested 100000 deep", ("export", "--model", "m.safetensors", "-o", "m.onnx"),
          files({"m.safetensors": student_meta(arch="[" * 100_000 + "]" * 100_000)}),
          "metadata field 'arch' is nested deeper than 32 levels", unchanged=("m.onnx",)),
+    # --- 9. numbers in --set and recipes parse as a user writes them; 7. and are bounded
+    Case("teacher train --set optim.lr=5e-4 (the example of its --help)",
+         ("teacher", "train", "--recipe", "teacher-tiny.yaml", "--data", "images", "--out", "runs", "--set",
+          "optim.lr=5e-4"), tiny_teacher_yaml, "results:", code=0),
+    Case("distill --set student_optim.lr=1e-3", (*DISTILL, "--set", "student_optim.lr=1e-3"), tiny_yaml,
+         "results:", code=0),
+    bad_key("seed", str(2**64), "recipe key seed: must be a 64-bit integer (from -2**63 to 2**63 - 1)"),
+    bad_key("batch_size", "9" * 5000, "the value is not valid YAML (an integer of 5000 digits (line 1))"),
+    bad_key("scales", "[1e999]", "recipe key scales[0]: expected an integer, got inf"),
+    Case("distill --recipe with an integer of 5000 digits", ("distill", "--recipe", "recipe.yaml", "--out", "runs"),
+         recipe_file("seed: " + "9" * 5000 + "\n"), "is not valid YAML: an integer of 5000 digits (line 1)",
+         unchanged=("runs",)),
     Case("eval: a cached score file nested 100000 deep (ignored, rewritten)", EVAL, deep_score_cache, "x2", code=0,
          then=score_cache_rewritten),
 ]
