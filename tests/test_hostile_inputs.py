@@ -671,6 +671,72 @@ def score_cache_rewritten(d: Path) -> None:
     assert list(json.loads(cache.read_text())), cache.read_text()[:100]
 
 
+def old_bundle(path: Path, w: World) -> None:
+    """A bundle folder as an earlier export wrote it, with the engine built on the device beside it."""
+    path.mkdir(parents=True)
+    for name in ("model.onnx", "model.meta.json", "README.md", "BENCH.md", "model.engine", "model.engine.json"):
+        (path / name).write_text("old " + name)
+
+
+def bundle_and_precious(path: Path, w: World) -> None:
+    """A bundle folder that also holds the user's own files."""
+    old_bundle(path, w)
+    (path / "precious.txt").write_text("mine")
+    (path / "sub").mkdir()
+    (path / "sub" / "notes.md").write_text("mine too")
+
+
+def linked_bundle(d: Path, w: World) -> None:
+    """``link`` -> ``real``, an earlier bundle, beside the student."""
+    files()(d, w)
+    old_bundle(d / "real", w)
+    (d / "link").symlink_to("real")
+
+
+def link_replaced(d: Path) -> None:
+    assert (d / "link").is_dir() and not (d / "link").is_symlink() and (d / "link" / "model.onnx").is_file()
+    assert stale_temporaries(d) == [], list(d.iterdir())
+
+
+def hard_link(target: str) -> Callable[[Path, World], None]:
+    def make(path: Path, w: World) -> None:
+        os.link(path.parent / target, path)
+
+    return make
+
+
+def student_in(path: Path, w: World) -> None:
+    path.mkdir()
+    shutil.copy(w.student, path / "student.safetensors")
+
+
+def killed_writes(d: Path, w: World) -> None:
+    """The student, and what SIGKILL left of earlier exports: a half-written ONNX file and a
+    half-filled bundle folder, beside another output's temporary (not theirs to remove)."""
+    files()(d, w)
+    (d / ".m.onnx.k1ll3d.tmp").write_bytes(b"half an onnx")
+    (d / ".b.x7r2hq9w.tmp").mkdir()
+    (d / ".b.x7r2hq9w.tmp" / "model.onnx").write_bytes(b"half")
+    (d / ".b.9d2e61aa.old.tmp").mkdir()
+    (d / ".m.onnx.data.k1ll3d.tmp").write_bytes(b"another output's")
+
+
+def temporaries_left(*names: str) -> Callable[[Path], None]:
+    """Exactly ``names`` are left of the temporaries: other outputs' are not the run's to remove."""
+
+    def check(d: Path) -> None:
+        assert [p.name for p in stale_temporaries(d)] == sorted(names), list(d.iterdir())
+
+    return check
+
+
+def killed_upscale(d: Path, w: World) -> None:
+    files({"in/a.png": image(9, 9), "in/b.png": image(9, 9, seed=1)})(d, w)
+    (d / "out").mkdir()
+    (d / "out" / ".a.png.k1ll3d.tmp").write_bytes(b"half a png")
+
+
+EXPORT_TRT = ("export", "--model", "student.safetensors", "--target", "tensorrt")
 ENGINE = ("upscale", "--model", "m.engine", "a.png", "-o", "o.png")
 EVAL = ("eval", "--model", "student.safetensors", "--data", "set", "--scales", "2", "--no-ssim")
 
@@ -687,6 +753,59 @@ CASES += [
     Case("export: safetensors metadata arch nested 100000 deep", ("export", "--model", "m.safetensors", "-o", "m.onnx"),
          files({"m.safetensors": student_meta(arch="[" * 100_000 + "]" * 100_000)}),
          "metadata field 'arch' is nested deeper than 32 levels", unchanged=("m.onnx",)),
+    # --- 2. --overwrite replaces only what edgesr wrote
+    Case("export --target tensorrt -o DIR --overwrite: DIR holds precious.txt and sub/",
+         (*EXPORT_TRT, "-o", "b", "--overwrite"), files({"b": bundle_and_precious}),
+         "b holds files edgesr did not write (precious.txt, sub/): --overwrite replaces only a TensorRT bundle",
+         unchanged=("b",)),
+    Case("export --target tensorrt -o DIR --overwrite: DIR an earlier bundle (engine built beside it)",
+         (*EXPORT_TRT, "-o", "b", "--overwrite"), files({"b": old_bundle}), "wrote b", code=0,
+         then=lambda d: (exists("b/model.onnx", "b/BENCH.md")(d), no_temporaries(".")(d))),
+    Case("export --target tensorrt -o . --overwrite", (*EXPORT_TRT, "-o", ".", "--overwrite"), files(),
+         ". is the current folder or holds it", unchanged=("student.safetensors",)),
+    Case("export --target tensorrt -o .. --overwrite", (*EXPORT_TRT, "-o", "..", "--overwrite"), files(),
+         ".. is the current folder or holds it", unchanged=("student.safetensors",)),
+    Case("export --target tensorrt -o a symlink --overwrite: the link replaced, no .link.old left",
+         (*EXPORT_TRT, "-o", "link", "--overwrite"), linked_bundle, "wrote link", code=0, unchanged=("real",),
+         then=link_replaced),
+    Case("export --target tensorrt -o a file --overwrite", (*EXPORT_TRT, "-o", "lr.onnx", "--overwrite"), files(),
+         "lr.onnx is a file, not a TensorRT bundle", unchanged=("lr.onnx",)),
+    Case("export -o a folder --overwrite", ("export", "--model", "student.safetensors", "-o", "b", "--overwrite"),
+         files({"b": old_bundle}), "b is a folder: -o names the .onnx file to write", unchanged=("b",)),
+    # --- 3. no output may be an input
+    Case("export --model X -o X --overwrite", ("export", "--model", "run/student.safetensors", "-o",
+                                              "run/student.safetensors", "--overwrite"), files({"run": student_in}),
+         "refusing to overwrite input run/student.safetensors", unchanged=("run",)),
+    Case("export --model X -o a hard link to X --overwrite",
+         ("export", "--model", "student.safetensors", "-o", "same.onnx", "--overwrite"),
+         files({"same.onnx": hard_link("student.safetensors")}), "refusing to overwrite input student.safetensors",
+         unchanged=("student.safetensors",)),
+    Case("export --model RUN --target tensorrt -o RUN --overwrite",
+         ("export", "--model", "run", "--target", "tensorrt", "-o", "run", "--overwrite"), files({"run": student_in}),
+         "run holds files edgesr did not write (student.safetensors)", unchanged=("run",)),
+    Case("export --model X --target tensorrt -o the folder holding X --overwrite",
+         ("export", "--model", "run/student.safetensors", "--target", "tensorrt", "-o", "run", "--overwrite"),
+         files({"run": student_in}), "run holds files edgesr did not write", unchanged=("run",)),
+    Case("bench m.onnx --json m.onnx --overwrite", ("bench", "lr.onnx", "--sizes", "16", "--runs", "1", "--no-torch",
+                                                    "--json", "lr.onnx", "--overwrite"), files(),
+         "refusing to overwrite input lr.onnx with output lr.onnx", unchanged=("lr.onnx",)),
+    Case("bench --markdown into a --data folder's place", ("bench", "lr.onnx", "--sizes", "16", "--runs", "1",
+                                                           "--no-torch", "--data", "set", "--markdown", "set",
+                                                           "--overwrite"),
+         files({"set/a.png": image(24, 24)}), "refusing to overwrite input set", unchanged=("set",)),
+    Case("eval --json the model --overwrite", (*EVAL, "--json", "student.safetensors", "--overwrite"), eval_data,
+         "refusing to overwrite input student.safetensors", unchanged=("student.safetensors",)),
+    # --- 11. a run removes what killed runs left of its own outputs
+    Case("export: temporaries a SIGKILL left (file and bundle folder) are removed",
+         ("export", "--model", "student.safetensors", "-o", "m.onnx"), killed_writes, "wrote m.onnx", code=0,
+         then=temporaries_left(".b.9d2e61aa.old.tmp", ".b.x7r2hq9w.tmp", ".m.onnx.data.k1ll3d.tmp")),
+    Case("export --target tensorrt: a killed export's bundle temporaries are removed", (*EXPORT_TRT, "-o", "b"),
+         killed_writes, "wrote b", code=0, then=temporaries_left(".m.onnx.data.k1ll3d.tmp", ".m.onnx.k1ll3d.tmp")),
+    Case("upscale a folder: a temporary a SIGTERM left in the output folder is removed", (*UPSCALE, "in", "-o", "out"),
+         killed_upscale, "wrote 2 images to out", code=0, then=no_temporaries("out")),
+    # --- 12. one input to a path that is not an image file
+    Case("upscale x.png -o /dev/null", (*UPSCALE, "a.png", "-o", "/dev/null"), files({"a.png": image(9, 9)}),
+         "cannot write /dev/null: edgesr writes .bmp"),
     # --- 9. numbers in --set and recipes parse as a user writes them; 7. and are bounded
     Case("teacher train --set optim.lr=5e-4 (the example of its --help)",
          ("teacher", "train", "--recipe", "teacher-tiny.yaml", "--data", "images", "--out", "runs", "--set",
@@ -808,3 +927,22 @@ def test_written_files_follow_the_umask(tmp_path):
         os.umask(previous)
     for name in ("a.safetensors", "b.json"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o640, name
+
+
+def test_a_writes_own_temporaries_are_told_from_other_outputs(tmp_path):
+    """What ``remove_stale`` deletes is exactly what a killed write of that output leaves."""
+    from edgesr.io import atomic_dir, atomic_path, remove_stale
+
+    for name in (".a.k1ll3d.tmp", ".a.png.k1ll3d.tmp", ".a.9d2e61aa.old.tmp", ".ab.k1ll3d.tmp", ".a..tmp"):
+        (tmp_path / name).write_text("left by a kill")
+    assert [p.name for p in stale_temporaries(tmp_path, "a")] == [".a.9d2e61aa.old.tmp", ".a.k1ll3d.tmp"]
+    assert [p.name for p in remove_stale(tmp_path / "a.png")] == [".a.png.k1ll3d.tmp"]
+    assert not (tmp_path / ".a.png.k1ll3d.tmp").exists() and (tmp_path / ".a.k1ll3d.tmp").exists()
+    with atomic_path(tmp_path / "f.onnx") as tmp:
+        assert stale_temporaries(tmp_path, "f.onnx") == [tmp]
+    with atomic_dir(tmp_path / "bundle") as tmp:
+        assert stale_temporaries(tmp_path, "bundle") == [tmp]
+    with atomic_dir(tmp_path / "bundle") as tmp:  # replacing: the old one moves aside as a temporary
+        (tmp / "new").write_text("")
+    assert [p.name for p in (tmp_path / "bundle").iterdir()] == ["new"]
+    assert stale_temporaries(tmp_path, "bundle") == [] and stale_temporaries(tmp_path, "f.onnx") == []

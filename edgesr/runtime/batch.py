@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..data.images import list_images
 from ..errors import EdgesrError
+from ..io import remove_stale
 from .base import Upscaler
 from .photo import names_image, output_format, read_photo, upscale_photo, write_photo
 from .tiling import DEFAULT_TILE
@@ -47,7 +48,9 @@ def plan_jobs(inputs: Sequence[Path], output: Path, overwrite: bool = False) -> 
         raise EdgesrError("give at least one input image or folder")
     sources = _sources(inputs)
     single_file = len(inputs) == 1 and not inputs[0].is_dir()
-    if single_file and names_image(output) and not output.is_dir():
+    # one image to an existing non-folder (a file, /dev/null): that is the target, and
+    # output_format below says whether edgesr can write it
+    if single_file and not output.is_dir() and (names_image(output) or output.exists()):
         jobs = [Job(sources[0], output)]
     else:
         if output.exists() and not output.is_dir():
@@ -70,5 +73,7 @@ def plan_jobs(inputs: Sequence[Path], output: Path, overwrite: bool = False) -> 
 
 def upscale_file(upscaler: Upscaler, job: Job, scale: int | None = None, tile: int = DEFAULT_TILE,
                  margin: int | None = None, on_tile: Callable[[int, int], None] | None = None) -> None:
+    """Upscale one job; the temporaries an earlier, killed write of its output left go first."""
+    remove_stale(job.dst)
     photo = read_photo(job.src)
     write_photo(job.dst, upscale_photo(upscaler, photo, scale, tile, margin, on_tile))
