@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import io
-import json
 import pickle
 import struct
 import zipfile
@@ -116,5 +115,38 @@ def deep_json(depth: int = 100_000) -> str:
     return "[" * depth + "]" * depth
 
 
-def json_text(obj) -> str:
-    return json.dumps(obj)
+def tiff(pixels: np.ndarray, sample_format: int = 1) -> bytes:
+    """An uncompressed little-endian TIFF of ``pixels`` (``HxWxC`` or ``HxW``, any integer or
+    float dtype) exactly as it is: what cameras and scientific tools write, and Pillow cannot
+    write itself (16-bit colour)."""
+    px = pixels if pixels.ndim == 3 else pixels[..., None]
+    h, w, c = px.shape
+    data = np.ascontiguousarray(px).astype(px.dtype.newbyteorder("<")).tobytes()
+    bits = px.dtype.itemsize * 8
+    extra_at = 8 + len(data)  # BitsPerSample/SampleFormat lists of more than 2 values live here
+    shorts = struct.pack(f"<{c}H", *[bits] * c) + struct.pack(f"<{c}H", *[sample_format] * c)
+    ifd_at = extra_at + len(shorts)
+
+    def entry(tag: int, typ: int, count: int, value: int) -> bytes:
+        return struct.pack("<HHI", tag, typ, count) + (struct.pack("<HH", value, 0) if typ == 3 and count == 1
+                                                       else struct.pack("<I", value))
+
+    listed = lambda values_at, value: (values_at if c > 2 else value)  # noqa: E731
+    entries = [entry(256, 4, 1, w), entry(257, 4, 1, h), entry(258, 3, c, listed(extra_at, bits)),
+               entry(259, 3, 1, 1), entry(262, 3, 1, 2 if c >= 3 else 1), entry(273, 4, 1, 8),
+               entry(277, 3, 1, c), entry(278, 4, 1, h), entry(279, 4, 1, len(data)), entry(284, 3, 1, 1)]
+    if c >= 4:
+        entries.append(entry(338, 3, 1, 2))  # ExtraSamples: unassociated alpha
+    entries.append(entry(339, 3, c, listed(extra_at + 2 * c, sample_format)))
+    ifd = struct.pack("<H", len(entries)) + b"".join(sorted(entries)) + struct.pack("<I", 0)
+    return b"II*\x00" + struct.pack("<I", ifd_at) + data + shorts + ifd
+
+
+def float_tiff(h: int = 8, w: int = 8) -> bytes:
+    """A float32 grayscale TIFF with values in [0, 0.15] (Pillow: mode F; to 8 bits: all 0)."""
+    return tiff(np.linspace(0, 0.15, h * w, dtype=np.float32).reshape(h, w), sample_format=3)
+
+
+def tiff48(h: int = 8, w: int = 8) -> bytes:
+    """A 48-bit RGB TIFF whose low bytes matter (Pillow reads its top 8 bits only)."""
+    return tiff(np.arange(h * w * 3, dtype=np.uint16).reshape(h, w, 3) * 257 + 1)

@@ -671,6 +671,17 @@ def score_cache_rewritten(d: Path) -> None:
     assert list(json.loads(cache.read_text())), cache.read_text()[:100]
 
 
+def forged_bytes(name: str, *args) -> Callable[[Path, World], None]:
+    """A file made by ``tests.forged.<name>(*args)``."""
+
+    def make(path: Path, w: World) -> None:
+        import tests.forged
+
+        raw(getattr(tests.forged, name)(*args))(path, w)
+
+    return make
+
+
 def old_bundle(path: Path, w: World) -> None:
     """A bundle folder as an earlier export wrote it, with the engine built on the device beside it."""
     path.mkdir(parents=True)
@@ -806,6 +817,14 @@ CASES += [
     # --- 12. one input to a path that is not an image file
     Case("upscale x.png -o /dev/null", (*UPSCALE, "a.png", "-o", "/dev/null"), files({"a.png": image(9, 9)}),
          "cannot write /dev/null: edgesr writes .bmp"),
+    # --- 10. image data Pillow would lose: refused, not truncated
+    Case("upscale a float32 TIFF", (*UPSCALE, "a.tif", "-o", "out.tif"), files({"a.tif": forged_bytes("float_tiff")}),
+         "its samples are floating-point: edgesr reads 8- and 16-bit integer images", unchanged=("out.tif",)),
+    Case("upscale a 48-bit TIFF", (*UPSCALE, "a.tif", "-o", "out.tif"), files({"a.tif": forged_bytes("tiff48")}),
+         "a TIFF of 16-bit colour samples, which Pillow reads as 8 bits", unchanged=("out.tif",)),
+    Case("bench --data: a float32 TIFF in the set", ("bench", "lr.onnx", "--sizes", "16", "--runs", "1", "--no-torch",
+                                                     "--data", "set"), files({"set/a.tif": forged_bytes("float_tiff")}),
+         "set/a.tif: its samples are floating-point"),
     # --- 9. numbers in --set and recipes parse as a user writes them; 7. and are bounded
     Case("teacher train --set optim.lr=5e-4 (the example of its --help)",
          ("teacher", "train", "--recipe", "teacher-tiny.yaml", "--data", "images", "--out", "runs", "--set",
