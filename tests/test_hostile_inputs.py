@@ -671,6 +671,17 @@ def score_cache_rewritten(d: Path) -> None:
     assert list(json.loads(cache.read_text())), cache.read_text()[:100]
 
 
+def tiny_yaml_and_set(d: Path, w: World) -> None:
+    tiny_yaml(d, w)
+    image(8, 8)(d / "tiny" / "a.png", w)
+
+
+def stopped_run_with_tiny_set(d: Path, w: World) -> None:
+    """The stopped run, its evaluation set (a key a resume may change) a folder holding a 1x1 image."""
+    distill_run(replace_in("recipe.yaml", "sets: []", f"sets: [{d / 'tiny'}]"))(d, w)
+    image(1, 1)(d / "tiny" / "a.png", w)
+
+
 def forged_bytes(name: str, *args) -> Callable[[Path, World], None]:
     """A file made by ``tests.forged.<name>(*args)``."""
 
@@ -825,6 +836,24 @@ CASES += [
     Case("bench --data: a float32 TIFF in the set", ("bench", "lr.onnx", "--sizes", "16", "--runs", "1", "--no-torch",
                                                      "--data", "set"), files({"set/a.tif": forged_bytes("float_tiff")}),
          "set/a.tif: its samples are floating-point"),
+    # --- 7. images too small to score, in every benchmark set: one line, before the work
+    Case("bench --data: a 1x1 image", ("bench", "lr.onnx", "--sizes", "16", "--runs", "1", "--no-torch", "--data",
+                                       "set"), files({"set/a.png": image(1, 1)}),
+         "set/a.png is 1x1, too small to score at x2: the protocol needs at least 15x15"),
+    Case("bench --data: an 8x8 image", ("bench", "lr.onnx", "--sizes", "16", "--runs", "1", "--no-torch", "--data",
+                                        "set"), files({"set/a.png": image(24, 24), "set/b.png": image(8, 8)}),
+         "set/b.png is 8x8, too small to score at x2"),
+    Case("eval --data: a 1x1 image", (*EVAL[:4], "tiny", *EVAL[5:]), files({"tiny/a.png": image(1, 1)}),
+         "tiny/a.png is 1x1, too small to score at x2"),
+    Case("eval --data: an 8x8 image at x4", ("eval", "--model", "student.safetensors", "--data", "tiny", "--scales",
+                                             "4"), files({"tiny/a.png": image(8, 8)}),
+         "tiny/a.png is 8x8, too small to score at x4: the protocol needs at least 19x19"),
+    Case("distill: an 8x8 image in the evaluation set (refused before training)",
+         (*DISTILL, "--set", "evaluation.sets=[tiny]"), tiny_yaml_and_set,
+         "tiny/a.png is 8x8, too small to score at x2", unchanged=("runs",)),
+    Case("distill --resume: a 1x1 image in the evaluation set (refused before training)", RESUME,
+         stopped_run_with_tiny_set,
+         "tiny/a.png is 1x1, too small to score at x2", unchanged=RUN_FILES),
     # --- 9. numbers in --set and recipes parse as a user writes them; 7. and are bounded
     Case("teacher train --set optim.lr=5e-4 (the example of its --help)",
          ("teacher", "train", "--recipe", "teacher-tiny.yaml", "--data", "images", "--out", "runs", "--set",

@@ -20,7 +20,7 @@ import torch
 from rich.console import Console
 
 from ..config import load_recipe
-from ..data.benchmark import existing_sets
+from ..data.benchmark import check_sets, existing_sets
 from ..errors import EdgesrError
 from ..evaluate import Row, Score, evaluate_rows
 from ..models.formats import save_safetensors
@@ -79,7 +79,12 @@ def recipe_for(cls: type[R], resume: str | Path | None, name: str | None, defaul
     command's flags, each a recipe key) with ``run_dir`` None, or the saved recipe of the run
     being resumed with its folder. ``device`` may change on resume; nothing else may. Rank 0
     reads it and sends it to the other ranks."""
-    return (world or World()).from_main(lambda: _recipe_for(cls, resume, name, default, overrides, flags, device))
+    def read() -> tuple[R, Path | None]:
+        recipe, run_dir = _recipe_for(cls, resume, name, default, overrides, flags, device)
+        check_sets(recipe.evaluation.sets, getattr(recipe, "scales", ()))  # now, not after training
+        return recipe, run_dir
+
+    return (world or World()).from_main(read)
 
 
 def _recipe_for(cls: type[R], resume: str | Path | None, name: str | None, default: str,
