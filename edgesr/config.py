@@ -135,22 +135,22 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return from_dict(tp, value, prefix=f"{key}.")
     if tp in _PLAIN:  # bool is an int to isinstance, yet true is never a recipe's integer
         if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-            fail(key, f"expected {_PLAIN[tp]}, got {_shown(value)}")
+            fail(key, f"expected {_PLAIN[tp]}, got {shown(value)}")
         if tp is int and not -INT_LIMIT <= value < INT_LIMIT:
-            fail(key, f"must be a 64-bit integer (from -2**63 to 2**63 - 1), got {_shown(value)}")
+            fail(key, f"must be a 64-bit integer (from -2**63 to 2**63 - 1), got {shown(value)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            fail(key, f"expected a number, got {_shown(value)}")
+            fail(key, f"expected a number, got {shown(value)}")
         if isinstance(value, int) and not -INT_LIMIT <= value < INT_LIMIT or not math.isfinite(value):
-            fail(key, f"expected a finite number, got {_shown(value)}")  # (an int past 2**1024: no float)
+            fail(key, f"expected a finite number, got {shown(value)}")  # (an int past 2**1024: no float)
         return float(value)
     if tp is Any:
         return value
     raise TypeError(f"unsupported recipe type {tp} at {key}")
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     """A value as an error quotes it: ``repr``, cut to a line (an integer of 5000 digits has no repr)."""
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**MAX_INT_DIGITS:
         return f"an integer of more than {MAX_INT_DIGITS} digits"
@@ -263,7 +263,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         try:
             node[parts[-1]] = parse_yaml(raw)
         except (yaml.YAMLError, RecursionError) as exc:
-            raise EdgesrError(f"override {_shown(item)}: the value is not valid YAML "
+            raise EdgesrError(f"override {shown(item)}: the value is not valid YAML "
                               f"({_yaml_problem(exc) if isinstance(exc, yaml.YAMLError) else 'nested too deeply'})"
                               ) from None
     return data

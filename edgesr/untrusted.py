@@ -13,10 +13,14 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Iterator
 from typing import Any
 
 #: deeper than any JSON edgesr writes (artifact metadata nests 3 levels); deeper is a forged file
 MAX_JSON_DEPTH = 32
+#: containers and leaves a walk of unpickled data visits: a checkpoint holds thousands; a pickle
+#: can share one list between two slots 60 levels deep (2^60 paths) or put a list inside itself
+MAX_NODES = 1_000_000
 #: torch writes its archives uncompressed, so their content is smaller than the file; a little
 #: room is left for an archive someone re-zipped with compression
 MAX_ZIP_EXPANSION = 4
@@ -40,6 +44,29 @@ def nesting(obj: Any, limit: int = MAX_JSON_DEPTH) -> int:
             break
         stack.extend((child, level + 1) for child in children)
     return deepest
+
+
+def leaves(obj: Any, max_depth: int = MAX_JSON_DEPTH, max_nodes: int = MAX_NODES) -> Iterator[Any]:
+    """Every value of nested dicts, lists and tuples that is none of them, without recursion;
+    ``ValueError`` past ``max_depth`` levels or ``max_nodes`` visits (shared or cyclic
+    containers, which unpickled data may hold, count once per path)."""
+    stack = [(obj, 0)]
+    visits = 0
+    while stack:
+        value, level = stack.pop()
+        visits += 1
+        if visits > max_nodes:
+            raise ValueError(f"more than {max_nodes} values (or containers that hold themselves)")
+        if isinstance(value, dict):
+            children = list(value.values())
+        elif isinstance(value, (list, tuple)):
+            children = list(value)
+        else:
+            yield value
+            continue
+        if level + 1 > max_depth:
+            raise ValueError(f"nested deeper than {max_depth} levels")
+        stack.extend((child, level + 1) for child in children)
 
 
 def read_json(text: str | bytes, limit: int = MAX_JSON_DEPTH) -> Any:

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import io
 import json
+import math
 import multiprocessing
 import os
 import resource
@@ -682,6 +683,53 @@ def stopped_run_with_tiny_set(d: Path, w: World) -> None:
     image(1, 1)(d / "tiny" / "a.png", w)
 
 
+def edited_checkpoint(edit: Callable[[dict], None]) -> Callable[[Path], None]:
+    """The run's checkpoint.pt, read and written back with ``edit`` applied to its contents."""
+
+    def apply(run: Path) -> None:
+        import sys
+
+        state = torch.load(run / "checkpoint.pt", weights_only=True)
+        edit(state)
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, 20_000))  # pickling a recipe nested 5000 deep
+        try:
+            torch.save(state, run / "checkpoint.pt")
+        finally:
+            sys.setrecursionlimit(limit)
+
+    return apply
+
+
+def put(*keys_and_value) -> Callable[[dict], None]:
+    """``state[k1][k2]... = value``."""
+    *keys, value = keys_and_value
+
+    def edit(state: dict) -> None:
+        node = state
+        for k in keys[:-1]:
+            node = node[k]
+        node[keys[-1]] = value
+
+    return edit
+
+
+def nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def forged_checkpoint(name: str) -> Callable[[Path], None]:
+    def edit(run: Path) -> None:
+        import tests.forged
+
+        getattr(tests.forged, name)(run / "checkpoint.pt")
+
+    return edit
+
+
 def forged_bytes(name: str, *args) -> Callable[[Path, World], None]:
     """A file made by ``tests.forged.<name>(*args)``."""
 
@@ -854,6 +902,44 @@ CASES += [
     Case("distill --resume: a 1x1 image in the evaluation set (refused before training)", RESUME,
          stopped_run_with_tiny_set,
          "tiny/a.png is 1x1, too small to score at x2", unchanged=RUN_FILES),
+    # --- 7, 8. checkpoints: every number checked against the run before it is used
+    Case("distill --resume: checkpoint recipe nested 5000 deep", RESUME,
+         distill_run(edited_checkpoint(put("recipe", "evaluation", nested(5000)))),
+         "checkpoint run/checkpoint.pt is not an edgesr checkpoint: nested deeper than 32 levels", unchanged=RUN_FILES),
+    Case("distill --resume: checkpoint log sums as strings", RESUME,
+         distill_run(edited_checkpoint(put("log", "sums", {"kd": "1.0"}))),
+         "does not fit this run: its loss log's sums and counts are not finite numbers", unchanged=RUN_FILES),
+    Case("distill --resume: checkpoint step -5", RESUME, distill_run(edited_checkpoint(put("step", -5))),
+         "checkpoint run/checkpoint.pt does not fit this run: step -5 is not in [0, 6]", unchanged=RUN_FILES),
+    Case("distill --resume: checkpoint step 10**15", RESUME, distill_run(edited_checkpoint(put("step", 10**15))),
+         "step 1000000000000000 is not in [0, 6]", unchanged=RUN_FILES),
+    Case("distill --resume: checkpoint horizon 10**12 (an endless run)", RESUME,
+         distill_run(edited_checkpoint(put("horizon", 10**12))),
+         "horizon 1000000000000 is not a step count in [1, 6] (the recipe's steps)", unchanged=RUN_FILES),
+    Case("distill --resume: checkpoint elapsed NaN", RESUME, distill_run(edited_checkpoint(put("elapsed", math.nan))),
+         "elapsed nan is not a number of seconds", unchanged=RUN_FILES),
+    Case("distill --resume: checkpoint speed_mark after its step", RESUME,
+         distill_run(edited_checkpoint(put("speed_mark", [99, 0.5]))), "speed_mark [99, 0.5] is not a (step, seconds)",
+         unchanged=RUN_FILES),
+    Case("distill --resume: checkpoint recipe integer of 5000 digits", RESUME,
+         distill_run(edited_checkpoint(put("recipe", "seed", 10**5000))),
+         "holds objects other than tensors and plain data: refused", unchanged=RUN_FILES),  # torch's reader: LONG4
+    Case("distill --resume: checkpoint recipe integer of 41 digits", RESUME,
+         distill_run(edited_checkpoint(put("recipe", "seed", 10**40))),
+         "recipe key seed was changed since the checkpoint (an integer of more than 30 digits -> 0)",
+         unchanged=RUN_FILES),
+    Case("distill --resume: checkpoint recipe seed 2**64", RESUME,
+         distill_run(edited_checkpoint(put("recipe", "seed", 2**64))),
+         "recipe key seed was changed since the checkpoint (18446744073709551616 -> 0)", unchanged=RUN_FILES),
+    Case("teacher train --resume: checkpoint horizon 10**12", ("teacher", "train", "--resume", "run"),
+         teacher_run(edited_checkpoint(put("horizon", 10**12))), "horizon 1000000000000 is not a step count in [1, 8]",
+         unchanged=RUN_FILES),
+    Case("distill --resume: checkpoint a zip declaring 4 GB in 200 bytes", RESUME,
+         distill_run(forged_checkpoint("zip_bomb_checkpoint")), "its archive declares 4294967295 bytes of content",
+         unchanged=RUN_FILES),
+    Case("distill --resume: checkpoint tensor a stride-0 view claiming 4 TB", RESUME,
+         distill_run(edited_checkpoint(put("big", torch.zeros(1).expand(1 << 40)))),
+         "is not an edgesr checkpoint: its tensors claim 43980465", unchanged=RUN_FILES),
     # --- 9. numbers in --set and recipes parse as a user writes them; 7. and are bounded
     Case("teacher train --set optim.lr=5e-4 (the example of its --help)",
          ("teacher", "train", "--recipe", "teacher-tiny.yaml", "--data", "images", "--out", "runs", "--set",
