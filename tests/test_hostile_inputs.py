@@ -672,9 +672,19 @@ def score_cache_rewritten(d: Path) -> None:
     assert list(json.loads(cache.read_text())), cache.read_text()[:100]
 
 
-def tiny_yaml_and_set(d: Path, w: World) -> None:
-    tiny_yaml(d, w)
-    image(8, 8)(d / "tiny" / "a.png", w)
+def both(*setups: Setup) -> Setup:
+    """Each of ``setups`` in turn (none may need a cleanup)."""
+
+    def setup(d: Path, w: World) -> None:
+        for one in setups:
+            assert one(d, w) is None
+
+    return setup
+
+
+def at(name: str, make: Callable[[Path, World], None]) -> Setup:
+    """The file ``make`` makes, at ``name`` in the case's folder."""
+    return lambda d, w: make(d / name, w)
 
 
 def stopped_run_with_tiny_set(d: Path, w: World) -> None:
@@ -728,6 +738,38 @@ def forged_checkpoint(name: str) -> Callable[[Path], None]:
         getattr(tests.forged, name)(run / "checkpoint.pt")
 
     return edit
+
+
+def weights(**tensors) -> Callable[[Path, World], None]:
+    """A safetensors file of exactly these tensors (shapes as a forger writes them)."""
+
+    def make(path: Path, w: World) -> None:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+
+    return make
+
+
+def nan_student(path: Path, w: World) -> None:
+    from tests.artifacts import tiny_vdsr
+
+    net = tiny_vdsr()
+    with torch.no_grad():
+        net.body[0].conv.weight[0, 0, 1, 1] = math.nan
+    save_safetensors(net, path)
+
+
+def nan_artifact(path: Path, w: World) -> None:
+    """An lr artifact exported (by hand: edgesr's export refuses them) from NaN weights."""
+    from edgesr.artifact import ArtifactMeta
+    from edgesr.export.deploy_net import DeployNet
+    from tests.artifacts import export_onnx, tiny_vdsr
+
+    net = tiny_vdsr()
+    with torch.no_grad():
+        net.tail.weight.fill_(math.nan)
+    export_onnx(DeployNet(net, 2, "lr"), path, ArtifactMeta(scale=2, input_kind="lr", precision="fp32", model="nan"))
 
 
 def forged_bytes(name: str, *args) -> Callable[[Path, World], None]:
@@ -823,6 +865,41 @@ CASES += [
     Case("export: safetensors metadata arch nested 100000 deep", ("export", "--model", "m.safetensors", "-o", "m.onnx"),
          files({"m.safetensors": student_meta(arch="[" * 100_000 + "]" * 100_000)}),
          "metadata field 'arch' is nested deeper than 32 levels", unchanged=("m.onnx",)),
+    # --- 1. the legacy .pt/.pth reader: every view checked against its storage
+    Case("export: legacy .pth whose view is larger than its storage", ("export", "--model", "m.pth", "-o", "m.onnx"),
+         files({"m.pth": forged_bytes("view_past_storage")}),
+         "cannot read weights from m.pth: truncated, corrupt or not a VDSR checkpoint (ValueError: head.weight: size "
+         "(64, 1, 3, 3) exceeds its storage of 4 elements)", unchanged=("m.onnx",)),
+    Case("eval: legacy .pth whose view is larger than its storage", (*EVAL[:2], "m.pth", *EVAL[3:]),
+         both(eval_data, at("m.pth", forged_bytes("view_past_storage"))),
+         "exceeds its storage of 4 elements"),
+    Case("distill --teacher: legacy .pth whose view is larger than its storage", (*DISTILL, "--teacher", "m.pth"),
+         both(tiny_yaml, at("m.pth", forged_bytes("view_past_storage"))),
+         "exceeds its storage of 4 elements", unchanged=("runs",)),
+    Case("export: legacy .pth of VDSR shapes over a 4-float storage (heap bytes into the ONNX)",
+         ("export", "--model", "m.pth", "-o", "m.onnx"), files({"m.pth": forged_bytes("vdsr_over_tiny_storage")}),
+         "reads past its storage of 4 elements", unchanged=("m.onnx",)),
+    # --- 7, 8. weights whose shapes or values no VDSR has
+    Case("export: weights with only a head and a tail", ("export", "--model", "m.safetensors", "-o", "m.onnx"),
+         files({"m.safetensors": weights(**{"head.weight": torch.zeros(4, 1, 3, 3),
+                                            "tail.weight": torch.zeros(1, 4, 3, 3)})}),
+         "m.safetensors: a VDSR with only a head and a tail", unchanged=("m.onnx",)),
+    Case("export: weights of width 0", ("export", "--model", "m.safetensors", "-o", "m.onnx"),
+         files({"m.safetensors": weights(**{"head.weight": torch.zeros(0, 1, 3, 3),
+                                            "body.0.conv.weight": torch.zeros(0, 0, 3, 3),
+                                            "tail.weight": torch.zeros(1, 0, 3, 3)})}),
+         "m.safetensors: a 0-wide VDSR; edgesr reads widths from 1 to 256", unchanged=("m.onnx",)),
+    Case("export: weights of width 100000 (360 GB to build)", ("export", "--model", "m.safetensors", "-o", "m.onnx"),
+         files({"m.safetensors": weights(**{"head.weight": torch.zeros(100_000, 1, 3, 3, dtype=torch.uint8),
+                                            "body.0.conv.weight": torch.zeros(1, dtype=torch.uint8),
+                                            "tail.weight": torch.zeros(1, dtype=torch.uint8)})}),
+         "m.safetensors: a 100000-wide VDSR; edgesr reads widths from 1 to 256", unchanged=("m.onnx",)),
+    Case("export: NaN weights", ("export", "--model", "m.safetensors", "-o", "m.onnx"),
+         files({"m.safetensors": nan_student}), "m.safetensors: body.0.conv.weight holds NaN or infinite values",
+         unchanged=("m.onnx",)),
+    Case("upscale: an artifact exported from NaN weights (an all-black PNG)", (*FORGED[:2], "nan.onnx", *FORGED[3:]),
+         files({"nan.onnx": nan_artifact, "a.png": image(9, 9)}),
+         "nan.onnx returns NaN or infinite values: its weights are broken", unchanged=("o.png",)),
     # --- 2. --overwrite replaces only what edgesr wrote
     Case("export --target tensorrt -o DIR --overwrite: DIR holds precious.txt and sub/",
          (*EXPORT_TRT, "-o", "b", "--overwrite"), files({"b": bundle_and_precious}),
@@ -897,7 +974,7 @@ CASES += [
                                              "4"), files({"tiny/a.png": image(8, 8)}),
          "tiny/a.png is 8x8, too small to score at x4: the protocol needs at least 19x19"),
     Case("distill: an 8x8 image in the evaluation set (refused before training)",
-         (*DISTILL, "--set", "evaluation.sets=[tiny]"), tiny_yaml_and_set,
+         (*DISTILL, "--set", "evaluation.sets=[tiny]"), both(tiny_yaml, at("tiny/a.png", image(8, 8))),
          "tiny/a.png is 8x8, too small to score at x2", unchanged=("runs",)),
     Case("distill --resume: a 1x1 image in the evaluation set (refused before training)", RESUME,
          stopped_run_with_tiny_set,
