@@ -71,18 +71,22 @@ def refuse_inputs(outputs: list[Path | None], inputs: list[Path | str | None]) -
                 raise EdgesrError(f"refusing to overwrite input {inp} with output {out}: choose another output")
 
 
-def check_replaceable(folder: Path, own: Callable[[str], bool], what: str) -> None:
+def check_replaceable(folder: Path, own: Callable[[str], bool], marker: str, what: str) -> None:
     """``--overwrite`` of a folder output (a bundle, a package) replaces the folder whole, so it
-    may only hold what edgesr writes there (names ``own`` accepts): anything else, the user's
-    own files, is a one-line refusal, before any work. The current folder (or one above it) is
-    never replaced."""
+    may only be one edgesr wrote: empty, or holding ``marker`` and nothing but names ``own``
+    accepts (a folder of the user's own README.md is not a bundle). Anything else is a one-line
+    refusal, before any work. The current folder (or one above it) is never replaced."""
     if not (folder.exists() or folder.is_symlink()):
         return
     if Path.cwd().resolve() == folder.resolve() or folder.resolve() in Path.cwd().resolve().parents:
         raise EdgesrError(f"{folder} is the current folder or holds it: give the {what} a folder of its own")
     if not folder.is_dir():
         raise EdgesrError(f"{folder} is a file, not a {what}: choose another output")
-    foreign = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir() if not own(p.name))
+    entries = list(folder.iterdir())
+    foreign = sorted(p.name + ("/" if p.is_dir() else "") for p in entries if not own(p.name))
+    if entries and not foreign and not (folder / marker).exists():
+        raise EdgesrError(f"{folder} is not a {what} edgesr wrote (no {marker}): --overwrite replaces only those; "
+                          "choose another output")
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise EdgesrError(f"{folder} holds files edgesr did not write ({shown}): --overwrite replaces only a "

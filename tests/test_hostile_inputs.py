@@ -923,6 +923,9 @@ CASES += [
          then=link_replaced),
     Case("export --target tensorrt -o a file --overwrite", (*EXPORT_TRT, "-o", "lr.onnx", "--overwrite"), files(),
          "lr.onnx is a file, not a TensorRT bundle", unchanged=("lr.onnx",)),
+    Case("export --target tensorrt -o DIR --overwrite: DIR holds only a README.md (no bundle)",
+         (*EXPORT_TRT, "-o", "b", "--overwrite"), files({"b/README.md": raw(b"my notes")}),
+         "b is not a TensorRT bundle edgesr wrote (no model.meta.json)", unchanged=("b",)),
     Case("export -o a folder --overwrite", ("export", "--model", "student.safetensors", "-o", "b", "--overwrite"),
          files({"b": old_bundle}), "b is a folder: -o names the .onnx file to write", unchanged=("b",)),
     # --- 3. no output may be an input

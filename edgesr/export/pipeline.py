@@ -192,8 +192,9 @@ def check_output(req: ExportRequest, out: Path) -> None:
         if out.is_dir():
             raise EdgesrError(f"{out} is a folder: -o names the .onnx file to write")
     else:
-        check_replaceable(out, _own_output(req.target), "TensorRT bundle" if req.target == "tensorrt"
-                          else "CoreML package")
+        trt = req.target == "tensorrt"
+        check_replaceable(out, _own_output(req.target), "model.meta.json" if trt else "Manifest.json",
+                          "TensorRT bundle" if trt else "CoreML package")
     model = None if is_zoo_name(req.model) else Path(model_path(req.model, req.scale))
     calib = Path(req.calib) if req.calib and Path(req.calib).exists() else None
     refuse_inputs([out], [model, Path(req.model) if model else None, calib])
