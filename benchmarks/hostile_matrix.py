@@ -1,7 +1,7 @@
 """The bad-input matrix run as a user runs it: every row of ``tests/test_hostile_inputs.py``,
 each ``python -m edgesr ...`` in its own process, in a fresh folder made by the row's setup.
 
-    python benchmarks/hostile_matrix.py [-k WORDS]
+    python benchmarks/hostile_matrix.py [-k WORDS] [--before REV]
 
 The test runs the rows in-process (fast); this runs them as processes, so that what the test
 cannot see counts too: a segmentation fault or an abort (the process dies of a signal), an
@@ -11,6 +11,10 @@ row printed exactly its one ``error:`` line (a succeeding row: its fragment on s
 the paths that must stay byte for byte did, and the row's own check of what it left. A row is
 ``ok`` when all of those hold, as in the test. ``OMP_NUM_THREADS=1``; a full disk is the same
 ``RLIMIT_FSIZE`` as in the test, set in the child.
+
+``--before REV`` runs every row a second time with the ``edgesr`` package of commit REV (``git
+archive``d to a temporary folder; the rows, setups and forged files stay this checkout's), for
+the record of what the rows met before they were fixed: signals, tracebacks, changed inputs.
 
 Writes benchmarks/results/hostile_matrix.json and .md.
 """
@@ -48,8 +52,9 @@ def _limits(fsize: int | None):
     return apply
 
 
-def run_case(case: Case, world, folder: Path) -> dict:
-    """One row in ``folder``: its setup, the command as a process, the row's checks."""
+def run_case(case: Case, world, folder: Path, code: Path = ROOT) -> dict:
+    """One row in ``folder``: its setup, the command as a process (the ``edgesr`` package of the
+    checkout ``code``), the row's checks."""
     folder.mkdir()
     os.environ["EDGESR_HOME"] = str(folder.parent / f"{folder.name}-home")  # setups may write the cache
     cwd = os.getcwd()
@@ -57,7 +62,7 @@ def run_case(case: Case, world, folder: Path) -> dict:
     try:
         cleanup = case.setup(folder, world)
         before = {p: digest(folder / p) for p in case.unchanged}
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+        env = {**os.environ, "PYTHONPATH": str(code), "COLUMNS": "200"}
         started = time.monotonic()
         try:
             proc = subprocess.run([sys.executable, "-m", "edgesr", *case.argv], cwd=folder, env=env, text=True,
@@ -70,7 +75,8 @@ def run_case(case: Case, world, folder: Path) -> dict:
         os.chdir(cwd)
     err_lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     out_lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
-    said = err_lines[-1] if case.code != 0 and err_lines else (out_lines[-1] if out_lines else "")
+    said = err_lines[-1] if proc.returncode != 0 and err_lines else (out_lines[-1] if out_lines else "")
+    said = said.replace(str(folder), ".")
     signalled = proc.returncode < 0
     traceback = "Traceback" in proc.stderr
     if case.code == 0:
@@ -104,7 +110,11 @@ def summary(rows: list[dict], start: int) -> dict:
                 "killed_by_a_signal": sum(r["signal"] is not None for r in subset),
                 "inputs_changed": sum(bool(r["changed"]) for r in subset)}
 
-    return {"all": count(rows), "issue_30": count([r for r in rows if r["index"] >= start])}
+    out = {"all": count(rows), "issue_30": count([r for r in rows if r["index"] >= start])}
+    before = [{**r["before"], "index": r["index"]} for r in rows if "before" in r]
+    if before:
+        out["before"] = {"all": count(before), "issue_30": count([r for r in before if r["index"] >= start])}
+    return out
 
 
 def markdown(result: dict) -> str:
@@ -114,31 +124,48 @@ def markdown(result: dict) -> str:
              f"`OMP_NUM_THREADS=1`, {result['python']}, {result['seconds']:.0f} s in all.", "",
              "| rows | tried | ok | refused in one line | correct output | tracebacks | killed by a signal | "
              "inputs changed |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for label, key in (("all", "all"), ("issue 30 (round 2)", "issue_30")):
-        c = s[key]
+    counts = [("all", s["all"]), ("issue 30 (round 2)", s["issue_30"])]
+    if "before" in s:
+        counts += [(f"all, before ({result['before']})", s["before"]["all"]),
+                   (f"issue 30, before ({result['before']})", s["before"]["issue_30"])]
+    for label, c in counts:
         lines.append(f"| {label} | {c['tried']} | {c['ok']} | {c['refused_in_one_line']} | {c['correct_output']} | "
                      f"{c['tracebacks']} | {c['killed_by_a_signal']} | {c['inputs_changed']} |")
     lines += ["", "A row is ok when its exit code is the expected one, no process died of a signal, stderr holds "
               "no traceback, a failing row printed exactly its `error:` line(s) with the expected words (a "
               "succeeding row: its words on stdout), every path the row names came out byte for byte, and the "
               "row's own check of what the command left passed.", "",
-              "| # | row | rc (expected) | stderr lines | traceback | ok | what it said (last line) |",
-              "|---:|:---|---:|---:|:---:|:---:|:---|"]
+              "| # | row | rc (expected) | stderr lines | traceback | ok | what it said (last line) | before |",
+              "|---:|:---|---:|---:|:---:|:---:|:---|:---|"]
     for r in result["rows"]:
         said = r["last_line"].replace("|", "\\|")
+        b = r.get("before")
+        was = "" if b is None else ("same" if b["ok"] else
+                                    f"rc {b['rc']}{' ' + b['signal'] if b['signal'] else ''}"
+                                    f"{', traceback' if b['traceback'] else ''}"
+                                    f"{', changed ' + ' '.join(b['changed']) if b['changed'] else ''}: "
+                                    f"{b['last_line'][:100]}".replace("|", "\\|"))
         lines.append(f"| {r['index']} | {r['id'].replace('|', '/')} | {r['rc']} ({r['expected_rc']}) | "
                      f"{r['stderr_lines']} | {'yes' if r['traceback'] else ''} | {'yes' if r['ok'] else '**no**'} | "
-                     f"{said} |")
+                     f"{said} | {was} |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-k", default="", help="run only rows whose id contains this (results are not written)")
+    ap.add_argument("--before", metavar="REV", help="also run each row with the edgesr package of commit REV")
     args = ap.parse_args()
     started = time.monotonic()
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgesr-hostile-") as tmp:
+        old = None
+        if args.before:
+            old = Path(tmp) / "before"
+            old.mkdir()
+            archive = subprocess.run(["git", "archive", args.before, "edgesr", "deploy"], cwd=ROOT, check=True,
+                                     capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
         world_root = Path(tmp) / "world"
         world_root.mkdir()
         cwd = os.getcwd()
@@ -152,10 +179,14 @@ def main() -> int:
             if args.k and args.k not in case.id:
                 continue
             row = {"index": i, **run_case(case, world, Path(tmp) / f"case{i}")}
+            if old is not None:
+                row["before"] = run_case(case, world, Path(tmp) / f"case{i}-before", old)
             rows.append(row)
-            print(f"{'ok ' if row['ok'] else 'NO '} rc={row['rc']:>3} {row['seconds']:6.1f}s  {case.id}", flush=True)
+            was = f" (before: rc={row['before']['rc']})" if old is not None else ""
+            print(f"{'ok ' if row['ok'] else 'NO '} rc={row['rc']:>3} {row['seconds']:6.1f}s  {case.id}{was}",
+                  flush=True)
     result = {"python": f"Python {sys.version.split()[0]}", "seconds": round(time.monotonic() - started, 1),
-              "summary": summary(rows, ROUND2), "rows": rows}
+              "before": args.before, "summary": summary(rows, ROUND2), "rows": rows}
     print(json.dumps(result["summary"], indent=2))
     if not args.k:
         write_json(RESULTS / "hostile_matrix.json", result)
