@@ -34,6 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+#: how long a row may run on the old code (each row runs in seconds; an endless one is the bug)
+BEFORE_TIMEOUT = 120
 sys.path.insert(0, str(ROOT))
 os.environ["OMP_NUM_THREADS"] = "1"
 
@@ -52,9 +54,13 @@ def _limits(fsize: int | None):
     return apply
 
 
-def run_case(case: Case, world, folder: Path, code: Path = ROOT) -> dict:
+def _text(output: bytes | str | None) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
+
+
+def run_case(case: Case, world, folder: Path, code: Path = ROOT, timeout: float = 600) -> dict:
     """One row in ``folder``: its setup, the command as a process (the ``edgesr`` package of the
-    checkout ``code``), the row's checks."""
+    checkout ``code``) stopped (SIGKILL) after ``timeout`` seconds, the row's checks."""
     folder.mkdir()
     os.environ["EDGESR_HOME"] = str(folder.parent / f"{folder.name}-home")  # setups may write the cache
     cwd = os.getcwd()
@@ -66,7 +72,12 @@ def run_case(case: Case, world, folder: Path, code: Path = ROOT) -> dict:
         started = time.monotonic()
         try:
             proc = subprocess.run([sys.executable, "-m", "edgesr", *case.argv], cwd=folder, env=env, text=True,
-                                  capture_output=True, timeout=600, preexec_fn=_limits(case.fsize))
+                                  capture_output=True, timeout=timeout, preexec_fn=_limits(case.fsize))
+        except subprocess.TimeoutExpired as exc:  # (a run made endless by its checkpoint, before the fix)
+            proc = subprocess.CompletedProcess(exc.cmd, -signal.SIGKILL, _text(exc.stdout), _text(exc.stderr))
+            timed_out = True
+        else:
+            timed_out = False
         finally:
             if cleanup:
                 cleanup()
@@ -77,7 +88,7 @@ def run_case(case: Case, world, folder: Path, code: Path = ROOT) -> dict:
     out_lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     said = err_lines[-1] if proc.returncode != 0 and err_lines else (out_lines[-1] if out_lines else "")
     said = said.replace(str(folder), ".")
-    signalled = proc.returncode < 0
+    signalled = proc.returncode < 0 and not timed_out
     traceback = "Traceback" in proc.stderr
     if case.code == 0:
         message_ok = case.fragment in proc.stdout
@@ -91,10 +102,11 @@ def run_case(case: Case, world, folder: Path, code: Path = ROOT) -> dict:
             case.then(folder)
         except AssertionError:
             then_ok = False
-    ok = (proc.returncode == case.code and not signalled and not traceback and message_ok and not unchanged
-          and then_ok)
+    ok = (proc.returncode == case.code and not signalled and not timed_out and not traceback and message_ok
+          and not unchanged and then_ok)
     return {"id": case.id, "argv": list(case.argv), "expected_rc": case.code, "rc": proc.returncode,
-            "signal": signal.Signals(-proc.returncode).name if signalled else None, "traceback": traceback,
+            "signal": signal.Signals(-proc.returncode).name if signalled else None, "timed_out": timed_out,
+            "traceback": traceback,
             "stderr_lines": len(err_lines), "one_line": case.code != 0 and len(err_lines) == 1,
             "message_ok": message_ok, "changed": unchanged, "check_ok": then_ok, "ok": ok,
             "last_line": said[:300],
@@ -108,6 +120,7 @@ def summary(rows: list[dict], start: int) -> dict:
                 "correct_output": sum(r["rc"] == 0 and r["ok"] for r in subset),
                 "tracebacks": sum(r["traceback"] for r in subset),
                 "killed_by_a_signal": sum(r["signal"] is not None for r in subset),
+                "timed_out": sum(r.get("timed_out", False) for r in subset),
                 "inputs_changed": sum(bool(r["changed"]) for r in subset)}
 
     out = {"all": count(rows), "issue_30": count([r for r in rows if r["index"] >= start])}
@@ -123,14 +136,14 @@ def markdown(result: dict) -> str:
              f"Rows of `tests/test_hostile_inputs.py`, each `python -m edgesr ...` in a fresh folder, "
              f"`OMP_NUM_THREADS=1`, {result['python']}, {result['seconds']:.0f} s in all.", "",
              "| rows | tried | ok | refused in one line | correct output | tracebacks | killed by a signal | "
-             "inputs changed |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "still running after 120 s | inputs changed |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     counts = [("all", s["all"]), ("issue 30 (round 2)", s["issue_30"])]
     if "before" in s:
         counts += [(f"all, before ({result['before']})", s["before"]["all"]),
                    (f"issue 30, before ({result['before']})", s["before"]["issue_30"])]
     for label, c in counts:
         lines.append(f"| {label} | {c['tried']} | {c['ok']} | {c['refused_in_one_line']} | {c['correct_output']} | "
-                     f"{c['tracebacks']} | {c['killed_by_a_signal']} | {c['inputs_changed']} |")
+                     f"{c['tracebacks']} | {c['killed_by_a_signal']} | {c['timed_out']} | {c['inputs_changed']} |")
     lines += ["", "A row is ok when its exit code is the expected one, no process died of a signal, stderr holds "
               "no traceback, a failing row printed exactly its `error:` line(s) with the expected words (a "
               "succeeding row: its words on stdout), every path the row names came out byte for byte, and the "
@@ -142,6 +155,7 @@ def markdown(result: dict) -> str:
         b = r.get("before")
         was = "" if b is None else ("same" if b["ok"] else
                                     f"rc {b['rc']}{' ' + b['signal'] if b['signal'] else ''}"
+                                    f"{', still running after 120 s' if b['timed_out'] else ''}"
                                     f"{', traceback' if b['traceback'] else ''}"
                                     f"{', changed ' + ' '.join(b['changed']) if b['changed'] else ''}: "
                                     f"{b['last_line'][:100]}".replace("|", "\\|"))
@@ -180,7 +194,7 @@ def main() -> int:
                 continue
             row = {"index": i, **run_case(case, world, Path(tmp) / f"case{i}")}
             if old is not None:
-                row["before"] = run_case(case, world, Path(tmp) / f"case{i}-before", old)
+                row["before"] = run_case(case, world, Path(tmp) / f"case{i}-before", old, BEFORE_TIMEOUT)
             rows.append(row)
             was = f" (before: rc={row['before']['rc']})" if old is not None else ""
             print(f"{'ok ' if row['ok'] else 'NO '} rc={row['rc']:>3} {row['seconds']:6.1f}s  {case.id}{was}",
