@@ -157,7 +157,8 @@ def markdown(result: dict) -> str:
                                     f"rc {b['rc']}{' ' + b['signal'] if b['signal'] else ''}"
                                     f"{', still running after 120 s' if b['timed_out'] else ''}"
                                     f"{', traceback' if b['traceback'] else ''}"
-                                    f"{', changed ' + ' '.join(b['changed']) if b['changed'] else ''}: "
+                                    f"{', changed ' + ' '.join(b['changed']) if b['changed'] else ''}"
+                                    f"{', its check failed' if not b['check_ok'] else ''}: "
                                     f"{b['last_line'][:100]}".replace("|", "\\|"))
         lines.append(f"| {r['index']} | {r['id'].replace('|', '/')} | {r['rc']} ({r['expected_rc']}) | "
                      f"{r['stderr_lines']} | {'yes' if r['traceback'] else ''} | {'yes' if r['ok'] else '**no**'} | "
