@@ -12,6 +12,7 @@ from dataclasses import MISSING, asdict, dataclass, field
 
 from .errors import EdgesrError
 from .scales import MAX_SCALE, MIN_SCALE
+from .untrusted import read_json
 
 PREFIX = "edgesr."
 FORMAT_VERSION = "1"
@@ -78,9 +79,9 @@ class ArtifactMeta:
             if raw is None:
                 continue
             try:
-                kw[name] = raw if f.type == "str" else json.loads(raw)
-            except ValueError:
-                raise EdgesrError(f"{source} has invalid edgesr metadata: {name} is not JSON ({raw[:40]!r})") from None
+                kw[name] = raw if f.type == "str" else read_json(raw)
+            except ValueError as exc:  # invalid, or nested beyond reason (RecursionError in json.loads)
+                raise EdgesrError(f"{source} has invalid edgesr metadata: {name} is {exc} ({raw[:40]!r})") from None
         missing = [name for name, f in cls.__dataclass_fields__.items()
                    if f.default is MISSING and f.default_factory is MISSING and name not in kw]
         if missing:

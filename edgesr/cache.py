@@ -16,7 +16,6 @@ hold is ignored (and rewritten), never trusted.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from contextlib import suppress
 from importlib import resources
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from .data.benchmark import BenchmarkSet
 from .evaluate import Score
+from .untrusted import read_json
 
 #: bump when the evaluation protocol changes (shave, clipping, SSIM window...): old entries then miss
 PROTOCOL = 1
@@ -79,8 +79,8 @@ class ScoreCache:
     @staticmethod
     def _read(path: Path) -> dict[str, dict]:
         try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError, UnicodeDecodeError):
+            data = read_json(path.read_bytes())
+        except (OSError, ValueError):  # ValueError: invalid, not UTF-8 or nested beyond reason
             return {}
         if not isinstance(data, dict):
             return {}

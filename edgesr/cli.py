@@ -20,7 +20,7 @@ from .demo.limits import MB, MP
 from .demo.limits import Limits as DemoLimits
 from .errors import EdgesrError
 from .export.pipeline import DEFAULT_FLOAT_LAYERS, DEFAULT_METHOD
-from .io import refuse_existing
+from .io import refuse_existing, refuse_inputs
 from .optional import available, require_extra
 from .scales import check_scales
 
@@ -234,6 +234,7 @@ def eval_cmd(
         raise EdgesrError("give at least one --data folder (e.g. ../shared/data/Set5)")
     check_scales(scales)
     refuse_existing([json_out], overwrite)
+    refuse_inputs([json_out], [model, *data])
     use_threads(threads)
     net, meta = load_for_scales(model, list(dict.fromkeys(scales)))
     sets = [open_set(d) for d in data]
@@ -417,6 +418,7 @@ def bench_cmd(
     if plot_out:
         require_extra("plot", "--plot")
     refuse_existing([json_out, markdown_out, plot_out], overwrite)
+    refuse_inputs([json_out, markdown_out, plot_out], [*artifacts, *data])
     sets = [open_set(d) for d in data]
     with console.status("benchmarking") as status:
         reference = None

@@ -16,8 +16,10 @@ or a default the file leaves out, to the current folder. The run folder keeps th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -92,6 +94,12 @@ def fail(key: str, msg: str) -> typing.NoReturn:
 
 #: the types a recipe value must already have, as its error names them
 _PLAIN = {bool: "true or false", int: "an integer", str: "a string"}
+#: every recipe integer is a 64-bit one (a seed of 2**64 overflows torch's and numpy's); a key's
+#: own range may be narrower
+INT_LIMIT = 2**63
+#: digits a YAML integer may have (2**63 has 19): more is no recipe value, and Python refuses to
+#: convert more than 4300 in any case
+MAX_INT_DIGITS = 30
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -127,17 +135,27 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return from_dict(tp, value, prefix=f"{key}.")
     if tp in _PLAIN:  # bool is an int to isinstance, yet true is never a recipe's integer
         if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-            fail(key, f"expected {_PLAIN[tp]}, got {value!r}")
+            fail(key, f"expected {_PLAIN[tp]}, got {shown(value)}")
+        if tp is int and not -INT_LIMIT <= value < INT_LIMIT:
+            fail(key, f"must be a 64-bit integer (from -2**63 to 2**63 - 1), got {shown(value)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            fail(key, f"expected a number, got {value!r}")
-        if not math.isfinite(value):
-            fail(key, f"expected a finite number, got {value!r}")
+            fail(key, f"expected a number, got {shown(value)}")
+        if isinstance(value, int) and not -INT_LIMIT <= value < INT_LIMIT or not math.isfinite(value):
+            fail(key, f"expected a finite number, got {shown(value)}")  # (an int past 2**1024: no float)
         return float(value)
     if tp is Any:
         return value
     raise TypeError(f"unsupported recipe type {tp} at {key}")
+
+
+def shown(value: Any) -> str:
+    """A value as an error quotes it: ``repr``, cut to a line (an integer of 5000 digits has no repr)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**MAX_INT_DIGITS:
+        return f"an integer of more than {MAX_INT_DIGITS} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
@@ -188,9 +206,49 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+#: YAML 1.2's floats that YAML 1.1 reads as strings: an exponent without a dot or its sign (``5e-4``, ``1E5``)
+_EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+
+
+@functools.cache
+def _loader() -> type:
+    """PyYAML's safe loader, with numbers read as a user writes them.
+
+    PyYAML implements YAML 1.1, whose floats need a dot and a signed exponent: ``5e-4`` (the
+    example of ``teacher train --help``) and ``1e-3`` are strings there, then refused as "not a
+    number". YAML 1.2 reads them as floats, and so does this loader. It also refuses integers of
+    more than :data:`MAX_INT_DIGITS` digits in YAML's own error, with the line, rather than
+    letting Python's conversion limit raise from inside the parser."""
+    import yaml
+
+    class RecipeLoader(yaml.SafeLoader):
+        pass
+
+    # copied list by list: add_implicit_resolver appends to the lists it shares with SafeLoader
+    RecipeLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    RecipeLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789"))
+
+    def construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+        digits = len(str(node.value).lstrip("+-").replace("_", ""))
+        if digits > MAX_INT_DIGITS:
+            raise yaml.constructor.ConstructorError(None, None, f"an integer of {digits} digits", node.start_mark)
+        return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+    RecipeLoader.add_constructor("tag:yaml.org,2002:int", construct_int)
+    return RecipeLoader
+
+
+def parse_yaml(text: str) -> Any:
+    """A recipe's YAML (a file or one ``--set`` value) as plain data; raises ``yaml.YAMLError``
+    (and ``RecursionError`` for nesting beyond reason)."""
+    import yaml  # the host side's (train extra); validation above needs only the standard library
+
+    return yaml.load(text, Loader=_loader())
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Apply ``key.sub=value`` strings (values parsed as YAML) to a recipe mapping."""
-    import yaml  # the host side's (train extra); validation above needs only the standard library
+    import yaml
 
     for item in overrides:
         if "=" not in item:
@@ -203,9 +261,11 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             if not isinstance(node, dict):
                 raise EdgesrError(f"override {key}: {p} is not a section")
         try:
-            node[parts[-1]] = yaml.safe_load(raw)
-        except (yaml.YAMLError, RecursionError):
-            raise EdgesrError(f"override {item!r}: the value is not valid YAML") from None
+            node[parts[-1]] = parse_yaml(raw)
+        except (yaml.YAMLError, RecursionError) as exc:
+            raise EdgesrError(f"override {shown(item)}: the value is not valid YAML "
+                              f"({_yaml_problem(exc) if isinstance(exc, yaml.YAMLError) else 'nested too deeply'})"
+                              ) from None
     return data
 
 
@@ -246,8 +306,8 @@ def catalog(kinds: dict[str, type]) -> list[RecipeEntry]:
     out = []
     for name, path in sorted(seen.items()):
         try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            data = parse_yaml(path.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
             out.append(RecipeEntry(name, path, "", f"unreadable ({type(exc).__name__})"))
             continue
         errors = []
@@ -313,7 +373,7 @@ def load_recipe(cls: type[T], name_or_path: str, overrides: list[str] | None = N
     path = find_recipe(name_or_path)
     text = read_recipe_text(path)
     try:
-        data = yaml.safe_load(text) or {}
+        data = parse_yaml(text) or {}
     except yaml.YAMLError as exc:
         raise EdgesrError(f"recipe {path} is not valid YAML: {_yaml_problem(exc)}") from None
     except RecursionError:

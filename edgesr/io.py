@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,49 @@ def refuse_existing(outputs: list[Path | None], overwrite: bool) -> None:
     for path in outputs:
         if path is not None and (path.exists() or path.is_symlink()) and not overwrite:
             raise EdgesrError(f"{path} exists: pass --overwrite to replace it")
+
+
+def _same_or_inside(inp: Path, out: Path) -> bool:
+    """Whether writing ``out`` (a file, or a folder replaced whole) would replace ``inp``: the
+    same file (a link, a hard link or another spelling of it) or anything under the folder."""
+    try:
+        if inp.exists() and out.exists() and os.path.samefile(inp, out):
+            return True
+    except OSError:
+        pass
+    inp, out = inp.resolve(), out.resolve()
+    return inp == out or out in inp.parents
+
+
+def refuse_inputs(outputs: list[Path | None], inputs: list[Path | str | None]) -> None:
+    """No output may be one of the command's inputs, or a folder holding one: ``--overwrite``
+    replaces earlier outputs, never what the command reads (checked before any work)."""
+    for out in outputs:
+        for inp in inputs:
+            if out is not None and inp is not None and _same_or_inside(Path(inp), Path(out)):
+                raise EdgesrError(f"refusing to overwrite input {inp} with output {out}: choose another output")
+
+
+def check_replaceable(folder: Path, own: Callable[[str], bool], marker: str, what: str) -> None:
+    """``--overwrite`` of a folder output (a bundle, a package) replaces the folder whole, so it
+    may only be one edgesr wrote: empty, or holding ``marker`` and nothing but names ``own``
+    accepts (a folder of the user's own README.md is not a bundle). Anything else is a one-line
+    refusal, before any work. The current folder (or one above it) is never replaced."""
+    if not (folder.exists() or folder.is_symlink()):
+        return
+    if Path.cwd().resolve() == folder.resolve() or folder.resolve() in Path.cwd().resolve().parents:
+        raise EdgesrError(f"{folder} is the current folder or holds it: give the {what} a folder of its own")
+    if not folder.is_dir():
+        raise EdgesrError(f"{folder} is a file, not a {what}: choose another output")
+    entries = list(folder.iterdir())
+    foreign = sorted(p.name + ("/" if p.is_dir() else "") for p in entries if not own(p.name))
+    if entries and not foreign and not (folder / marker).exists():
+        raise EdgesrError(f"{folder} is not a {what} edgesr wrote (no {marker}): --overwrite replaces only those; "
+                          "choose another output")
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise EdgesrError(f"{folder} holds files edgesr did not write ({shown}): --overwrite replaces only a "
+                          f"{what} edgesr wrote; choose another output or move them")
 
 
 def _umask() -> int:
@@ -119,32 +163,67 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     For outputs that are folders (CoreML packages, deploy bundles): a failure leaves no
     half-written folder, and the old one stays until the new one is complete.
     """
-    import shutil
-
-    path = Path(path)
+    shown = Path(path)  # as the user wrote it, for messages
+    path = Path(os.path.abspath(path))  # "." and "dir/.." have no name to put a temporary beside
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent))
         os.chmod(tmp, 0o777 & ~_umask())
     except OSError as exc:
-        raise cannot_write(path, exc) from None
+        raise cannot_write(shown, exc) from None
     try:
         yield tmp
-        if path.is_dir():
-            old = path.with_name(f"{TEMP_PREFIX}{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+        if path.exists() or path.is_symlink():
+            # the old one moves aside under a temporary's name (a kill now leaves a stale
+            # temporary, found by the next run), comes back if the new one cannot go in
+            old = path.with_name(f"{TEMP_PREFIX}{path.name}.{secrets.token_hex(4)}.old{TEMP_SUFFIX}")
             os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
+            try:
+                os.replace(tmp, path)
+            except OSError:
+                os.replace(old, path)
+                raise
+            _remove(old)  # a symbolic link goes, not what it points to
         else:
             os.replace(tmp, path)
     except OSError as exc:
-        raise cannot_write(path, exc) from None
+        raise cannot_write(shown, exc) from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)
 
 
-def stale_temporaries(folder: Path) -> list[Path]:
-    """The temporaries of atomic writes in ``folder`` (files and folders): what a process
-    killed while writing leaves. Only safe to delete while no other process writes there."""
-    return sorted(folder.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"))
+def _remove(path: Path) -> None:
+    """Delete a file, a symbolic link (not its target) or a folder tree, quietly."""
+    import shutil
+
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def stale_temporaries(folder: Path, name: str | None = None) -> list[Path]:
+    """The temporaries of atomic writes in ``folder`` (files and folders), of the output called
+    ``name`` or of any: what a process killed while writing leaves (SIGKILL, or SIGTERM, which
+    runs no cleanup). Only safe to delete while no other process writes there."""
+    import glob
+
+    if name is None:
+        return sorted(folder.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"))
+    prefix = f"{TEMP_PREFIX}{name}."
+
+    def own(p: Path) -> bool:  # ".a.<random>.tmp" is a's, ".a.png.<random>.tmp" a.png's
+        token = p.name[len(prefix):-len(TEMP_SUFFIX)].removesuffix(".old")
+        return bool(token) and "." not in token
+
+    return sorted(p for p in folder.glob(f"{glob.escape(prefix)}*{TEMP_SUFFIX}") if own(p))
+
+
+def remove_stale(path: str | Path) -> list[Path]:
+    """Delete the temporaries a killed write of ``path`` left beside it (its own only: other
+    outputs' are left to their writers); returns them. Writers call it before writing ``path``."""
+    path = Path(os.path.abspath(path))
+    found = stale_temporaries(path.parent, path.name) if path.parent.is_dir() else []
+    for tmp in found:
+        _remove(tmp)
+    return found

@@ -112,3 +112,52 @@ def test_recipe_paths_are_relative_to_their_file_and_overrides_to_the_current_fo
     # a run folder's recipe (resume) is read with the paths of the folder the run started in
     r = load_recipe(TeacherRecipe, str(folder / "t.yaml"), relative_to=tmp_path)
     assert r.validation.data == str(tmp_path / "val")
+
+
+@pytest.mark.parametrize("text, value", [
+    ("5e-4", 5e-4), ("1e-3", 1e-3), ("1E5", 1e5), ("-2e+3", -2e3), ("1.5e3", 1.5e3), ("1_0e1", 100.0),
+    ("1.0e-3", 1e-3), (".5", 0.5), ("1e999", float("inf")),  # inf: refused by the key's "finite" check
+    ("5", 5), ("-3", -3), ("0x10", 16), ("1e", "1e"), ("e5", "e5"), ("5e-4x", "5e-4x"), ("[1e-3, 2]", [1e-3, 2]),
+])
+def test_numbers_parse_as_a_user_writes_them(text, value):
+    """YAML 1.1 (PyYAML) reads 5e-4 as a string: the example of teacher train --help was refused."""
+    import yaml
+
+    from edgesr.config import parse_yaml
+
+    got = parse_yaml(text)
+    assert got == value and type(got) is type(value), got
+    assert yaml.safe_load("5e-4") == "5e-4"  # the shared SafeLoader is left as it was
+
+
+def test_exponent_numbers_in_overrides_and_recipe_files(tmp_path):
+    recipe = load_recipe(TeacherRecipe, "teacher", ["optim.lr=5e-4"])
+    assert recipe.optim.lr == 5e-4
+    (tmp_path / "r.yaml").write_text("student_optim:\n  lr: 1e-3\n")
+    assert load_recipe(DistillRecipe, str(tmp_path / "r.yaml")).student_optim.lr == 1e-3
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("seed=18446744073709551616", "recipe key seed: must be a 64-bit integer (from -2**63 to 2**63 - 1)"),
+    ("seed=9223372036854775808", "recipe key seed: must be a 64-bit integer"),
+    ("batch_size=" + "9" * 5000, "the value is not valid YAML (an integer of 5000 digits (line 1))"),
+    ("student_optim.lr=" + "9" * 25, "recipe key student_optim.lr: expected a finite number"),
+    ("scales=[1e999]", "recipe key scales[0]: expected an integer, got inf"),
+    ("student_optim.lr=1e999", "recipe key student_optim.lr: expected a finite number, got inf"),
+])
+def test_numbers_beyond_any_recipe_are_one_line_errors(override, fragment):
+    with pytest.raises(EdgesrError) as err:
+        load_recipe(DistillRecipe, "quick", [override])
+    assert fragment in str(err.value) and "\n" not in str(err.value) and len(str(err.value)) < 200
+
+
+def test_a_recipe_file_integer_of_5000_digits_is_one_line(tmp_path):
+    (tmp_path / "r.yaml").write_text("seed: " + "9" * 5000 + "\n")
+    with pytest.raises(EdgesrError, match=r"is not valid YAML: an integer of 5000 digits \(line 1\)"):
+        load_recipe(DistillRecipe, str(tmp_path / "r.yaml"))
+
+
+def test_an_integer_too_long_to_print_is_named_not_printed():
+    """A recipe from a checkpoint is Python data, not YAML: 10**5000 reaches the schema itself."""
+    with pytest.raises(EdgesrError, match="key seed: must be a 64-bit integer .* got an integer of more than 30"):
+        from_dict(DistillRecipe, {"seed": 10**5000})

@@ -1,7 +1,9 @@
 import pickle
+import re
 import sys
 import types
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -122,3 +124,132 @@ def test_shipped_edgesr_teacher_reaches_the_vdsr_paper_on_set5(shared_data):
     for score, paper in zip(scores, (37.53, 33.66, 31.35)):
         assert score.psnr == pytest.approx(measured[score.scale], abs=0.001)
         assert score.psnr >= paper
+
+
+# ----------------------------------------------------------------------------- forged legacy files (issue 30, 1)
+
+
+def _reference_view(storage: np.ndarray, offset: int, size: tuple, stride: tuple) -> np.ndarray:
+    """What a correct reader returns for an in-bounds view, element by element in Python."""
+    out = np.empty(size, storage.dtype)
+    for index in np.ndindex(*size):
+        out[index] = storage[offset + sum(i * s for i, s in zip(index, stride))]
+    return out
+
+
+def _random_view(rng: np.random.Generator) -> tuple:
+    """Sizes, strides, offsets and storage lengths around the edges that matter: in bounds,
+    one past, far past, zero, huge, now and then negative or of the wrong type."""
+    n = int(rng.integers(0, 40))
+    ndim = int(rng.integers(0, 5))
+    pick = lambda choices: choices[int(rng.integers(len(choices)))]  # noqa: E731
+    edge = lambda choices, bad: pick(bad) if rng.random() < 0.02 else pick(choices)  # noqa: E731
+    size = [edge([0, 1, 1, 2, 2, 3, 5, int(rng.integers(0, 8)), n, n + 1], [-1, 1 << 62, 1 << 70])
+            for _ in range(ndim)]
+    stride = [edge([0, 1, 1, 2, 3, int(rng.integers(0, 10)), n, n + 1], [-1, -3, 1 << 63, 1 << 80])
+              for _ in range(ndim)]
+    offset = edge([0, 0, 1, int(rng.integers(0, max(n, 1))), n - 1, n, n + 1], [-1, -n, 1 << 64])
+    if rng.random() < 0.02:  # not integers at all
+        size, stride, offset = pick([(size, 1.5, offset), ("ab", stride, offset), (size, stride, True),
+                                     (size, stride, 2.0), (None, None, None)])
+    return n, offset, size, stride
+
+
+def test_legacy_reader_never_reads_outside_a_storage():
+    """Seeded fuzz (6000 forged files): every view the reader accepts is exactly the elements
+    of its own storage that a correct reader gives; every other one is refused with an
+    exception (no segmentation fault: the process is still here), and what it returns never
+    holds more bytes than the file."""
+    from edgesr.models.legacy_pickle import read_legacy_pickle
+    from tests.forged import legacy_pickle
+
+    rng = np.random.default_rng(30)
+    accepted = refused = 0
+    for _ in range(6000):
+        n, offset, size, stride = _random_view(rng)
+        values = 1000.0 + np.arange(n, dtype=np.float32)  # values no heap byte pattern equals
+        data = legacy_pickle({"w": ("0", offset, size, stride)}, {"0": values})
+        try:
+            got = read_legacy_pickle(data)["w"]
+        except Exception:
+            refused += 1
+            continue
+        accepted += 1
+        assert got.nbytes <= len(data)
+        want = _reference_view(values, offset, tuple(size), tuple(stride))
+        assert got.shape == want.shape and np.array_equal(got, want), (n, offset, size, stride)
+    assert accepted > 1000 and refused > 1000, (accepted, refused)
+
+
+def test_legacy_reader_refuses_storages_that_lie_about_their_length():
+    from edgesr.models.legacy_pickle import read_legacy_pickle
+    from tests.forged import legacy_pickle
+
+    view = {"w": ("0", 0, (2,), (1,))}
+    for declared in (-1, 3, 1 << 40, (1 << 63) - 1):
+        with pytest.raises(ValueError):
+            read_legacy_pickle(legacy_pickle(view, {"0": [1.0, 2.0]}, {"0": declared}))
+    assert read_legacy_pickle(legacy_pickle(view, {"0": [1.0, 2.0]}))["w"].tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("make, fragment", [
+    ("view_past_storage", "exceeds its storage of 4 elements"),
+    ("vdsr_over_tiny_storage", "reads past its storage of 4 elements"),
+])
+def test_the_issues_forged_pickles_are_one_line_errors(tmp_path, make, fragment):
+    import tests.forged as forged
+
+    path = tmp_path / "m.pth"
+    path.write_bytes(getattr(forged, make)())
+    with pytest.raises(EdgesrError, match=fragment) as err:
+        read_weights(path)
+    assert "\n" not in str(err.value)
+
+
+def test_weights_whose_views_claim_more_than_the_file_are_refused(tmp_path):
+    """A zip checkpoint may hold a stride-0 view of one float as a huge tensor: torch accepts
+    the view; reading it as weights must not materialise it."""
+    big = torch.zeros(1).expand(1 << 24)
+    torch.save({"head.weight": big}, tmp_path / "m.pth")
+    with pytest.raises(EdgesrError, match="more than the .*-byte file holds"):
+        read_weights(tmp_path / "m.pth")
+
+
+def test_a_zip_declaring_more_content_than_it_holds_is_refused(tmp_path):
+    from tests.forged import zip_bomb_checkpoint
+
+    with pytest.raises(EdgesrError, match="archive declares"):
+        read_weights(zip_bomb_checkpoint(tmp_path / "m.pth"))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_on_reading(tmp_path, value):
+    net = VDSR(4, depth=3)
+    with torch.no_grad():
+        net.body[0].conv.weight[0, 0, 0, 0] = value
+    save_safetensors(net, tmp_path / "m.safetensors")
+    with pytest.raises(EdgesrError, match="body.0.conv.weight holds NaN or infinite values"):
+        read_weights(tmp_path / "m.safetensors")
+
+
+@pytest.mark.parametrize("state, fragment", [
+    ({"head.weight": torch.zeros(4, 1, 3, 3), "tail.weight": torch.zeros(1, 4, 3, 3)}, "only a head and a tail"),
+    ({"head.weight": torch.zeros(0, 1, 3, 3), "body.0.conv.weight": torch.zeros(0, 0, 3, 3),
+      "tail.weight": torch.zeros(1, 0, 3, 3)}, "a 0-wide VDSR"),
+    ({"head.weight": torch.zeros(100_000, 1, 3, 3, dtype=torch.float16)[:, :, :1, :1],
+      "tail.weight": torch.zeros(1, 1, 1, 1)}, "head.weight has shape (100000, 1, 1, 1)"),
+    ({"head.weight": torch.zeros(300, 1, 3, 3), "body.0.conv.weight": torch.zeros(1),
+      "tail.weight": torch.zeros(1, 300, 3, 3)}, "a 300-wide VDSR; edgesr reads widths from 1 to 256"),
+    ({"head.weight": torch.zeros(2, 1, 3, 3), "tail.weight": torch.zeros(1, 2, 3, 3),
+      **{f"body.{i}.conv.weight": torch.zeros(2, 2, 3, 3) for i in range(70)}}, "a 72-layer VDSR"),
+    ({"head.weight": torch.zeros(4, 1, 3, 3), "body.3.conv.weight": torch.zeros(4, 4, 3, 3),
+      "tail.weight": torch.zeros(1, 4, 3, 3)}, "missing ['body.0.conv.weight']"),
+    ({"head.weight": torch.zeros(4, 1, 3, 3), "body.0.conv.weight": torch.zeros(4, 5, 3, 3),
+      "tail.weight": torch.zeros(1, 4, 3, 3)}, "body.0.conv.weight has shape (4, 5, 3, 3)"),
+])
+def test_shapes_are_checked_before_any_network_is_built(state, fragment, monkeypatch):
+    import edgesr.models.formats as formats
+
+    monkeypatch.setattr(formats, "VDSR", lambda *a, **k: pytest.fail("built before its shapes were checked"))
+    with pytest.raises(EdgesrError, match=re.escape(fragment)):
+        model_from_state(state, "m.pth")

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import io
 import json
+import math
 import multiprocessing
 import os
 import resource
@@ -167,11 +168,15 @@ def _with_meta(src: Path, dst: Path, **props: str) -> Path:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> World:
+    return make_world(tmp_path_factory.mktemp("world"))
+
+
+def make_world(root: Path) -> World:
+    """The inputs every row copies from, made in ``root`` (also by ``benchmarks/hostile_matrix.py``)."""
     from edgesr.artifact import ArtifactMeta
     from edgesr.export.deploy_net import DeployNet
     from tests.artifacts import bicubic_artifact, export_onnx, tiny_vdsr
 
-    root = tmp_path_factory.mktemp("world")
     teacher = root / "teacher.safetensors"
     save_safetensors(tiny_teacher(123), teacher)
     distill_recipe = root / "tiny.yaml"
@@ -630,6 +635,415 @@ CASES = [
 ]
 
 
+# ----------------------------------------------------------------------------- round 2 (issue 30)
+
+
+def tiny_teacher_yaml(d: Path, w: World) -> None:
+    teacher_images(d, w)
+    shutil.copy(w.teacher_recipe, d / "teacher-tiny.yaml")
+
+
+def deep_meta(path: Path, w: World) -> None:
+    """The lr model with its ``extra`` metadata nested 100,000 deep."""
+    from tests.forged import deep_json
+
+    _with_meta(w.lr_model, path, extra=deep_json())
+
+
+def deep_sidecar(path: Path, w: World) -> None:
+    from tests.forged import deep_json
+
+    path.write_bytes(b"not an engine")
+    path.with_name(path.name + ".json").write_text(deep_json())
+
+
+def deep_score_cache(d: Path, w: World) -> None:
+    """eval's inputs, and a score cache for the student nested 100,000 deep (ignored, rewritten)."""
+    from edgesr.cache import cache_dir
+    from edgesr.models.zoo import sha256_of
+    from tests.forged import deep_json
+
+    eval_data(d, w)
+    cache = cache_dir() / "scores" / f"{sha256_of(d / 'student.safetensors')}.json"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(deep_json())
+
+
+def score_cache_rewritten(d: Path) -> None:
+    from edgesr.cache import cache_dir
+
+    (cache,) = (cache_dir() / "scores").glob("*.json")
+    assert list(json.loads(cache.read_text())), cache.read_text()[:100]
+
+
+def both(*setups: Setup) -> Setup:
+    """Each of ``setups`` in turn (none may need a cleanup)."""
+
+    def setup(d: Path, w: World) -> None:
+        for one in setups:
+            assert one(d, w) is None
+
+    return setup
+
+
+def at(name: str, make: Callable[[Path, World], None]) -> Setup:
+    """The file ``make`` makes, at ``name`` in the case's folder."""
+    return lambda d, w: make(d / name, w)
+
+
+def stopped_run_with_tiny_set(d: Path, w: World) -> None:
+    """The stopped run, its evaluation set (a key a resume may change) a folder holding a 1x1 image."""
+    distill_run(replace_in("recipe.yaml", "sets: []", f"sets: [{d / 'tiny'}]"))(d, w)
+    image(1, 1)(d / "tiny" / "a.png", w)
+
+
+def edited_checkpoint(edit: Callable[[dict], None]) -> Callable[[Path], None]:
+    """The run's checkpoint.pt, read and written back with ``edit`` applied to its contents."""
+
+    def apply(run: Path) -> None:
+        import sys
+
+        state = torch.load(run / "checkpoint.pt", weights_only=True)
+        edit(state)
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, 20_000))  # pickling a recipe nested 5000 deep
+        try:
+            torch.save(state, run / "checkpoint.pt")
+        finally:
+            sys.setrecursionlimit(limit)
+
+    return apply
+
+
+def put(*keys_and_value) -> Callable[[dict], None]:
+    """``state[k1][k2]... = value``."""
+    *keys, value = keys_and_value
+
+    def edit(state: dict) -> None:
+        node = state
+        for k in keys[:-1]:
+            node = node[k]
+        node[keys[-1]] = value
+
+    return edit
+
+
+def nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def forged_checkpoint(name: str) -> Callable[[Path], None]:
+    def edit(run: Path) -> None:
+        import tests.forged
+
+        getattr(tests.forged, name)(run / "checkpoint.pt")
+
+    return edit
+
+
+def weights(**tensors) -> Callable[[Path, World], None]:
+    """A safetensors file of exactly these tensors (shapes as a forger writes them)."""
+
+    def make(path: Path, w: World) -> None:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+
+    return make
+
+
+def nan_student(path: Path, w: World) -> None:
+    from tests.artifacts import tiny_vdsr
+
+    net = tiny_vdsr()
+    with torch.no_grad():
+        net.body[0].conv.weight[0, 0, 1, 1] = math.nan
+    save_safetensors(net, path)
+
+
+def nan_artifact(path: Path, w: World) -> None:
+    """An lr artifact exported (by hand: edgesr's export refuses them) from NaN weights."""
+    from edgesr.artifact import ArtifactMeta
+    from edgesr.export.deploy_net import DeployNet
+    from tests.artifacts import export_onnx, tiny_vdsr
+
+    net = tiny_vdsr()
+    with torch.no_grad():
+        net.tail.weight.fill_(math.nan)
+    export_onnx(DeployNet(net, 2, "lr"), path, ArtifactMeta(scale=2, input_kind="lr", precision="fp32", model="nan"))
+
+
+def forged_bytes(name: str, *args) -> Callable[[Path, World], None]:
+    """A file made by ``tests.forged.<name>(*args)``."""
+
+    def make(path: Path, w: World) -> None:
+        import tests.forged
+
+        raw(getattr(tests.forged, name)(*args))(path, w)
+
+    return make
+
+
+def old_bundle(path: Path, w: World) -> None:
+    """A bundle folder as an earlier export wrote it, with the engine built on the device beside it."""
+    path.mkdir(parents=True)
+    for name in ("model.onnx", "model.meta.json", "README.md", "BENCH.md", "model.engine", "model.engine.json"):
+        (path / name).write_text("old " + name)
+
+
+def bundle_and_precious(path: Path, w: World) -> None:
+    """A bundle folder that also holds the user's own files."""
+    old_bundle(path, w)
+    (path / "precious.txt").write_text("mine")
+    (path / "sub").mkdir()
+    (path / "sub" / "notes.md").write_text("mine too")
+
+
+def linked_bundle(d: Path, w: World) -> None:
+    """``link`` -> ``real``, an earlier bundle, beside the student."""
+    files()(d, w)
+    old_bundle(d / "real", w)
+    (d / "link").symlink_to("real")
+
+
+def link_replaced(d: Path) -> None:
+    assert (d / "link").is_dir() and not (d / "link").is_symlink() and (d / "link" / "model.onnx").is_file()
+    assert stale_temporaries(d) == [], list(d.iterdir())
+
+
+def hard_link(target: str) -> Callable[[Path, World], None]:
+    def make(path: Path, w: World) -> None:
+        os.link(path.parent / target, path)
+
+    return make
+
+
+def student_in(path: Path, w: World) -> None:
+    path.mkdir()
+    shutil.copy(w.student, path / "student.safetensors")
+
+
+def killed_writes(d: Path, w: World) -> None:
+    """The student, and what SIGKILL left of earlier exports: a half-written ONNX file and a
+    half-filled bundle folder, beside another output's temporary (not theirs to remove)."""
+    files()(d, w)
+    (d / ".m.onnx.k1ll3d.tmp").write_bytes(b"half an onnx")
+    (d / ".b.x7r2hq9w.tmp").mkdir()
+    (d / ".b.x7r2hq9w.tmp" / "model.onnx").write_bytes(b"half")
+    (d / ".b.9d2e61aa.old.tmp").mkdir()
+    (d / ".m.onnx.data.k1ll3d.tmp").write_bytes(b"another output's")
+
+
+def temporaries_left(*names: str) -> Callable[[Path], None]:
+    """Exactly ``names`` are left of the temporaries: other outputs' are not the run's to remove."""
+
+    def check(d: Path) -> None:
+        assert [p.name for p in stale_temporaries(d)] == sorted(names), list(d.iterdir())
+
+    return check
+
+
+def killed_upscale(d: Path, w: World) -> None:
+    files({"in/a.png": image(9, 9), "in/b.png": image(9, 9, seed=1)})(d, w)
+    (d / "out").mkdir()
+    (d / "out" / ".a.png.k1ll3d.tmp").write_bytes(b"half a png")
+
+
+EXPORT_TRT = ("export", "--model", "student.safetensors", "--target", "tensorrt")
+ENGINE = ("upscale", "--model", "m.engine", "a.png", "-o", "o.png")
+EVAL = ("eval", "--model", "student.safetensors", "--data", "set", "--scales", "2", "--no-ssim")
+
+#: where issue 30's rows begin (benchmarks/hostile_matrix.py reports them apart)
+ROUND2 = len(CASES)
+CASES += [
+    # --- 7. JSON nested 100,000 deep, wherever edgesr reads JSON
+    Case("upscale: ONNX metadata nested 100000 deep", FORGED, files({"m.onnx": deep_meta, "a.png": image(9, 9)}),
+         "m.onnx has invalid edgesr metadata: extra is nested deeper than 32 levels", unchanged=("m.onnx",)),
+    Case("upscale: TensorRT sidecar .json nested 100000 deep", ENGINE,
+         files({"m.engine": deep_sidecar, "a.png": image(9, 9)}), "cannot read m.engine.json: nested deeper than 32"),
+    Case("export: safetensors metadata measured_psnr nested 100000 deep",
+         ("export", "--model", "m.safetensors", "-o", "m.onnx"),
+         files({"m.safetensors": student_meta(measured_psnr="[" * 100_000 + "]" * 100_000)}),
+         "m.safetensors: metadata field 'measured_psnr' is nested deeper than 32 levels", unchanged=("m.onnx",)),
+    Case("export: safetensors metadata arch nested 100000 deep", ("export", "--model", "m.safetensors", "-o", "m.onnx"),
+         files({"m.safetensors": student_meta(arch="[" * 100_000 + "]" * 100_000)}),
+         "metadata field 'arch' is nested deeper than 32 levels", unchanged=("m.onnx",)),
+    # --- 1. the legacy .pt/.pth reader: every view checked against its storage
+    Case("export: legacy .pth whose view is larger than its storage", ("export", "--model", "m.pth", "-o", "m.onnx"),
+         files({"m.pth": forged_bytes("view_past_storage")}),
+         "cannot read weights from m.pth: truncated, corrupt or not a VDSR checkpoint (ValueError: head.weight: size "
+         "(64, 1, 3, 3) exceeds its storage of 4 elements)", unchanged=("m.onnx",)),
+    Case("eval: legacy .pth whose view is larger than its storage", (*EVAL[:2], "m.pth", *EVAL[3:]),
+         both(eval_data, at("m.pth", forged_bytes("view_past_storage"))),
+         "exceeds its storage of 4 elements"),
+    Case("distill --teacher: legacy .pth whose view is larger than its storage", (*DISTILL, "--teacher", "m.pth"),
+         both(tiny_yaml, at("m.pth", forged_bytes("view_past_storage"))),
+         "exceeds its storage of 4 elements", unchanged=("runs",)),
+    Case("export: legacy .pth of VDSR shapes over a 4-float storage (heap bytes into the ONNX)",
+         ("export", "--model", "m.pth", "-o", "m.onnx"), files({"m.pth": forged_bytes("vdsr_over_tiny_storage")}),
+         "reads past its storage of 4 elements", unchanged=("m.onnx",)),
+    # --- 7, 8. weights whose shapes or values no VDSR has
+    Case("export: weights with only a head and a tail", ("export", "--model", "m.safetensors", "-o", "m.onnx"),
+         files({"m.safetensors": weights(**{"head.weight": torch.zeros(4, 1, 3, 3),
+                                            "tail.weight": torch.zeros(1, 4, 3, 3)})}),
+         "m.safetensors: a VDSR with only a head and a tail", unchanged=("m.onnx",)),
+    Case("export: weights of width 0", ("export", "--model", "m.safetensors", "-o", "m.onnx"),
+         files({"m.safetensors": weights(**{"head.weight": torch.zeros(0, 1, 3, 3),
+                                            "body.0.conv.weight": torch.zeros(0, 0, 3, 3),
+                                            "tail.weight": torch.zeros(1, 0, 3, 3)})}),
+         "m.safetensors: a 0-wide VDSR; edgesr reads widths from 1 to 256", unchanged=("m.onnx",)),
+    Case("export: weights of width 100000 (360 GB to build)", ("export", "--model", "m.safetensors", "-o", "m.onnx"),
+         files({"m.safetensors": weights(**{"head.weight": torch.zeros(100_000, 1, 3, 3, dtype=torch.uint8),
+                                            "body.0.conv.weight": torch.zeros(1, dtype=torch.uint8),
+                                            "tail.weight": torch.zeros(1, dtype=torch.uint8)})}),
+         "m.safetensors: a 100000-wide VDSR; edgesr reads widths from 1 to 256", unchanged=("m.onnx",)),
+    Case("export: NaN weights", ("export", "--model", "m.safetensors", "-o", "m.onnx"),
+         files({"m.safetensors": nan_student}), "m.safetensors: body.0.conv.weight holds NaN or infinite values",
+         unchanged=("m.onnx",)),
+    Case("upscale: an artifact exported from NaN weights (an all-black PNG)", (*FORGED[:2], "nan.onnx", *FORGED[3:]),
+         files({"nan.onnx": nan_artifact, "a.png": image(9, 9)}),
+         "nan.onnx returns NaN or infinite values: its weights are broken", unchanged=("o.png",)),
+    # --- 2. --overwrite replaces only what edgesr wrote
+    Case("export --target tensorrt -o DIR --overwrite: DIR holds precious.txt and sub/",
+         (*EXPORT_TRT, "-o", "b", "--overwrite"), files({"b": bundle_and_precious}),
+         "b holds files edgesr did not write (precious.txt, sub/): --overwrite replaces only a TensorRT bundle",
+         unchanged=("b",)),
+    Case("export --target tensorrt -o DIR --overwrite: DIR an earlier bundle (engine built beside it)",
+         (*EXPORT_TRT, "-o", "b", "--overwrite"), files({"b": old_bundle}), "wrote b", code=0,
+         then=lambda d: (exists("b/model.onnx", "b/BENCH.md")(d), no_temporaries(".")(d))),
+    Case("export --target tensorrt -o . --overwrite", (*EXPORT_TRT, "-o", ".", "--overwrite"), files(),
+         ". is the current folder or holds it", unchanged=("student.safetensors",)),
+    Case("export --target tensorrt -o .. --overwrite", (*EXPORT_TRT, "-o", "..", "--overwrite"), files(),
+         ".. is the current folder or holds it", unchanged=("student.safetensors",)),
+    Case("export --target tensorrt -o a symlink --overwrite: the link replaced, no .link.old left",
+         (*EXPORT_TRT, "-o", "link", "--overwrite"), linked_bundle, "wrote link", code=0, unchanged=("real",),
+         then=link_replaced),
+    Case("export --target tensorrt -o a file --overwrite", (*EXPORT_TRT, "-o", "lr.onnx", "--overwrite"), files(),
+         "lr.onnx is a file, not a TensorRT bundle", unchanged=("lr.onnx",)),
+    Case("export --target tensorrt -o DIR --overwrite: DIR holds only a README.md (no bundle)",
+         (*EXPORT_TRT, "-o", "b", "--overwrite"), files({"b/README.md": raw(b"my notes")}),
+         "b is not a TensorRT bundle edgesr wrote (no model.meta.json)", unchanged=("b",)),
+    Case("export -o a folder --overwrite", ("export", "--model", "student.safetensors", "-o", "b", "--overwrite"),
+         files({"b": old_bundle}), "b is a folder: -o names the .onnx file to write", unchanged=("b",)),
+    # --- 3. no output may be an input
+    Case("export --model X -o X --overwrite", ("export", "--model", "run/student.safetensors", "-o",
+                                              "run/student.safetensors", "--overwrite"), files({"run": student_in}),
+         "refusing to overwrite input run/student.safetensors", unchanged=("run",)),
+    Case("export --model X -o a hard link to X --overwrite",
+         ("export", "--model", "student.safetensors", "-o", "same.onnx", "--overwrite"),
+         files({"same.onnx": hard_link("student.safetensors")}), "refusing to overwrite input student.safetensors",
+         unchanged=("student.safetensors",)),
+    Case("export --model RUN --target tensorrt -o RUN --overwrite",
+         ("export", "--model", "run", "--target", "tensorrt", "-o", "run", "--overwrite"), files({"run": student_in}),
+         "run holds files edgesr did not write (student.safetensors)", unchanged=("run",)),
+    Case("export --model X --target tensorrt -o the folder holding X --overwrite",
+         ("export", "--model", "run/student.safetensors", "--target", "tensorrt", "-o", "run", "--overwrite"),
+         files({"run": student_in}), "run holds files edgesr did not write", unchanged=("run",)),
+    Case("bench m.onnx --json m.onnx --overwrite", ("bench", "lr.onnx", "--sizes", "16", "--runs", "1", "--no-torch",
+                                                    "--json", "lr.onnx", "--overwrite"), files(),
+         "refusing to overwrite input lr.onnx with output lr.onnx", unchanged=("lr.onnx",)),
+    Case("bench --markdown into a --data folder's place", ("bench", "lr.onnx", "--sizes", "16", "--runs", "1",
+                                                           "--no-torch", "--data", "set", "--markdown", "set",
+                                                           "--overwrite"),
+         files({"set/a.png": image(24, 24)}), "refusing to overwrite input set", unchanged=("set",)),
+    Case("eval --json the model --overwrite", (*EVAL, "--json", "student.safetensors", "--overwrite"), eval_data,
+         "refusing to overwrite input student.safetensors", unchanged=("student.safetensors",)),
+    # --- 11. a run removes what killed runs left of its own outputs
+    Case("export: temporaries a SIGKILL left (file and bundle folder) are removed",
+         ("export", "--model", "student.safetensors", "-o", "m.onnx"), killed_writes, "wrote m.onnx", code=0,
+         then=temporaries_left(".b.9d2e61aa.old.tmp", ".b.x7r2hq9w.tmp", ".m.onnx.data.k1ll3d.tmp")),
+    Case("export --target tensorrt: a killed export's bundle temporaries are removed", (*EXPORT_TRT, "-o", "b"),
+         killed_writes, "wrote b", code=0, then=temporaries_left(".m.onnx.data.k1ll3d.tmp", ".m.onnx.k1ll3d.tmp")),
+    Case("upscale a folder: a temporary a SIGTERM left in the output folder is removed", (*UPSCALE, "in", "-o", "out"),
+         killed_upscale, "wrote 2 images to out", code=0, then=no_temporaries("out")),
+    # --- 12. one input to a path that is not an image file
+    Case("upscale x.png -o /dev/null", (*UPSCALE, "a.png", "-o", "/dev/null"), files({"a.png": image(9, 9)}),
+         "cannot write /dev/null: edgesr writes .bmp"),
+    # --- 10. image data Pillow would lose: refused, not truncated
+    Case("upscale a float32 TIFF", (*UPSCALE, "a.tif", "-o", "out.tif"), files({"a.tif": forged_bytes("float_tiff")}),
+         "its samples are floating-point: edgesr reads 8- and 16-bit integer images", unchanged=("out.tif",)),
+    Case("upscale a 48-bit TIFF", (*UPSCALE, "a.tif", "-o", "out.tif"), files({"a.tif": forged_bytes("tiff48")}),
+         "a TIFF of 16-bit colour samples, which Pillow reads as 8 bits", unchanged=("out.tif",)),
+    Case("bench --data: a float32 TIFF in the set", ("bench", "lr.onnx", "--sizes", "16", "--runs", "1", "--no-torch",
+                                                     "--data", "set"), files({"set/a.tif": forged_bytes("float_tiff")}),
+         "set/a.tif: its samples are floating-point"),
+    # --- 7. images too small to score, in every benchmark set: one line, before the work
+    Case("bench --data: a 1x1 image", ("bench", "lr.onnx", "--sizes", "16", "--runs", "1", "--no-torch", "--data",
+                                       "set"), files({"set/a.png": image(1, 1)}),
+         "set/a.png is 1x1, too small to score at x2: the protocol needs at least 15x15"),
+    Case("bench --data: an 8x8 image", ("bench", "lr.onnx", "--sizes", "16", "--runs", "1", "--no-torch", "--data",
+                                        "set"), files({"set/a.png": image(24, 24), "set/b.png": image(8, 8)}),
+         "set/b.png is 8x8, too small to score at x2"),
+    Case("eval --data: a 1x1 image", (*EVAL[:4], "tiny", *EVAL[5:]), files({"tiny/a.png": image(1, 1)}),
+         "tiny/a.png is 1x1, too small to score at x2"),
+    Case("eval --data: an 8x8 image at x4", ("eval", "--model", "student.safetensors", "--data", "tiny", "--scales",
+                                             "4"), files({"tiny/a.png": image(8, 8)}),
+         "tiny/a.png is 8x8, too small to score at x4: the protocol needs at least 19x19"),
+    Case("distill: an 8x8 image in the evaluation set (refused before training)",
+         (*DISTILL, "--set", "evaluation.sets=[tiny]"), both(tiny_yaml, at("tiny/a.png", image(8, 8))),
+         "tiny/a.png is 8x8, too small to score at x2", unchanged=("runs",)),
+    Case("distill --resume: a 1x1 image in the evaluation set (refused before training)", RESUME,
+         stopped_run_with_tiny_set,
+         "tiny/a.png is 1x1, too small to score at x2", unchanged=RUN_FILES),
+    # --- 7, 8. checkpoints: every number checked against the run before it is used
+    Case("distill --resume: checkpoint recipe nested 5000 deep", RESUME,
+         distill_run(edited_checkpoint(put("recipe", "evaluation", nested(5000)))),
+         "checkpoint run/checkpoint.pt is not an edgesr checkpoint: nested deeper than 32 levels", unchanged=RUN_FILES),
+    Case("distill --resume: checkpoint log sums as strings", RESUME,
+         distill_run(edited_checkpoint(put("log", "sums", {"kd": "1.0"}))),
+         "does not fit this run: its loss log's sums and counts are not finite numbers", unchanged=RUN_FILES),
+    Case("distill --resume: checkpoint step -5", RESUME, distill_run(edited_checkpoint(put("step", -5))),
+         "checkpoint run/checkpoint.pt does not fit this run: step -5 is not in [0, 6]", unchanged=RUN_FILES),
+    Case("distill --resume: checkpoint step 10**15", RESUME, distill_run(edited_checkpoint(put("step", 10**15))),
+         "step 1000000000000000 is not in [0, 6]", unchanged=RUN_FILES),
+    Case("distill --resume: checkpoint horizon 10**12 (an endless run)", RESUME,
+         distill_run(edited_checkpoint(put("horizon", 10**12))),
+         "horizon 1000000000000 is not a step count in [1, 6] (the recipe's steps)", unchanged=RUN_FILES),
+    Case("distill --resume: checkpoint elapsed NaN", RESUME, distill_run(edited_checkpoint(put("elapsed", math.nan))),
+         "elapsed nan is not a number of seconds", unchanged=RUN_FILES),
+    Case("distill --resume: checkpoint speed_mark after its step", RESUME,
+         distill_run(edited_checkpoint(put("speed_mark", [99, 0.5]))), "speed_mark [99, 0.5] is not a (step, seconds)",
+         unchanged=RUN_FILES),
+    Case("distill --resume: checkpoint recipe integer of 5000 digits", RESUME,
+         distill_run(edited_checkpoint(put("recipe", "seed", 10**5000))),
+         "holds objects other than tensors and plain data: refused", unchanged=RUN_FILES),  # torch's reader: LONG4
+    Case("distill --resume: checkpoint recipe integer of 41 digits", RESUME,
+         distill_run(edited_checkpoint(put("recipe", "seed", 10**40))),
+         "recipe key seed was changed since the checkpoint (an integer of more than 30 digits -> 0)",
+         unchanged=RUN_FILES),
+    Case("distill --resume: checkpoint recipe seed 2**64", RESUME,
+         distill_run(edited_checkpoint(put("recipe", "seed", 2**64))),
+         "recipe key seed was changed since the checkpoint (18446744073709551616 -> 0)", unchanged=RUN_FILES),
+    Case("teacher train --resume: checkpoint horizon 10**12", ("teacher", "train", "--resume", "run"),
+         teacher_run(edited_checkpoint(put("horizon", 10**12))), "horizon 1000000000000 is not a step count in [1, 8]",
+         unchanged=RUN_FILES),
+    Case("distill --resume: checkpoint a zip declaring 4 GB in 200 bytes", RESUME,
+         distill_run(forged_checkpoint("zip_bomb_checkpoint")), "its archive declares 4294967295 bytes of content",
+         unchanged=RUN_FILES),
+    Case("distill --resume: checkpoint tensor a stride-0 view claiming 4 TB", RESUME,
+         distill_run(edited_checkpoint(put("big", torch.zeros(1).expand(1 << 40)))),
+         "is not an edgesr checkpoint: its tensors claim 43980465", unchanged=RUN_FILES),
+    # --- 9. numbers in --set and recipes parse as a user writes them; 7. and are bounded
+    Case("teacher train --set optim.lr=5e-4 (the example of its --help)",
+         ("teacher", "train", "--recipe", "teacher-tiny.yaml", "--data", "images", "--out", "runs", "--set",
+          "optim.lr=5e-4"), tiny_teacher_yaml, "results:", code=0),
+    Case("distill --set student_optim.lr=1e-3", (*DISTILL, "--set", "student_optim.lr=1e-3"), tiny_yaml,
+         "results:", code=0),
+    bad_key("seed", str(2**64), "recipe key seed: must be a 64-bit integer (from -2**63 to 2**63 - 1)"),
+    Case("distill --set batch_size=<an integer of 5000 digits>", (*DISTILL, "--set", "batch_size=" + "9" * 5000),
+         tiny_yaml, "the value is not valid YAML (an integer of 5000 digits (line 1))", unchanged=("runs",)),
+    bad_key("scales", "[1e999]", "recipe key scales[0]: expected an integer, got inf"),
+    Case("distill --recipe with an integer of 5000 digits", ("distill", "--recipe", "recipe.yaml", "--out", "runs"),
+         recipe_file("seed: " + "9" * 5000 + "\n"), "is not valid YAML: an integer of 5000 digits (line 1)",
+         unchanged=("runs",)),
+    Case("eval: a cached score file nested 100000 deep (ignored, rewritten)", EVAL, deep_score_cache, "x2", code=0,
+         then=score_cache_rewritten),
+]
+
+
 # ----------------------------------------------------------------------------- issue 30: bounded work
 # Issue 30 items 6 and 7 (demo flags): each input that asked for unbounded work or crashed on a
 # flag now ends in one line (or in correct output). A block of its own, added to CASES.
@@ -770,6 +1184,23 @@ def test_every_issue_case_is_in_the_table():
         assert words in ids, words
 
 
+def test_every_case_of_issue_30_is_in_the_table():
+    """Issue 30's list (items 1-3, 7-12), by the words of its rows."""
+    ids = " | ".join(c.id for c in CASES)
+    for words in ["view is larger than its storage", "VDSR shapes over a 4-float storage", "distill --teacher: legacy",
+                  "eval: legacy", "precious.txt and sub/", "-o . --overwrite", "-o a symlink --overwrite",
+                  "--model X -o X --overwrite", "bench m.onnx --json m.onnx --overwrite", "only a head and a tail",
+                  "width 0", "width 100000", "ONNX metadata nested 100000 deep", "TensorRT sidecar .json nested",
+                  "safetensors metadata measured_psnr nested", "cached score file nested", "scales=[1e999]",
+                  "recipe nested 5000 deep", "log sums as strings", "step -5", "integer of 5000 digits",
+                  "seed=18446744073709551616", "bench --data: a 1x1", "bench --data: an 8x8", "eval --data: a 1x1",
+                  "eval --data: an 8x8", "distill: an 8x8 image in the evaluation set", "--resume: a 1x1 image",
+                  "NaN weights", "from NaN weights", "horizon 10**12", "elapsed NaN", "step 10**15",
+                  "optim.lr=5e-4", "student_optim.lr=1e-3", "float32 TIFF", "48-bit TIFF", "SIGKILL left",
+                  "SIGTERM left", "-o /dev/null"]:
+        assert words in ids, words
+
+
 # ----------------------------------------------------------------------------- several processes at once
 
 
@@ -834,3 +1265,22 @@ def test_written_files_follow_the_umask(tmp_path):
         os.umask(previous)
     for name in ("a.safetensors", "b.json"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o640, name
+
+
+def test_a_writes_own_temporaries_are_told_from_other_outputs(tmp_path):
+    """What ``remove_stale`` deletes is exactly what a killed write of that output leaves."""
+    from edgesr.io import atomic_dir, atomic_path, remove_stale
+
+    for name in (".a.k1ll3d.tmp", ".a.png.k1ll3d.tmp", ".a.9d2e61aa.old.tmp", ".ab.k1ll3d.tmp", ".a..tmp"):
+        (tmp_path / name).write_text("left by a kill")
+    assert [p.name for p in stale_temporaries(tmp_path, "a")] == [".a.9d2e61aa.old.tmp", ".a.k1ll3d.tmp"]
+    assert [p.name for p in remove_stale(tmp_path / "a.png")] == [".a.png.k1ll3d.tmp"]
+    assert not (tmp_path / ".a.png.k1ll3d.tmp").exists() and (tmp_path / ".a.k1ll3d.tmp").exists()
+    with atomic_path(tmp_path / "f.onnx") as tmp:
+        assert stale_temporaries(tmp_path, "f.onnx") == [tmp]
+    with atomic_dir(tmp_path / "bundle") as tmp:
+        assert stale_temporaries(tmp_path, "bundle") == [tmp]
+    with atomic_dir(tmp_path / "bundle") as tmp:  # replacing: the old one moves aside as a temporary
+        (tmp / "new").write_text("")
+    assert [p.name for p in (tmp_path / "bundle").iterdir()] == ["new"]
+    assert stale_temporaries(tmp_path, "bundle") == [] and stale_temporaries(tmp_path, "f.onnx") == []

@@ -1,10 +1,14 @@
 """Photos of every kind through an artifact. An affine model (``0.9 y + 0.05``) makes the
 expected result computable: only Y may change by the model, everything else is bicubic."""
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+import tests.forged as forged
+from edgesr.errors import EdgesrError
 from edgesr.ops import imresize, rgb_to_ycbcr
 from edgesr.runtime import open_upscaler
 from edgesr.runtime.photo import Photo, encode_png, read_photo, upscale_photo, write_photo
@@ -163,3 +167,32 @@ def test_bicubic_upscaler_is_matlab_bicubic():
     out = upscale_photo(BicubicUpscaler(), Photo(px), 3)
     expected = np.round(np.clip(imresize(px[..., 0] / 255.0, 3.0), 0, 1) * 255)
     assert np.array_equal(out.pixels[..., 0], expected)
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda: forged.float_tiff(), "its samples are floating-point: edgesr reads 8- and 16-bit integer images"),
+    (lambda: forged.tiff48(), "a TIFF of 16-bit colour samples, which Pillow reads as 8 bits"),
+    (lambda: forged.tiff(np.ones((4, 4, 4), np.uint16)), "a TIFF of 16-bit colour samples"),
+    (lambda: forged.tiff(np.full((4, 4), -1, np.int8), sample_format=2), "its samples are 8-bit signed integer"),
+])
+def test_image_data_pillow_would_lose_is_refused_in_one_line(make, fragment):
+    """Pillow turns a float TIFF into 8-bit values 0-1 and a 48-bit one into its top bytes, silently."""
+    with pytest.raises(EdgesrError, match=re.escape(fragment)) as err:
+        read_photo(make())
+    assert str(err.value).startswith("cannot read the image: ") and "\n" not in str(err.value)
+
+
+def test_tiffs_edgesr_can_keep_are_read_exactly():
+    gray16 = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000 + 7
+    got = read_photo(forged.tiff(gray16)).pixels
+    assert got.dtype == np.uint16 and np.array_equal(got[..., 0], gray16)
+    rgb8 = np.arange(192, dtype=np.uint8).reshape(8, 8, 3)
+    assert np.array_equal(read_photo(forged.tiff(rgb8)).pixels, rgb8)
+
+
+def test_benchmark_images_refuse_a_float_tiff_too(tmp_path):
+    from edgesr.data.images import read_rgb8
+
+    (tmp_path / "a.tif").write_bytes(forged.float_tiff())
+    with pytest.raises(EdgesrError, match="a.tif: its samples are floating-point"):
+        read_rgb8(tmp_path / "a.tif")

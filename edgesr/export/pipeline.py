@@ -167,16 +167,50 @@ def _radius(net, scale: int, input_kind: str) -> int:
     return net.radius
 
 
+def _own_output(target: str) -> Callable[[str], bool]:
+    """The names edgesr writes inside a folder output of ``target`` (what ``--overwrite`` may replace)."""
+    if target == "coreml":
+        return lambda name: name in ("Manifest.json", "Data")
+    from ..artifact import BUNDLE_MODEL
+    from .tensorrt import BUNDLE_FILES
+
+    # the bundle, and what its scripts add on the device: the engine and its metadata
+    names = {*BUNDLE_FILES, "BENCH.md", *(f"{BUNDLE_MODEL}{s}" for s in (".onnx", ".meta.json", ".engine",
+                                                                          ".engine.json", ".engine.tmp"))}
+    return names.__contains__
+
+
+def check_output(req: ExportRequest, out: Path) -> None:
+    """Everything about the output that can be refused, refused before any work: an existing
+    one without ``--overwrite``, one that is an input (the weights, the calibration folder), a
+    folder output holding anything edgesr did not write there, a folder where a file goes."""
+    from ..io import check_replaceable, refuse_existing, refuse_inputs
+    from ..models.zoo import is_zoo_name, model_path
+
+    refuse_existing([out], req.overwrite)
+    if req.target == "onnx":
+        if out.is_dir():
+            raise EdgesrError(f"{out} is a folder: -o names the .onnx file to write")
+    else:
+        trt = req.target == "tensorrt"
+        check_replaceable(out, _own_output(req.target), "model.meta.json" if trt else "Manifest.json",
+                          "TensorRT bundle" if trt else "CoreML package")
+    model = None if is_zoo_name(req.model) else Path(model_path(req.model, req.scale))
+    calib = Path(req.calib) if req.calib and Path(req.calib).exists() else None
+    refuse_inputs([out], [model, Path(req.model) if model else None, calib])
+
+
 def export_model(req: ExportRequest, progress: Progress = lambda msg: None) -> ExportResult:
     """Run one export; see the module docstring for the failure guarantees."""
-    from ..io import atomic_dir, refuse_existing
+    from ..io import atomic_dir, remove_stale
     from .calibration import find_calibration
     from .deploy_net import DeployNet
     from .source import load_source
 
     req.validate()
     out = Path(req.out) if req.out else req.default_out()
-    refuse_existing([out], req.overwrite)
+    check_output(req, out)
+    remove_stale(out)  # what an earlier export of the same output left when killed while writing
     progress("loading the model")
     source = load_source(req.model, req.scale)
     source.check_scale(req.scale)

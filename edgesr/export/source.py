@@ -8,12 +8,12 @@ written by ``edgesr distill`` in their safetensors metadata (``scales``: JSON li
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import EdgesrError
 from ..models.srnet import SRNet
+from ..untrusted import read_json
 
 
 @dataclass
@@ -36,9 +36,9 @@ class SourceModel:
 
 def _json_field(meta: dict[str, str], key: str, source: str):
     try:
-        return json.loads(meta[key]) if key in meta else None
-    except json.JSONDecodeError:
-        raise EdgesrError(f"{source}: metadata field {key!r} is not valid JSON") from None
+        return read_json(meta[key]) if key in meta else None
+    except ValueError as exc:  # invalid, or nested beyond reason (RecursionError in json.loads)
+        raise EdgesrError(f"{source}: metadata field {key!r} is {exc}") from None
 
 
 def load_source(model: str, scale: int | None = None) -> SourceModel:

@@ -99,7 +99,7 @@ class Upscaler(ABC):
         metadata promises: a forged or mistaken scale or input kind is a one-line error on
         opening, not a shape error in the middle of a folder of photos."""
         h, w = self.probe_size()
-        out = self.infer(np.full((h, w), 0.5, np.float32))
+        out = self._finite(self.infer(np.full((h, w), 0.5, np.float32)))
         s = self.meta.scale
         want = (h * s, w * s) if self.meta.input_kind == "lr" else (h, w)
         if out.shape != want:
@@ -122,24 +122,33 @@ class Upscaler(ABC):
         if self.meta.input_kind == "lr" and scale != self.meta.scale:
             raise EdgesrError(f"{self.path.name} upscales by x{self.meta.scale} only, not x{scale}")
 
+    def _finite(self, out: np.ndarray) -> np.ndarray:
+        """``out``, or a one-line error if it holds NaN or infinities: clipped to [0, 1] they
+        would be written as a black (or white) image with exit code 0. Not in :meth:`infer`,
+        which bench times."""
+        if not np.isfinite(out).all():
+            raise EdgesrError(f"{self.path.name} returns NaN or infinite values: its weights are broken "
+                              "(re-export it from finite weights)")
+        return out
+
     def upscale_y(self, lr_y: np.ndarray, scale: int) -> np.ndarray:
-        """HR Y (float32, [0, 1], not clipped) from LR Y, pre-upscaling for ``bicubic`` models."""
+        """HR Y (float32, [0, 1], not clipped, finite) from LR Y, pre-upscaling for ``bicubic`` models."""
         self.check_scale(scale)
         if self.meta.input_kind == "bicubic":
-            return self.infer(imresize(lr_y, float(scale)))
+            return self._finite(self.infer(imresize(lr_y, float(scale))))
         h, w = lr_y.shape[-2:]
         if lr_y.ndim != 2 or min(h, w) < 1 or min(h, w) >= MIN_LR_SIDE:
-            return self.infer(lr_y)
+            return self._finite(self.infer(lr_y))
         # MATLAB's own border rule (symmetric reflection), so the bicubic part stays exact;
         # only the network sees the mirrored pixel instead of its zero padding
         padded = np.pad(lr_y, ((0, max(0, MIN_LR_SIDE - h)), (0, max(0, MIN_LR_SIDE - w))), mode="symmetric")
-        return self.infer(padded)[: h * scale, : w * scale]
+        return self._finite(self.infer(padded))[: h * scale, : w * scale]
 
     def predictor(self) -> Callable[[np.ndarray, int], np.ndarray]:
         """The callable :func:`edgesr.evaluate.evaluate` needs, with ``input_kind=meta.input_kind``."""
         if self.meta.input_kind == "lr":
             return self.upscale_y
-        return lambda bicubic_y, scale: self.infer(bicubic_y)
+        return lambda bicubic_y, scale: self._finite(self.infer(bicubic_y))
 
     def describe(self) -> str:
         m = self.meta

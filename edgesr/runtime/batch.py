@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..data.images import list_images
 from ..errors import EdgesrError
+from ..io import remove_stale
 from .base import Upscaler
 from .memory import BYTES_PER_RESULT_PIXEL, check_fits
 from .photo import (
@@ -62,7 +63,9 @@ def plan_jobs(inputs: Sequence[Path], output: Path, overwrite: bool = False) -> 
         raise EdgesrError("give at least one input image or folder")
     sources = _sources(inputs)
     single_file = len(inputs) == 1 and not inputs[0].is_dir()
-    if single_file and names_image(output) and not output.is_dir():
+    # one image to an existing non-folder (a file, /dev/null): that is the target, and
+    # output_format below says whether edgesr can write it
+    if single_file and not output.is_dir() and (names_image(output) or output.exists()):
         jobs = [Job(sources[0], output)]
     else:
         if output.exists() and not output.is_dir():
@@ -107,7 +110,9 @@ def check_source(src: Path, scale: int, max_pixels: int) -> int:
 def upscale_file(upscaler: Upscaler, job: Job, scale: int | None = None, tile: int = DEFAULT_TILE,
                  margin: int | None = None, on_tile: Callable[[int, int], None] | None = None,
                  max_pixels: int = round(DEFAULT_MAX_MP * 1e6)) -> None:
-    """Upscale one file; ``max_pixels`` bounds the result, checked before decoding."""
+    """Upscale one job; ``max_pixels`` bounds the result, checked before decoding; the
+    temporaries an earlier, killed write of its output left go first."""
     largest_input = check_source(job.src, scale or upscaler.meta.scale, max_pixels)
+    remove_stale(job.dst)
     photo = read_photo(job.src, max_pixels=largest_input)
     write_photo(job.dst, upscale_photo(upscaler, photo, scale, tile, margin, on_tile))

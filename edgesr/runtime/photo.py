@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ..data.images import IMAGE_SUFFIXES, READ_FORMATS
+from ..data.images import IMAGE_SUFFIXES, READ_FORMATS, depth_problem
 from ..errors import EdgesrError
 from ..io import atomic_path
 from ..ops import imresize, rgb_to_ycbcr, ycbcr_to_rgb
@@ -183,6 +183,9 @@ def read_photo(source: str | Path | bytes, max_pixels: int | None = None) -> Pho
         if frames > 1 and im.format != "MPO":  # MPO: a phone photo whose first frame is the picture
             raise EdgesrError(f"it has {frames} frames (an animation or a multi-page file); edgesr "
                               "upscales still images: save the frame you want as a PNG")
+        problem = depth_problem(im)
+        if problem:
+            raise EdgesrError(problem)
         if max_pixels is None or size[0] * size[1] <= max_pixels:
             orientation = int(im.getexif().get(0x0112, 1))
             f.seek(0)

@@ -8,7 +8,6 @@ for TensorRT 10; both are imported only when an engine is opened.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +15,12 @@ import numpy as np
 from ..artifact import ArtifactMeta
 from ..errors import EdgesrError
 from ..optional import MissingPackage, require
+from ..untrusted import read_json
 from .base import Upscaler
 
 SUFFIXES = (".engine", ".plan", ".trt")
+#: edgesr writes about 1 kB of metadata; a larger sidecar is some other file
+MAX_SIDECAR_BYTES = 1 << 20
 
 
 def sidecar(path: Path) -> Path:
@@ -31,9 +33,16 @@ def read_sidecar_meta(path: Path) -> ArtifactMeta:
     if not side.is_file():
         raise EdgesrError(f"{path} has no metadata file {side.name} beside it (was it exported by edgesr?)")
     try:
-        props = json.loads(side.read_text())
-    except (OSError, ValueError) as exc:
-        raise EdgesrError(f"cannot read {side}: {type(exc).__name__}") from None
+        with open(side, "rb") as f:
+            text = f.read(MAX_SIDECAR_BYTES + 1)
+    except OSError as exc:
+        raise EdgesrError(f"cannot read {side}: {exc.strerror or type(exc).__name__}") from None
+    if len(text) > MAX_SIDECAR_BYTES:
+        raise EdgesrError(f"{side} is over {MAX_SIDECAR_BYTES >> 10} kB: not edgesr metadata")
+    try:
+        props = read_json(text)
+    except ValueError as exc:
+        raise EdgesrError(f"cannot read {side}: {exc}") from None
     if not isinstance(props, dict):
         raise EdgesrError(f"{side} is not a JSON object of edgesr metadata")
     return ArtifactMeta.from_props({str(k): str(v) for k, v in props.items()}, source=str(path))

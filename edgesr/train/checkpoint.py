@@ -10,15 +10,17 @@ were trained with.
 from __future__ import annotations
 
 import io
+import math
 import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..config import to_dict
+from ..config import shown, to_dict
 from ..errors import EdgesrError
 from ..io import write_bytes
+from ..untrusted import MAX_ZIP_EXPANSION, check_archive, leaves
 from .distributed import everywhere
 from .trainer import LossLog, Trainer
 
@@ -59,11 +61,22 @@ def save_checkpoint(trainer: Trainer, path: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
-    """The checkpoint's contents: tensors and plain data, or a one-line error."""
+    """The checkpoint's contents: tensors and plain data, or a one-line error.
+
+    What it may make this process allocate is bounded by its own size: its archive may not
+    declare more than a few times the file's bytes (checked before torch reads it), its tensors
+    may not claim more (a stride-0 view of one float can claim terabytes), and its containers
+    nest at most 32 deep, a million values in all (a recipe nested 5000 deep broke the
+    recursive walks that compare recipes)."""
     if not path.is_file():
         raise EdgesrError(f"no checkpoint at {path}: nothing to resume")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        data = path.read_bytes()
+        check_archive(data)
+    except (OSError, ValueError) as exc:
+        raise EdgesrError(f"checkpoint {path} is unreadable ({exc})") from None
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise EdgesrError(f"checkpoint {path} holds objects other than tensors and plain data: "
                           "refused, nothing in it was run") from None
@@ -71,7 +84,50 @@ def load_checkpoint(path: Path) -> dict:
         raise EdgesrError(f"checkpoint {path} is unreadable ({type(exc).__name__})") from None
     if not isinstance(state, dict):
         raise EdgesrError(f"checkpoint {path} is not an edgesr checkpoint")
+    try:
+        claimed = sum(v.numel() * v.element_size() for v in leaves(state) if isinstance(v, torch.Tensor))
+    except ValueError as exc:
+        raise EdgesrError(f"checkpoint {path} is not an edgesr checkpoint: {exc}") from None
+    if claimed > MAX_ZIP_EXPANSION * len(data):
+        raise EdgesrError(f"checkpoint {path} is not an edgesr checkpoint: its tensors claim {claimed} bytes "
+                          f"in a {len(data)}-byte file")
     return state
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value: Any, low: int, high: int) -> bool:
+    return type(value) is int and low <= value <= high
+
+
+def check_progress(state: dict, trainer: Trainer) -> str | None:
+    """What is wrong with the loop's progress a checkpoint records, or None. Each value is used
+    as it stands (a NaN ``elapsed`` went into results.json, a ``horizon`` of 10**12 made the run
+    endless, a ``step`` of 10**15 a speed of 3e14 steps/s), so each is checked against the run:
+    a budget only ever shortens a run, so no number may pass the steps its recipe plans."""
+    planned = trainer.planned_steps
+    horizon = state.get("horizon", trainer.horizon)
+    if not _integer(horizon, 1, planned):
+        return f"horizon {str(horizon)[:40]} is not a step count in [1, {planned}] (the recipe's steps)"
+    step, elapsed = state.get("step"), state.get("elapsed")
+    if not _integer(step, 0, horizon):
+        return f"step {str(step)[:40]} is not in [0, {horizon}]"
+    if not _number(elapsed) or elapsed < 0:
+        return f"elapsed {str(elapsed)[:40]} is not a number of seconds"
+    mark = state.get("speed_mark")
+    if mark is not None and not (isinstance(mark, (list, tuple)) and len(mark) == 2 and _integer(mark[0], 0, step)
+                                 and _number(mark[1]) and 0 <= mark[1] <= elapsed):
+        return f"speed_mark {str(mark)[:40]} is not a (step, seconds) pair before step {step}"
+    log = state.get("log")
+    if not isinstance(log, dict) or set(log) != {"sums", "counts"}:
+        return "its loss log is not {sums, counts}"
+    sums, counts = log["sums"], log["counts"]
+    if not (isinstance(sums, dict) and isinstance(counts, dict) and set(sums) == set(counts) and len(sums) <= 1000
+            and all(isinstance(k, str) and _number(sums[k]) and _integer(counts[k], 1, 2**62) for k in sums)):
+        return "its loss log's sums and counts are not finite numbers and counts, name for name"
+    return None
 
 
 def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -96,10 +152,11 @@ def recipe_changes(saved: Any, recipe: Any) -> list[str]:
     allowed = tuple(recipe.RESUMABLE)
     for key in changed:
         if not any(key == a or key.startswith(a + ".") for a in allowed):
-            raise EdgesrError(f"recipe key {key} was changed since the checkpoint ({old[key]!r} -> {new[key]!r}): "
+            raise EdgesrError(f"recipe key {key} was changed since the checkpoint "
+                              f"({shown(old[key])} -> {shown(new[key])}): "
                               f"a resumed run keeps its recipe except {', '.join(allowed)}; "
                               "undo the edit or start a new run")
-    return [f"{k} {old[k]!r} -> {new[k]!r}" for k in changed]
+    return [f"{k} {shown(old[k])} -> {shown(new[k])}" for k in changed]
 
 
 def resume(trainer: Trainer, path: Path) -> None:
@@ -113,6 +170,9 @@ def resume(trainer: Trainer, path: Path) -> None:
         return state, recipe_changes(state.get("recipe"), trainer.recipe)
 
     state, trainer.recipe_changes = trainer.world.from_main(read)
+    problem = check_progress(state, trainer)
+    if problem:
+        raise everywhere(EdgesrError(f"checkpoint {path} does not fit this run: {problem}"), trainer.world)
     try:
         trainer.step, trainer.elapsed = int(state["step"]), float(state["elapsed"])
         mark = state.get("speed_mark")  # (checkpoints of older edgesr have none)

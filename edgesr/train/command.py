@@ -20,7 +20,7 @@ import torch
 from rich.console import Console
 
 from ..config import load_recipe
-from ..data.benchmark import existing_sets
+from ..data.benchmark import check_sets, existing_sets
 from ..errors import EdgesrError
 from ..evaluate import Row, Score, evaluate_rows
 from ..models.formats import save_safetensors
@@ -78,9 +78,14 @@ def recipe_for(cls: type[R], resume: str | Path | None, name: str | None, defaul
     """The recipe of a new run (``name`` or ``default``, then ``--set`` overrides, then the
     command's flags, each a recipe key) with ``run_dir`` None, or the saved recipe of the run
     being resumed with its folder. ``device`` and ``threads`` may change on resume (without
-    being saved); nothing else may. Rank 0 reads it and sends it to the other ranks."""
-    return (world or World()).from_main(
-        lambda: _recipe_for(cls, resume, name, default, overrides, flags, device, threads))
+    being saved); nothing else may. Its evaluation sets are checked now, not after training.
+    Rank 0 reads it and sends it to the other ranks."""
+    def read() -> tuple[R, Path | None]:
+        recipe, run_dir = _recipe_for(cls, resume, name, default, overrides, flags, device, threads)
+        check_sets(recipe.evaluation.sets, getattr(recipe, "scales", ()))  # now, not after training
+        return recipe, run_dir
+
+    return (world or World()).from_main(read)
 
 
 def resume_note(asked: bool, resumed: bool, step: int) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 from ..config import dump_recipe
 from ..errors import EdgesrError
 from ..io import cannot_write, stale_temporaries, write_json, write_text
+from ..untrusted import read_json
 from .checkpoint import resume
 from .recipe import RunRecipe
 from .trainer import Trainer
@@ -150,8 +151,8 @@ def complete_run(run_dir: Path, results: dict[str, Any]) -> None:
 def _record(line: str) -> dict[str, Any] | None:
     """A log line as a record, or None for a line that is not one (cut short by a kill)."""
     try:
-        record = json.loads(line)
-    except ValueError:
+        record = read_json(line)
+    except ValueError:  # invalid JSON, or nested beyond reason
         return None
     if not isinstance(record, dict) or not isinstance(record.get("step", 0), int):
         return None
