@@ -22,12 +22,14 @@ from ..train.recipe import RunRecipe, ValidationConfig
 
 @dataclass(frozen=True)
 class ScaleShape:
-    """An LR-space student's own width and depth at one scale (None: ``student.width``/``depth``):
-    an x4 network runs on a quarter of an x2 one's pixels, so it can afford more channels."""
+    """An LR-space student's own width, depth or anchor at one scale (None: ``student.width``,
+    ``depth``, ``anchor``): an x4 network runs on a quarter of an x2 one's pixels, so it can
+    afford more channels, and the anchors win at different scales (benchmarks/results/ablation_edge)."""
 
     scale: Scale
     width: Annotated[int, Range(1, MAX_WIDTH)] | None = None
     depth: Annotated[int, Range(3, MAX_DEPTH)] | None = None
+    anchor: Literal["repeat", "bicubic"] | None = None
 
 
 @dataclass(frozen=True)
@@ -72,11 +74,12 @@ class StudentConfig:
     def resolved_depth(self) -> int:
         return self.family().depth if self.depth is None else self.depth
 
-    def shape(self, scale: int) -> tuple[int, int]:
-        """``(width, depth)`` of the student of ``scale``."""
+    def shape(self, scale: int) -> tuple[int, int, str | None]:
+        """``(width, depth, anchor)`` of the student of ``scale``."""
         own = next((p for p in self.per_scale if p.scale == scale), ScaleShape(scale))
         return (self.resolved_width if own.width is None else own.width,
-                self.resolved_depth if own.depth is None else own.depth)
+                self.resolved_depth if own.depth is None else own.depth,
+                self.anchor if own.anchor is None else own.anchor)
 
 
 @dataclass(frozen=True)
@@ -208,8 +211,9 @@ class DistillRecipe(RunRecipe):
         if st.arch not in names:
             fail("student.arch", f"unknown {st.arch!r}: use one of {', '.join(names)} (edgesr students lists them)")
         fam = st.family()
-        if st.anchor is not None and st.anchor not in fam.anchors:
-            fail("student.anchor", f"{st.arch} takes {', '.join(fam.anchors) or 'no anchor'}, not {st.anchor}")
+        for key, anchor in [("student.anchor", st.anchor), *(("student.per_scale", p.anchor) for p in st.per_scale)]:
+            if anchor is not None and anchor not in fam.anchors:
+                fail(key, f"{st.arch} takes {', '.join(fam.anchors) or 'no anchor'}, not {anchor}")
         if st.resolved_depth < fam.min_depth:
             fail("student.depth", f"{st.arch} needs at least {fam.min_depth} layers, got {st.resolved_depth}")
         if self.progressive.stages > st.resolved_depth - 2:

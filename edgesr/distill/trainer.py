@@ -113,7 +113,7 @@ class Distiller(Trainer):
         fam = cfg.family()
         expand = fam.reparam if cfg.reparam is None else cfg.reparam
         if self.lr_space:
-            return ScaleSet({s: create_student(cfg.arch, s, *cfg.shape(s), cfg.anchor, expand)
+            return ScaleSet({s: create_student(cfg.arch, s, *cfg.shape(s), expand)
                              for s in self.recipe.scales}).train()
         blocks = self.plan.blocks(0)
         if cfg.init in ("teacher-prune", "teacher-refit"):

@@ -41,7 +41,11 @@ class RepConv2d(nn.Module):
         self.project = nn.Parameter(torch.zeros(out_ch, hidden, device=conv.weight.device))
 
     def folded_weight(self) -> torch.Tensor:
-        return self.weight + torch.einsum("oh,hikl->oikl", self.project, self.expand)
+        """The one conv's weight, in float32 whatever autocast does (the fold is exact arithmetic
+        on the master weights; the conv itself may then run in bf16)."""
+        with torch.autocast(self.weight.device.type, enabled=False):
+            hidden = self.expand.shape[0]
+            return self.weight + (self.project @ self.expand.reshape(hidden, -1)).view_as(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.folded_weight(), self.bias, padding=1)
