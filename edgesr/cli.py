@@ -104,7 +104,7 @@ def host_command(name: str):
 
 #: the --threads help of the host commands: the rule lives in edgesr/threads.py
 THREADS_HELP = ("CPU threads for torch and onnxruntime [default: OMP_NUM_THREADS if set, else the cores "
-                "free now: cores minus the 1-minute load average, at least 1]")
+                "free now: cores minus those other processes keep busy (sampled for 0.5 s), at least 1]")
 #: what the --model options of eval and export default to (tests check it is the zoo's default)
 DEFAULT_TEACHER = "pytorch-vdsr"
 
