@@ -109,14 +109,13 @@ THREADS_HELP = ("CPU threads for torch and onnxruntime [default: OMP_NUM_THREADS
 DEFAULT_TEACHER = "pytorch-vdsr"
 
 
-def use_threads(threads: int | None, announce: bool = False) -> None:
-    """Apply the thread rule of :mod:`edgesr.threads` (``--threads`` first); long jobs say what it chose."""
+def use_threads(threads: int | None) -> None:
+    """Apply the thread rule of :mod:`edgesr.threads` (``--threads`` first), before any work
+    raises the load. Long jobs say what it chose once their recipe is valid
+    (``edgesr.train.command.announce``), so that a recipe error stays one line."""
     from . import threads as rule
 
-    choice = rule.choose(threads)
-    rule.apply(choice)
-    if announce:
-        console.print(choice.describe(), highlight=False, markup=False, soft_wrap=True)
+    rule.apply(rule.choose(threads))
 
 
 def program() -> str:
@@ -139,12 +138,51 @@ def program() -> str:
     return shlex.quote(shown if not shown.startswith("..") else str(argv0.resolve()))
 
 
+def main_process() -> bool:
+    """False in the processes torchrun started besides the first: they print nothing of their own."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def refuse_other_kind(recipe: str | None, command: str) -> None:
+    """A recipe of the other training command, named by mistake, is one line naming the command
+    that runs it, rather than the first key of it this command does not know."""
+    if not recipe:
+        return
+    from .config import load_recipe
+    from .distill.recipe import DistillRecipe
+    from .teacher.recipe import TeacherRecipe
+
+    kinds = {"distill": (DistillRecipe, "a distillation recipe", ""),
+             "teacher train": (TeacherRecipe, "a teacher recipe", " --data DIR")}
+    try:
+        load_recipe(kinds[command][0], recipe)
+        return
+    except EdgesrError:
+        pass  # not ours: is it the other command's?
+    for other, (cls, what, needs) in kinds.items():
+        if other == command:
+            continue
+        try:
+            load_recipe(cls, recipe)
+        except EdgesrError:
+            return  # neither: the command reports its own error
+        exc = EdgesrError(f"{recipe} is {what}: run it with edgesr {other} --recipe {recipe}{needs}")
+        exc.echo = not main_process()  # under torchrun, said once
+        raise exc
+
+
 def finished(started: float, next_step: str, next_args: list[str]) -> None:
-    """The last line of a long job: its wall time and the command that usually comes next."""
+    """The last line of a long job: its wall time and the command that usually comes next
+    (once: not again from each process torchrun started)."""
     import shlex
     import time
 
     from .train.progress import duration
+
+    if not main_process():
+        return
 
     cmd = " ".join([program(), *(shlex.quote(a) for a in next_args)])
     console.print(f"done in {duration(time.monotonic() - started)}. Next, {next_step}: {cmd}",
@@ -260,10 +298,11 @@ def distill_cmd(
     """
     import time
 
-    from .distill.command import STUDENT_FILE, distill
+    from .distill.command import distill
 
     started = time.monotonic()
-    use_threads(threads, announce=True)
+    use_threads(threads)
+    refuse_other_kind(recipe, "distill")
     run_dir, scales = distill(recipe, set_, teacher, out, device, resume, console=console)
     finished(started, "export the student (data-free INT8, calibrated on the run's own samples)",
              ["export", "--model", str(run_dir), "--scale", str(scales[0]), "--precision", "int8"])
@@ -294,17 +333,18 @@ def teacher_train_cmd(
     teacher.safetensors and a Set5/Set14 table into the run folder."""
     import time
 
-    from .teacher.command import TEACHER_FILE, train_teacher
+    from .teacher.command import next_step, train_teacher
 
     if len(data) > 1:
         raise EdgesrError("give one --data folder")
     if scales:
         check_scales(scales)
     started = time.monotonic()
-    use_threads(threads, announce=True)
+    use_threads(threads)
+    refuse_other_kind(recipe, "teacher train")
     run_dir = train_teacher(data[0] if data else None, scales, recipe, set_, out, device, resume, console=console)
-    finished(started, "distill a student from this teacher",
-             ["distill", "--teacher", str(run_dir / TEACHER_FILE)])
+    if main_process():
+        finished(started, *next_step(run_dir))
 
 
 @app.command("students", short_help="List the student families distill can train.")

@@ -17,7 +17,7 @@ from rich.console import Console
 from ..data.splits import holdout, validation_pairs
 from ..errors import EdgesrError
 from ..models.zoo import load_model
-from ..train.command import finish_run, launched, recipe_for, resolve_device, train_in_folder
+from ..train.command import announce, finish_run, launched, recipe_for, resolve_device, train_in_folder
 from ..train.distributed import everywhere
 from ..train.plot import Panel
 from ..train.run_folder import open_run
@@ -73,6 +73,7 @@ def distill(recipe_name: str | None = None, overrides: list[str] | None = None, 
         console.print(f"[bold]distill[/] {recipe.name} -> {run_dir} on {dev}{world.describe()} "
                       f"({recipe.total_steps} student steps, {recipe.progressive.stages} stage(s)"
                       f"{f', resumed at step {trainer.step}' if resumed else ''})")
+        announce(console, recipe, dev, "run --recipe quick (or quick-edge: LR-space students)")
 
         def info(record: dict) -> str:
             kd = f" kd {record['kd']:.4f}" if "kd" in record else ""
