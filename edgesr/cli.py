@@ -501,19 +501,21 @@ def upscale_cmd(
 
     from .io import OutputError
     from .runtime import open_upscaler
-    from .runtime.batch import plan_jobs, upscale_file
+    from .runtime.batch import plan, upscale_file
 
     if scale is not None:
         check_scales([scale], "--scale")
     _positive("--tile", tile)
     _positive("--threads", threads)
-    jobs = plan_jobs(inputs, output, overwrite)
+    work = plan(inputs, output, overwrite)
+    jobs = work.jobs
     upscaler = open_upscaler(model, threads, providers or None)
     if scale is not None:
         upscaler.check_scale(scale)
     if len(jobs) == 1:
         upscale_file(upscaler, jobs[0], scale, tile)
-        console.print(f"wrote {jobs[0].dst}")
+        console.print(f"wrote {jobs[0].dst}", soft_wrap=True)
+        _upscale_notes(work)
         return
     failed = done = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -534,9 +536,27 @@ def upscale_cmd(
                 done += 1
             bar.update(files, advance=1)
             bar.update(tiles, visible=False)
+    if not failed:
+        console.print(f"wrote {len(jobs)} images to {output}", soft_wrap=True)
+    _upscale_notes(work)
     if failed:
         raise EdgesrError(f"{failed} of {len(jobs)} images failed; the others were written to {output}")
-    console.print(f"wrote {len(jobs)} images to {output}")
+
+
+def _upscale_notes(work) -> None:
+    """The rest of upscale's summary: every file of the input folders that was not upscaled,
+    by name, and the images written in another format than they were read (GIF as PNG)."""
+    from .data.images import READ_SUFFIXES
+    from .runtime.batch import shown
+
+    if work.renamed():
+        console.print("written as PNG (edgesr reads GIF but does not write it): "
+                      + ", ".join(f"{j.src.name} -> {j.dst.name}" for j in work.renamed()),
+                      soft_wrap=True, highlight=False, markup=False)
+    if work.skipped:
+        console.print(f"skipped {len(work.skipped)} (edgesr upscales {' '.join(sorted(READ_SUFFIXES))} files and "
+                      f"does not look into subfolders): {', '.join(shown(p) for p in work.skipped)}",
+                      soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command("demo", short_help="Serve the upscaling web page.")
