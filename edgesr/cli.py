@@ -419,9 +419,10 @@ def bench_cmd(
     warmup: Annotated[int, typer.Option(metavar="N", help="untimed runs before timing")] = 3,
     runs: Annotated[int, typer.Option(metavar="N", help="timed runs per size")] = 20,
     threads: Annotated[int | None, typer.Option(metavar="N", help="CPU threads (onnxruntime intra-op; torch) "
-                                                "[default: onnxruntime's, one per core]")] = None,
+                                                "[default: one per physical core, onnxruntime's own default]")
+                       ] = None,
     providers: Annotated[list[str], typer.Option(metavar="NAME...", help="onnxruntime providers in order: cpu, "
-                                                 "cuda, tensorrt [default: cpu]")] = [],
+                                                 "cuda, tensorrt [default: the fastest this onnxruntime has]")] = [],
     torch_ref: Annotated[bool, typer.Option(
         "--torch/--no-torch", help="add a reference row: the source torch model, timed and scored (needs torch "
         "and the source weights; takes longer than the artifacts)")] = False,
@@ -434,9 +435,10 @@ def bench_cmd(
     overwrite: Overwrite = False,
 ) -> None:
     """Latency (p50/p90/p99), throughput, memory and PSNR/SSIM of exported models on this device."""
-    from .bench.outputs import plot, rich_table, write_results
+    from .bench.outputs import plot, rich_tables, write_results
     from .bench.rows import run_bench
     from .data.benchmark import open_set
+    from .threads import physical_cores
 
     if scales:
         check_scales(scales)
@@ -448,6 +450,8 @@ def bench_cmd(
         require_extra("plot", "--plot")
     refuse_existing([json_out, markdown_out, plot_out], overwrite)
     sets = [open_set(d) for d in data]
+    asked_threads = threads
+    threads = threads or physical_cores()  # explicit, so that the results can say how many
     with console.status("benchmarking") as status:
         reference = None
         if torch_ref:
@@ -461,17 +465,19 @@ def bench_cmd(
 
         rows = run_bench(artifacts, sizes, warmup, runs, sets, scales or None, threads, providers or None,
                          reference, ssim, progress=status.update)
-    table = rich_table(rows, sizes, title="edgesr bench")
-    # piped output: print the whole table rather than squeezing it into 80 columns
+    # piped output: the whole table in one piece; a terminal: in as many as its width needs
     out = console if console.is_terminal else Console(width=1000)
-    out.print(table)
+    for table in rich_tables(rows, sizes, out.width, title="edgesr bench"):
+        out.print(table)
     for r in rows:
         for note in r.notes:
             out.print(f"[dim]{escape(r.name)}: {escape(note)}[/]")
     if not torch_ref and any(r.source for r in rows):
         out.print("[dim]add --torch for a reference row of the source model run by torch[/]")
-    settings = {"sizes": sizes, "warmup": warmup, "runs": runs, "threads": threads, "providers": providers,
-                "data": [str(d) for d in data], "scales": scales}
+    used = list(dict.fromkeys(p for r in rows for p in r.providers))  # what the sessions run on, not the request
+    settings = {"sizes": sizes, "warmup": warmup, "runs": runs, "threads": threads,
+                "threads_from": "--threads" if asked_threads else "one per physical core (onnxruntime's default)",
+                "providers": used, "providers_asked": providers, "data": [str(d) for d in data], "scales": scales}
     write_results(rows, sizes, settings, json_out, markdown_out)
     if plot_out:
         plot(rows, sizes, plot_out)

@@ -63,6 +63,24 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def physical_cores() -> int:
+    """The physical cores among the CPUs this process may run on (hyper-threads of one core
+    counted once), from Linux's CPU topology; elsewhere the CPU count. One thread per physical
+    core is onnxruntime's own default, which ``edgesr bench`` uses and records."""
+    cpus = _cpu_set()
+    if not cpus:
+        return usable_cores()
+    cores = set()
+    for cpu in cpus:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add((topology.joinpath("physical_package_id").read_text().strip(),
+                       topology.joinpath("core_id").read_text().strip()))
+        except OSError:
+            return len(cpus)
+    return max(1, len(cores))
+
+
 def _cpu_set() -> set[int] | None:
     try:
         return set(os.sched_getaffinity(0))

@@ -96,6 +96,17 @@ def test_upscale_keeps_the_quality_of_a_jpeg(tmp_path, model):
         assert png_made.quantization == q95.quantization  # not Pillow's default 75
 
 
+def test_bench_records_the_threads_onnxruntime_gets_without_the_flag(tmp_path, model):
+    from edgesr.threads import physical_cores
+
+    r = run_cli("bench", str(model), "--sizes", "32", "--warmup", "0", "--runs", "1", "--json",
+                str(tmp_path / "b.json"), block_torch=True)
+    assert r.returncode == 0, r.stderr
+    settings = json.loads((tmp_path / "b.json").read_text())["settings"]
+    assert settings["threads"] == physical_cores() and "physical core" in settings["threads_from"]
+    assert settings["providers"] == ["CPUExecutionProvider"] and settings["providers_asked"] == []
+
+
 def _zero_width_png(path):
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
@@ -142,7 +153,11 @@ def test_bench_without_torch_writes_table_json_plot(tmp_path, model):
                 "--warmup", "1", "--runs", "3", "--threads", "1", "--json", str(tmp_path / "b.json"),
                 "--markdown", str(tmp_path / "b.md"), "--plot", str(tmp_path / "b.png"), block_torch=True)
     assert r.returncode == 0, r.stderr
-    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    results = json.loads((tmp_path / "b.json").read_text())
+    rows = results["rows"]
+    # what the sessions ran with, not the empty defaults of the command line
+    assert results["settings"]["threads"] == 1 and results["settings"]["providers"] == ["CPUExecutionProvider"]
+    assert rows[0]["peak_mb"] > 0 and rows[0]["providers"] == ["CPUExecutionProvider"]
     assert [row["kind"] for row in rows] == ["artifact", "bicubic"]  # no torch row without torch
     art = rows[0]
     assert [lat["size"] for lat in art["latency"]] == [32, 48]

@@ -62,5 +62,10 @@ class OnnxUpscaler(Upscaler):
     def device(self) -> str:
         return self.session.get_providers()[0].removesuffix("ExecutionProvider")
 
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the session runs on, in order (what bench records)."""
+        return list(self.session.get_providers())
+
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"input": x})[0]
