@@ -197,7 +197,10 @@ TrainDevice = Annotated[str | None, typer.Option(metavar="auto|cpu|cuda", help="
                                                  "recipe's, auto: CUDA when torch sees a GPU]")]
 Resume = Annotated[Path | None, typer.Option(metavar="RUN_DIR", help="continue this run folder from its checkpoint, "
                                              "with its saved recipe")]
-RunsFolder = Annotated[Path, typer.Option(metavar="DIR", help="parent folder of the run folder")]
+#: every command spells its output option --out (-o where it names a file or folder of results);
+#: --output, upscale's former spelling, is accepted everywhere as its alias
+OUT_NAMES = ("--out", "--output")
+RunsFolder = Annotated[Path, typer.Option(*OUT_NAMES, metavar="DIR", help="parent folder of the run folder")]
 
 
 def recipe_option(default: str) -> Any:
@@ -488,7 +491,7 @@ def bench_cmd(
 def upscale_cmd(
     inputs: Annotated[list[Path], typer.Argument(metavar="INPUT", help="image files and/or folders of images",
                                                  show_default=False)],
-    output: Annotated[Path, typer.Option("-o", "--output", metavar="PATH", help="output file (one input) or "
+    output: Annotated[Path, typer.Option("-o", *OUT_NAMES, metavar="PATH", help="output file (one input) or "
                                          "folder", show_default=False)],
     model: Annotated[Path, typer.Option(metavar="ARTIFACT", help="exported model: .onnx, .engine, .mlpackage or a "
                                         "TensorRT bundle folder", show_default=False)],
@@ -640,7 +643,7 @@ def export_cmd(
                                               "comma-separated, or none")] = DEFAULT_FLOAT_LAYERS,
     qad_steps: Annotated[int, typer.Option(metavar="N", help="INT8: quantization-aware distillation steps before "
                                            "quantizing (0 = post-training only)")] = 0,
-    out: Annotated[Path | None, typer.Option("-o", "--out", metavar="PATH", help="output file or folder [default: "
+    out: Annotated[Path | None, typer.Option("-o", *OUT_NAMES, metavar="PATH", help="output file or folder [default: "
                                              "<model>_x<S>_<input>_<precision> + .onnx, _tensorrt/ or .mlpackage, "
                                              "in the current folder; <model> is the zoo name or the file's stem]")
                    ] = None,
@@ -659,6 +662,10 @@ def export_cmd(
         console.print(note, soft_wrap=True)
     m = result.meta
     console.print(f"wrote {result.path} (x{m.scale}, {m.input_kind} input, {m.precision})", soft_wrap=True)
+    if target == "coreml" and sys.platform != "darwin":
+        console.print("note: a CoreML package runs on macOS and iOS only: bench, upscale and demo cannot run it on "
+                      "this machine; copy it to a Mac (deploy/ios/README.md), or export --target onnx to run here",
+                      soft_wrap=True, highlight=False, markup=False)
 
 
 def main() -> None:

@@ -93,3 +93,25 @@ def test_steps_per_second_counts_training_only():
     trainer = SimpleNamespace(step=300, elapsed=150.0, training_from=(100, 50.0))
     assert training_rate(trainer) == 2.0
     assert training_rate(SimpleNamespace(step=100, elapsed=50.0, training_from=(100, 50.0))) is None
+
+
+def test_every_output_option_is_out_with_output_as_its_alias():
+    """upscale said --output and export --out: both spellings work on every command."""
+    import typer
+
+    def commands(group, prefix: str = ""):
+        for name, cmd in group.commands.items():
+            if hasattr(cmd, "commands"):
+                yield from commands(cmd, f"{prefix}{name} ")
+            else:
+                yield prefix + name, cmd
+
+    found = {}
+    for name, cmd in commands(typer.main.get_command(cli.app)):
+        for param in cmd.params:
+            names = set(param.opts)
+            if names & {"--out", "--output"}:
+                found[name] = names
+    assert set(found) == {"distill", "teacher train", "upscale", "export"}
+    assert all({"--out", "--output"} <= names for names in found.values())
+    assert found["upscale"] == found["export"] == {"-o", "--out", "--output"}
