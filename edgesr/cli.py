@@ -34,7 +34,10 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
-console = Console()
+#: Without a terminal (a log file, a pipe, CI) no line is wrapped: at the 80 columns rich
+#: assumes there, a run's longer lines were broken mid-phrase; tables keep their own width
+LOG_WIDTH = 10_000
+console = Console() if sys.stdout.isatty() else Console(width=LOG_WIDTH)
 err_console = Console(stderr=True)
 
 # typer prints an argument's Python type beside it (ARTIFACT... <list[Path]>) even when its
@@ -469,7 +472,7 @@ def bench_cmd(
         rows = run_bench(artifacts, sizes, warmup, runs, sets, scales or None, threads, providers or None,
                          reference, ssim, progress=status.update)
     # piped output: the whole table in one piece; a terminal: in as many as its width needs
-    out = console if console.is_terminal else Console(width=1000)
+    out = console if console.is_terminal else Console(width=LOG_WIDTH)
     for table in rich_tables(rows, sizes, out.width, title="edgesr bench"):
         out.print(table)
     for r in rows:

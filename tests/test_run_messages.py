@@ -115,3 +115,18 @@ def test_every_output_option_is_out_with_output_as_its_alias():
     assert set(found) == {"distill", "teacher train", "upscale", "export"}
     assert all({"--out", "--output"} <= names for names in found.values())
     assert found["upscale"] == found["export"] == {"-o", "--out", "--output"}
+
+
+def test_log_lines_are_never_broken(tmp_path):
+    """With output redirected, rich assumed 80 columns and broke the longer lines mid-phrase
+    (the teacher's header line is about 140 characters)."""
+    from tests.teacher_helpers import write_images
+
+    images = write_images(tmp_path / "train", n=10)
+    r = run_cli("teacher", "train", "--recipe", "teacher-tiny", "--data", str(images), "--out", str(tmp_path / "runs"),
+                "--threads", "1", "--set", "steps=2", "validation.images=1", "evaluation.sets=[]",
+                env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    header = next(ln for ln in r.stdout.splitlines() if ln.startswith("teacher teacher-tiny -> "))
+    assert len(header) > 80 and header.endswith("up to 2 steps"), r.stdout
+    assert r.stdout.splitlines()[-1].startswith("done in ") and "distill --recipe quick" in r.stdout.splitlines()[-1]
