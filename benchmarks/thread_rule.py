@@ -80,7 +80,8 @@ def markdown(out: dict) -> str:
     lines = [f"# Thread rule: {out['cores']} cores, recipe {out['recipe']}", "",
              f"`{out['command']}`; {out['seconds_per_measure']:g} s per measurement, {out['rounds']} interleaved "
              f"rounds; {out['busy_processes']} CPU-bound processes in the busy phase, stopped "
-             f"{out['after_seconds']:g} s before the rule was asked in the after phase.", "",
+             f"{out['after_seconds']:g} s before the rule was asked in the after phase; before the run, "
+             f"{out['background_busy_cores']} cores were busy with other processes.", "",
              "| phase | 1-min load average | cores busy now (sampled 0.5 s) | rule chose | load-average rule "
              "would choose | steps/s, 1 thread | steps/s, 2 threads | faster |", "|---|---|---|---|---|---|---|---|"]
     for name in ("busy", "after"):
@@ -111,6 +112,8 @@ def main() -> None:
     teacher, _ = load_model(recipe.teacher)
     cores = threads.usable_cores()
     n_busy = cores if args.busy is None else args.busy
+    background = threads.busy_cores(2.0)  # other people's jobs: the rule counts them too
+    print(f"before: {background:.2f} cores busy with other processes", flush=True)
     stop_at = time.time() + 3600
     busy = [mp.Process(target=_busy, args=(stop_at,), daemon=True) for _ in range(n_busy)]
     for p in busy:
@@ -133,7 +136,8 @@ def main() -> None:
     out = {"recipe": args.recipe, "command": "python benchmarks/thread_rule.py " + " ".join(sys.argv[1:]),
            "cores": cores, "cpu": platform.processor() or platform.machine(), "busy_processes": n_busy,
            "seconds_per_measure": args.seconds, "rounds": args.rounds, "settle_seconds": args.settle,
-           "after_seconds": args.after, "busy": phase_result(asked_busy, busy_rates),
+           "after_seconds": args.after, "background_busy_cores": round(background, 2),
+           "busy": phase_result(asked_busy, busy_rates),
            "after": phase_result(asked_after, after_rates), "load_average_at_end": list(os.getloadavg())}
     print(json.dumps(out, indent=1))
     for path, text in ((args.json, json.dumps(out, indent=1) + "\n"), (args.markdown, markdown(out))):
