@@ -34,7 +34,10 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
-console = Console()
+#: Without a terminal (a log file, a pipe, CI) no line is wrapped: at the 80 columns rich
+#: assumes there, a run's longer lines were broken mid-phrase; tables keep their own width
+LOG_WIDTH = 10_000
+console = Console() if sys.stdout.isatty() else Console(width=LOG_WIDTH)
 err_console = Console(stderr=True)
 
 # typer prints an argument's Python type beside it (ARTIFACT... <list[Path]>) even when its
@@ -112,19 +115,18 @@ def host_command(name: str):
 
 #: the --threads help of the host commands: the rule lives in edgesr/threads.py
 THREADS_HELP = ("CPU threads for torch and onnxruntime [default: OMP_NUM_THREADS if set, else the cores "
-                "free now: cores minus the 1-minute load average, at least 1]")
+                "free now: cores minus those other processes keep busy (sampled for 0.5 s), at least 1]")
 #: what the --model options of eval and export default to (tests check it is the zoo's default)
 DEFAULT_TEACHER = "pytorch-vdsr"
 
 
-def use_threads(threads: int | None, announce: bool = False) -> None:
-    """Apply the thread rule of :mod:`edgesr.threads` (``--threads`` first); long jobs say what it chose."""
+def use_threads(threads: int | None) -> None:
+    """Apply the thread rule of :mod:`edgesr.threads` (``--threads`` first), before any work
+    raises the load. Long jobs say what it chose once their recipe is valid
+    (``edgesr.train.command.announce``), so that a recipe error stays one line."""
     from . import threads as rule
 
-    choice = rule.choose(threads)
-    rule.apply(choice)
-    if announce:
-        console.print(choice.describe(), highlight=False, markup=False, soft_wrap=True)
+    rule.apply(rule.choose(threads))
 
 
 def program() -> str:
@@ -147,12 +149,51 @@ def program() -> str:
     return shlex.quote(shown if not shown.startswith("..") else str(argv0.resolve()))
 
 
+def main_process() -> bool:
+    """False in the processes torchrun started besides the first: they print nothing of their own."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def refuse_other_kind(recipe: str | None, command: str) -> None:
+    """A recipe of the other training command, named by mistake, is one line naming the command
+    that runs it, rather than the first key of it this command does not know."""
+    if not recipe:
+        return
+    from .config import load_recipe
+    from .distill.recipe import DistillRecipe
+    from .teacher.recipe import TeacherRecipe
+
+    kinds = {"distill": (DistillRecipe, "a distillation recipe", ""),
+             "teacher train": (TeacherRecipe, "a teacher recipe", " --data DIR")}
+    try:
+        load_recipe(kinds[command][0], recipe)
+        return
+    except EdgesrError:
+        pass  # not ours: is it the other command's?
+    for other, (cls, what, needs) in kinds.items():
+        if other == command:
+            continue
+        try:
+            load_recipe(cls, recipe)
+        except EdgesrError:
+            return  # neither: the command reports its own error
+        exc = EdgesrError(f"{recipe} is {what}: run it with edgesr {other} --recipe {recipe}{needs}")
+        exc.echo = not main_process()  # under torchrun, said once
+        raise exc
+
+
 def finished(started: float, next_step: str, next_args: list[str]) -> None:
-    """The last line of a long job: its wall time and the command that usually comes next."""
+    """The last line of a long job: its wall time and the command that usually comes next
+    (once: not again from each process torchrun started)."""
     import shlex
     import time
 
     from .train.progress import duration
+
+    if not main_process():
+        return
 
     cmd = " ".join([program(), *(shlex.quote(a) for a in next_args)])
     console.print(f"done in {duration(time.monotonic() - started)}. Next, {next_step}: {cmd}",
@@ -167,7 +208,10 @@ TrainDevice = Annotated[str | None, typer.Option(metavar="auto|cpu|cuda", help="
                                                  "recipe's, auto: CUDA when torch sees a GPU]")]
 Resume = Annotated[Path | None, typer.Option(metavar="RUN_DIR", help="continue this run folder from its checkpoint, "
                                              "with its saved recipe")]
-RunsFolder = Annotated[Path, typer.Option(metavar="DIR", help="parent folder of the run folder")]
+#: every command spells its output option --out (-o where it names a file or folder of results);
+#: --output, upscale's former spelling, is accepted everywhere as its alias
+OUT_NAMES = ("--out", "--output")
+RunsFolder = Annotated[Path, typer.Option(*OUT_NAMES, metavar="DIR", help="parent folder of the run folder")]
 
 
 def recipe_option(default: str) -> Any:
@@ -272,6 +316,7 @@ def distill_cmd(
     from .distill.command import distill
 
     started = time.monotonic()
+    refuse_other_kind(recipe, "distill")
     run_dir, scales = distill(recipe, set_, teacher, out, device, resume, console=console, threads=threads)
     finished(started, "export the student (data-free INT8, calibrated on the run's own samples)",
              ["export", "--model", str(run_dir), "--scale", str(scales[0]), "--precision", "int8"])
@@ -302,17 +347,18 @@ def teacher_train_cmd(
     teacher.safetensors and a Set5/Set14 table into the run folder."""
     import time
 
-    from .teacher.command import TEACHER_FILE, train_teacher
+    from .teacher.command import next_step, train_teacher
 
     if len(data) > 1:
         raise EdgesrError("give one --data folder")
     if scales:
         check_scales(scales)
     started = time.monotonic()
+    refuse_other_kind(recipe, "teacher train")
     run_dir = train_teacher(data[0] if data else None, scales, recipe, set_, out, device, resume, console=console,
                             threads=threads)
-    finished(started, "distill a student from this teacher",
-             ["distill", "--teacher", str(run_dir / TEACHER_FILE)])
+    if main_process():
+        finished(started, *next_step(run_dir))
 
 
 @app.command("students", short_help="List the student families distill can train.")
@@ -387,9 +433,10 @@ def bench_cmd(
     warmup: Annotated[int, typer.Option(metavar="N", help="untimed runs before timing")] = 3,
     runs: Annotated[int, typer.Option(metavar="N", help="timed runs per size")] = 20,
     threads: Annotated[int | None, typer.Option(metavar="N", help="CPU threads (onnxruntime intra-op; torch) "
-                                                "[default: onnxruntime's, one per core]")] = None,
+                                                "[default: one per physical core, onnxruntime's own default]")
+                       ] = None,
     providers: Annotated[list[str], typer.Option(metavar="NAME...", help="onnxruntime providers in order: cpu, "
-                                                 "cuda, tensorrt [default: cpu]")] = [],
+                                                 "cuda, tensorrt [default: the fastest this onnxruntime has]")] = [],
     torch_ref: Annotated[bool, typer.Option(
         "--torch/--no-torch", help="add a reference row: the source torch model, timed and scored (needs torch "
         "and the source weights; takes longer than the artifacts)")] = False,
@@ -402,10 +449,10 @@ def bench_cmd(
     overwrite: Overwrite = False,
 ) -> None:
     """Latency (p50/p90/p99), throughput, memory and PSNR/SSIM of exported models on this device."""
-    from .bench.outputs import plot, rich_table, write_results
+    from .bench.outputs import plot, rich_tables, write_results
     from .bench.rows import check_sizes, run_bench
     from .data.benchmark import open_set
-    from .threads import check_requested
+    from .threads import check_requested, physical_cores
 
     if scales:
         check_scales(scales)
@@ -420,6 +467,8 @@ def bench_cmd(
     refuse_existing([json_out, markdown_out, plot_out], overwrite)
     refuse_inputs([json_out, markdown_out, plot_out], [*artifacts, *data])
     sets = [open_set(d) for d in data]
+    asked_threads = threads
+    threads = threads or physical_cores()  # explicit, so that the results can say how many
     with console.status("benchmarking") as status:
         reference = None
         if torch_ref:
@@ -433,17 +482,19 @@ def bench_cmd(
 
         rows = run_bench(artifacts, sizes, warmup, runs, sets, scales or None, threads, providers or None,
                          reference, ssim, progress=status.update)
-    table = rich_table(rows, sizes, title="edgesr bench")
-    # piped output: print the whole table rather than squeezing it into 80 columns
-    out = console if console.is_terminal else Console(width=1000)
-    out.print(table)
+    # piped output: the whole table in one piece; a terminal: in as many as its width needs
+    out = console if console.is_terminal else Console(width=LOG_WIDTH)
+    for table in rich_tables(rows, sizes, out.width, title="edgesr bench"):
+        out.print(table)
     for r in rows:
         for note in r.notes:
             out.print(f"[dim]{escape(r.name)}: {escape(note)}[/]")
     if not torch_ref and any(r.source for r in rows):
         out.print("[dim]add --torch for a reference row of the source model run by torch[/]")
-    settings = {"sizes": sizes, "warmup": warmup, "runs": runs, "threads": threads, "providers": providers,
-                "data": [str(d) for d in data], "scales": scales}
+    used = list(dict.fromkeys(p for r in rows for p in r.providers))  # what the sessions run on, not the request
+    settings = {"sizes": sizes, "warmup": warmup, "runs": runs, "threads": threads,
+                "threads_from": "--threads" if asked_threads else "one per physical core (onnxruntime's default)",
+                "providers": used, "providers_asked": providers, "data": [str(d) for d in data], "scales": scales}
     write_results(rows, sizes, settings, json_out, markdown_out)
     if plot_out:
         plot(rows, sizes, plot_out)
@@ -454,7 +505,7 @@ def bench_cmd(
 def upscale_cmd(
     inputs: Annotated[list[Path], typer.Argument(metavar="INPUT", help="image files and/or folders of images",
                                                  show_default=False)],
-    output: Annotated[Path, typer.Option("-o", "--output", metavar="PATH", help="output file (one input) or "
+    output: Annotated[Path, typer.Option("-o", *OUT_NAMES, metavar="PATH", help="output file (one input) or "
                                          "folder", show_default=False)],
     model: Annotated[Path, typer.Option(metavar="ARTIFACT", help="exported model: .onnx, .engine, .mlpackage or a "
                                         "TensorRT bundle folder", show_default=False)],
@@ -475,7 +526,7 @@ def upscale_cmd(
 
     from .io import OutputError
     from .runtime import open_upscaler
-    from .runtime.batch import max_output_pixels, plan_jobs, upscale_file
+    from .runtime.batch import max_output_pixels, plan, upscale_file
     from .runtime.memory import bytes_per_pixel, check_fits
     from .runtime.tiling import check_tile
     from .threads import check_requested
@@ -485,7 +536,8 @@ def upscale_cmd(
     check_tile(tile)
     check_requested(threads)
     max_pixels = max_output_pixels(max_mp)
-    jobs = plan_jobs(inputs, output, overwrite)
+    work = plan(inputs, output, overwrite)
+    jobs = work.jobs
     upscaler = open_upscaler(model, threads, providers or None)
     if scale is not None:
         upscaler.check_scale(scale)
@@ -493,7 +545,8 @@ def upscale_cmd(
                "choose a smaller --tile")
     if len(jobs) == 1:
         upscale_file(upscaler, jobs[0], scale, tile, max_pixels=max_pixels)
-        console.print(f"wrote {jobs[0].dst}")
+        console.print(f"wrote {jobs[0].dst}", soft_wrap=True)
+        _upscale_notes(work)
         return
     failed = done = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -514,9 +567,27 @@ def upscale_cmd(
                 done += 1
             bar.update(files, advance=1)
             bar.update(tiles, visible=False)
+    if not failed:
+        console.print(f"wrote {len(jobs)} images to {output}", soft_wrap=True)
+    _upscale_notes(work)
     if failed:
         raise EdgesrError(f"{failed} of {len(jobs)} images failed; the others were written to {output}")
-    console.print(f"wrote {len(jobs)} images to {output}")
+
+
+def _upscale_notes(work) -> None:
+    """The rest of upscale's summary: every file of the input folders that was not upscaled,
+    by name, and the images written in another format than they were read (GIF as PNG)."""
+    from .data.images import READ_SUFFIXES
+    from .runtime.batch import shown
+
+    if work.renamed():
+        console.print("written as PNG (edgesr reads GIF but does not write it): "
+                      + ", ".join(f"{j.src.name} -> {j.dst.name}" for j in work.renamed()),
+                      soft_wrap=True, highlight=False, markup=False)
+    if work.skipped:
+        console.print(f"skipped {len(work.skipped)} (edgesr upscales {' '.join(sorted(READ_SUFFIXES))} files and "
+                      f"does not look into subfolders): {', '.join(shown(p) for p in work.skipped)}",
+                      soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command("demo", short_help="Serve the upscaling web page.")
@@ -596,7 +667,7 @@ def export_cmd(
                                               "comma-separated, or none")] = DEFAULT_FLOAT_LAYERS,
     qad_steps: Annotated[int, typer.Option(metavar="N", help="INT8: quantization-aware distillation steps before "
                                            "quantizing (0 = post-training only)")] = 0,
-    out: Annotated[Path | None, typer.Option("-o", "--out", metavar="PATH", help="output file or folder [default: "
+    out: Annotated[Path | None, typer.Option("-o", *OUT_NAMES, metavar="PATH", help="output file or folder [default: "
                                              "<model>_x<S>_<input>_<precision> + .onnx, _tensorrt/ or .mlpackage, "
                                              "in the current folder; <model> is the zoo name or the file's stem]")
                    ] = None,
@@ -615,6 +686,10 @@ def export_cmd(
         console.print(note, soft_wrap=True)
     m = result.meta
     console.print(f"wrote {result.path} (x{m.scale}, {m.input_kind} input, {m.precision})", soft_wrap=True)
+    if target == "coreml" and sys.platform != "darwin":
+        console.print("note: a CoreML package runs on macOS and iOS only: bench, upscale and demo cannot run it on "
+                      "this machine; copy it to a Mac (deploy/ios/README.md), or export --target onnx to run here",
+                      soft_wrap=True, highlight=False, markup=False)
 
 
 def main() -> None:

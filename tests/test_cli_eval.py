@@ -47,7 +47,7 @@ def test_help_names_the_defaults_the_code_uses():
     assert DEFAULT_TEACHER == Teachers.DEFAULT.value.name
     assert "[default: quick]" in " ".join(run_cli("distill", "--help").stdout.split())
     up = " ".join(run_cli("upscale", "--help").stdout.split())
-    assert re.search(r"-o, --output PATH [^[]*\[required\]", up)
+    assert re.search(r"-o, --out, --output PATH [^[]*\[required\]", up)
     assert re.search(r"--model ARTIFACT [^[]*\[required\]", up)
 
 

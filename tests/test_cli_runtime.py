@@ -44,6 +44,69 @@ def test_upscale_folder_without_torch(tmp_path, model):
     assert (tmp_path / "out" / "a.png").read_bytes() == before
 
 
+def test_upscale_folder_names_every_file_it_does_not_upscale(tmp_path, model):
+    """9 inputs with a GIF among them once gave "wrote 8 images" and exit 0: GIFs are read (and
+    written as PNG), and everything else in the folder is named in the summary."""
+    src = tmp_path / "in"
+    src.mkdir()
+    save(src / "a.png", (10, 12, 3))
+    Image.fromarray((np.random.default_rng(1).random((9, 7, 3)) * 255).astype(np.uint8)).save(src / "b.gif")
+    (src / "notes.txt").write_text("not an image")
+    (src / "raw").mkdir()
+    r = run_cli("upscale", str(src), "-o", str(tmp_path / "out"), "--model", str(model), block_torch=True)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+    assert Image.open(tmp_path / "out" / "b.png").size == (14, 18)
+    assert f"wrote 2 images to {tmp_path / 'out'}" in r.stdout
+    assert "b.gif -> b.png" in r.stdout
+    skipped = next(ln for ln in r.stdout.splitlines() if ln.startswith("skipped 2"))
+    assert skipped.endswith(": notes.txt, raw/")
+
+
+def test_upscale_folder_of_one_gif(tmp_path, model):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray((np.random.default_rng(1).random((9, 7)) * 255).astype(np.uint8)).save(src / "only.gif")
+    r = run_cli("upscale", str(src), "-o", str(tmp_path / "out"), "--model", str(model), block_torch=True)
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tmp_path / "out" / "only.png").size == (14, 18)
+    (src / "only.gif").unlink()
+    (src / "readme.md").write_text("x")
+    r = run_cli("upscale", str(src), "-o", str(tmp_path / "out2"), "--model", str(model), block_torch=True)
+    assert_user_error(r, "no images in folder")
+    assert "(it holds readme.md)" in r.stderr
+
+
+def test_upscale_keeps_the_quality_of_a_jpeg(tmp_path, model):
+    from PIL import JpegImagePlugin
+
+    src = tmp_path / "in"
+    src.mkdir()
+    pixels = (np.random.default_rng(2).random((16, 20, 3)) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(src / "hi.jpg", quality=96, subsampling=0)
+    save(src / "p.png", (8, 8, 3))
+    r = run_cli("upscale", str(src), "-o", str(tmp_path / "out"), "--model", str(model), block_torch=True)
+    assert r.returncode == 0, r.stderr
+    with Image.open(src / "hi.jpg") as before, Image.open(tmp_path / "out" / "hi.jpg") as after:
+        assert after.quantization == before.quantization and JpegImagePlugin.get_sampling(after) == 0
+    r = run_cli("upscale", str(src / "p.png"), "-o", str(tmp_path / "p.jpg"), "--model", str(model), block_torch=True)
+    assert r.returncode == 0, r.stderr
+    Image.fromarray(pixels).save(tmp_path / "q95.jpg", quality=95)
+    with Image.open(tmp_path / "p.jpg") as png_made, Image.open(tmp_path / "q95.jpg") as q95:
+        assert png_made.quantization == q95.quantization  # not Pillow's default 75
+
+
+def test_bench_records_the_threads_onnxruntime_gets_without_the_flag(tmp_path, model):
+    from edgesr.threads import physical_cores
+
+    r = run_cli("bench", str(model), "--sizes", "32", "--warmup", "0", "--runs", "1", "--json",
+                str(tmp_path / "b.json"), block_torch=True)
+    assert r.returncode == 0, r.stderr
+    settings = json.loads((tmp_path / "b.json").read_text())["settings"]
+    assert settings["threads"] == physical_cores() and "physical core" in settings["threads_from"]
+    assert settings["providers"] == ["CPUExecutionProvider"] and settings["providers_asked"] == []
+
+
 def _zero_width_png(path):
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
@@ -90,7 +153,11 @@ def test_bench_without_torch_writes_table_json_plot(tmp_path, model):
                 "--warmup", "1", "--runs", "3", "--threads", "1", "--json", str(tmp_path / "b.json"),
                 "--markdown", str(tmp_path / "b.md"), "--plot", str(tmp_path / "b.png"), block_torch=True)
     assert r.returncode == 0, r.stderr
-    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    results = json.loads((tmp_path / "b.json").read_text())
+    rows = results["rows"]
+    # what the sessions ran with, not the empty defaults of the command line
+    assert results["settings"]["threads"] == 1 and results["settings"]["providers"] == ["CPUExecutionProvider"]
+    assert rows[0]["peak_mb"] > 0 and rows[0]["providers"] == ["CPUExecutionProvider"]
     assert [row["kind"] for row in rows] == ["artifact", "bicubic"]  # no torch row without torch
     art = rows[0]
     assert [lat["size"] for lat in art["latency"]] == [32, 48]

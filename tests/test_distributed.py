@@ -264,6 +264,17 @@ def test_torchrun_sigterm_checkpoints_once_stops_every_rank_and_resumes_on_one_p
     assert logged == sorted(set(logged)) and logged[-1] == TINY_STEPS  # rank 0 alone wrote the log, once per line
 
 
+def test_torchrun_prints_each_line_once(tmp_path):
+    """The README's CPU torchrun example printed its closing lines once per process."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "EDGESR_DIST_TIMEOUT": "60"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                        *_distill_args(tmp_path)], cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.splitlines()
+    for start in ("done in ", "1 CPU thread (OMP_NUM_THREADS)", "student: "):
+        assert sum(ln.startswith(start) for ln in lines) == 1, (start, r.stdout)
+
+
 def test_a_rank_that_dies_stops_the_other_with_one_line(two_ranks):
     """Rank 1 was killed (SIGKILL) in the middle of a run: rank 0 raised one line, long before
     the collective timeout (60 s here), instead of hanging."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -55,6 +56,9 @@ def test_export_outputs_and_metadata(exported, run_dir):
     assert bundle == ["BENCH.md", "README.md", "build_engine.py", "build_engine.sh", "model.meta.json",
                       "model.onnx", "requirements.txt"]
     assert json.loads((exported / "trt" / "model.meta.json").read_text())["edgesr.extra"].count('"tensorrt"') == 1
+    # --sizes is the output's side: 512, not the 256x256 LR input that gives it at x2
+    bench = [ln for ln in (exported / "trt" / "BENCH.md").read_text().splitlines() if ln.startswith("edgesr bench")]
+    assert len(bench) == 1 and bench[0].endswith("--scales 2 --sizes 512")
 
 
 def test_device_side_runs_without_torch(exported):
@@ -180,6 +184,16 @@ def test_export_without_onnxsim(run_dir, exported, tmp_path):
         assert outs[0].shape == (1, 1, 40, 48)
         # fp32: float rounding; int8: the same calibration and quantization, so the same grid
         assert np.abs(outs[0] - outs[1]).max() <= (1e-5 if name == "fp32.onnx" else 1e-3), name
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="the note is for machines that cannot run CoreML")
+def test_coreml_export_says_it_cannot_run_here(run_dir, tmp_path):
+    pytest.importorskip("coremltools")
+    out = tmp_path / "m.mlpackage"
+    r = run_cli("export", "--model", str(run_dir / "student.safetensors"), "--target", "coreml", "--output", str(out))
+    assert r.returncode == 0, r.stderr
+    assert out.is_dir()
+    assert r.stdout.strip().splitlines()[-1].startswith("note: a CoreML package runs on macOS and iOS only")
 
 
 def test_coreml_without_coremltools_names_the_extra(tmp_path):

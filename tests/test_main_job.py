@@ -37,8 +37,12 @@ def test_quick_recipe_runs_offline_without_shared_data(tmp_path):
     assert f"evaluation set {missing}/Set5 not found" in r.stdout
     # stdout is a pipe, not a terminal: plain progress lines, then the wall time and what to run next
     assert "distill: step 2/2 (100%)" in r.stdout and "steps/s" in r.stdout, r.stdout
+    # the thread line comes once the recipe is valid: after the run's own first line
+    lines = r.stdout.splitlines()
+    first = next(i for i, ln in enumerate(lines) if ln.startswith("distill quick -> "))
+    assert "CPU thread" in lines[first + 1] and not any("CPU thread" in ln for ln in lines[:first]), r.stdout
     last = r.stdout.strip().splitlines()[-1]
-    assert last.startswith("done in ") and "-m edgesr export --model runs/distill/quick/student.safetensors" in last
+    assert last.startswith("done in ") and "-m edgesr export --model runs/distill/quick --scale 2" in last
     run = work / "runs" / "distill" / "quick"
     assert json.loads((run / "results.json").read_text())["steps"] == 2
     with safe_open(str(run / "student.safetensors"), "pt") as f:

@@ -54,6 +54,32 @@ def test_resumed_progress_counts_its_own_rate():
     assert p.line(520, 1000).startswith("teacher train: step 520/1000 (52%), 2.00 steps/s, 10s elapsed, about 4m00s")
 
 
+def test_budget_bounds_the_estimate_before_the_schedule_is_fitted():
+    """quick's first line said "step 200/20000 ... about 49m53s left" under an 8.75-minute
+    budget: the horizon is the recipe's upper bound until the budget fits it."""
+    clock = Clock()
+    p = PlainProgress(Console(file=io.StringIO()), "distill", start_step=0, every_s=30, clock=clock)
+    clock.t += 30
+    assert "about 49m30s left" in p.line(200, 20000)  # no budget: the rate's estimate
+    assert "about 8m15s left" in p.line(200, 20000, budget_left=495.0)
+    assert "about 6m00s left" in p.line(200, 2600, budget_left=495.0)  # a fitted horizon: the rate's, smaller
+
+
+def test_bar_time_left_is_bounded_by_the_budget():
+    from rich.progress import Progress
+
+    from edgesr.train.progress import progress_bar
+
+    bar = progress_bar(Console(file=io.StringIO(), force_terminal=True, width=200))
+    column = next(c for c in bar.columns if type(c).__name__ == "TimeLeftColumn")
+    with Progress() as scratch:
+        task_id = scratch.add_task("distill", total=20000, budget_left=344.0)
+        task = scratch.tasks[0]
+        assert column.render(task).plain == "0:05:44"  # no rate yet: the budget's figure
+        scratch.update(task_id, budget_left=None)
+        assert column.render(task).plain == "-:--:--"
+
+
 def test_duration():
     assert [duration(s) for s in (0, 59.4, 61, 466, 3720)] == ["0s", "59s", "1m01s", "7m46s", "1h02m"]
 

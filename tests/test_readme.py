@@ -90,6 +90,31 @@ def test_every_block_is_understood():
             assert first not in ("edgesr", "python", "pip", "pytest"), f"README line {b.line}: {cmd}"
 
 
+def _outputs(cmd: str) -> list[str]:
+    """What an edgesr command writes in the checkout's root: its -o / --json / --markdown /
+    --plot values, or an export's default name."""
+    words = cmd.split()
+    named = [words[i + 1] for i, w in enumerate(words[:-1]) if w in ("-o", "--out", "--json", "--markdown", "--plot")]
+    if "export" in words and not named:
+        model = Path(words[words.index("--model") + 1]).stem if "--model" in words else "pytorch-vdsr"
+        scale = words[words.index("--scale") + 1] if "--scale" in words else "2"
+        precision = words[words.index("--precision") + 1] if "--precision" in words else "fp32"
+        named = [f"{model}_x{scale}_lr_{precision}.onnx"]
+    return [n for n in named if "/" not in n.rstrip("/") or n.startswith("runs/")]
+
+
+def test_readme_outputs_are_git_ignored():
+    """Running the README in the checkout leaves no untracked clutter: every file or folder its
+    commands write in the root is ignored (runs/ included)."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    outputs = {o for b in BLOCKS for cmd in b.commands if ".venv/bin/edgesr" in cmd.split()[0] for o in _outputs(cmd)}
+    assert {"student_x2_lr_int8.onnx", "bench.png", "set5_x2", "vdsr_x4.mlpackage"} <= outputs
+    r = subprocess.run(["git", "check-ignore", "--no-index", *sorted(outputs)], cwd=ROOT, capture_output=True,
+                       text=True)
+    assert sorted(r.stdout.split()) == sorted(outputs), r.stderr
+
+
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory, shared_data: Path) -> dict:
     """``<tmp>/checkout`` with ``.venv`` and ``../shared/data`` beside it, and the environment."""

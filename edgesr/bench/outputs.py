@@ -6,6 +6,7 @@ The terminal and markdown tables come from the same cells, so they never disagre
 from __future__ import annotations
 
 import platform
+import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -48,14 +49,45 @@ def cells(rows: Sequence[BenchRow], sizes: Sequence[int]) -> tuple[list[str], li
     return headers, body
 
 
-def rich_table(rows: Sequence[BenchRow], sizes: Sequence[int], title: str = "") -> Table:
+def _needed(header: str, column: Sequence[str]) -> int:
+    """Columns a table column needs to show every cell whole: cells never wrap (numbers), the
+    header may, at its spaces."""
+    from rich.cells import cell_len
+
+    return max([cell_len(w) for w in header.split()] + [cell_len(c) for c in column])
+
+
+def rich_table(rows: Sequence[BenchRow], sizes: Sequence[int], title: str = "",
+               columns: Sequence[int] | None = None) -> Table:
+    """The table, or only its ``columns`` (indices into :func:`cells`' headers); every column is
+    as wide as its widest cell, so none is ever cut to ``38.…``."""
     headers, body = cells(rows, sizes)
-    table = Table(title=title)
-    for i, h in enumerate(headers):
-        table.add_column(h, justify="left" if i < 4 else "right", no_wrap=i == 0)
+    keep = list(range(len(headers))) if columns is None else list(columns)
+    table = Table(title=title or None)
+    for i in keep:
+        # the header wrapped to its cells' width: the column is as wide as its widest cell
+        header = textwrap.fill(headers[i], _needed(headers[i], [line[i] for line in body]))
+        table.add_column(header, justify="left" if i < 4 else "right", no_wrap=True)
     for r, line in zip(rows, body):
-        table.add_row(*line, style="dim" if r.kind != "artifact" else None)
+        table.add_row(*(line[i] for i in keep), style="dim" if r.kind != "artifact" else None)
     return table
+
+
+def rich_tables(rows: Sequence[BenchRow], sizes: Sequence[int], width: int, title: str = "") -> list[Table]:
+    """The table in as many parts as ``width`` columns need, split between columns (each part
+    repeats the model column): at 80 columns the whole table is unreadable."""
+    headers, body = cells(rows, sizes)
+    need = [_needed(h, [line[i] for line in body]) + 3 for i, h in enumerate(headers)]  # padding, divider
+    parts: list[list[int]] = []
+    used = 0
+    for i in range(1, len(headers)):
+        if parts and used + need[i] <= width:
+            parts[-1].append(i)
+            used += need[i]
+        else:
+            parts.append([i])
+            used = 1 + need[0] + need[i]  # the left edge, the model column, this one
+    return [rich_table(rows, sizes, title if k == 0 else "", [0, *cols]) for k, cols in enumerate(parts or [[]])]
 
 
 def markdown(rows: Sequence[BenchRow], sizes: Sequence[int]) -> str:
@@ -79,8 +111,10 @@ def write_results(rows: Sequence[BenchRow], sizes: Sequence[int], settings: dict
         write_text(markdown_path, markdown(rows, sizes))
 
 
-def plot(rows: Sequence[BenchRow], sizes: Sequence[int], path: Path) -> None:
-    """Median latency at the largest size against PSNR on the first (set, scale), one point per row."""
+def figure(rows: Sequence[BenchRow], sizes: Sequence[int]):
+    """Median latency at the largest size against PSNR on the first (set, scale), one marker
+    per row, named in a legend beside the axes: names written next to their points overlapped
+    where two models score alike and ran past the plot's edge."""
     keys = quality_keys(rows)
     if not keys or not sizes:
         raise EdgesrError("--plot needs quality scores and latencies: give --data and --sizes")
@@ -91,15 +125,25 @@ def plot(rows: Sequence[BenchRow], sizes: Sequence[int], path: Path) -> None:
     require("matplotlib", "plot", "--plot").use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, ms, db in points:
-        ax.scatter(ms, db)
-        ax.annotate(name, (ms, db), textcoords="offset points", xytext=(5, 3), fontsize=8)
+    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+    markers = "osD^vP*Xh<>"
+    for k, (name, ms, db) in enumerate(points):
+        ax.scatter(ms, db, marker=markers[k % len(markers)], s=40, label=f"{name}: {ms:.1f} ms, {db:.2f} dB")
     ax.set_xscale("log")
     ax.set_xlabel(f"latency, median ms, {size}x{size} output")
     ax.set_ylabel(f"PSNR dB, {set_name} x{scale} (Y)")
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
+    labels = [t.get_label() for t in ax.collections]
+    two = len(labels) > 1 and max(len(t) for t in labels) <= 55  # two columns of legend fit 8 inches
+    fig.legend(loc="outside lower center", fontsize=8, ncols=2 if two else 1, frameon=False)
+    return fig
+
+
+def plot(rows: Sequence[BenchRow], sizes: Sequence[int], path: Path) -> None:
+    """:func:`figure` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(rows, sizes)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)

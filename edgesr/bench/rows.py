@@ -47,6 +47,8 @@ class BenchRow:
     #: where the source model was at export and its checksum (how ``--torch`` finds it)
     source_path: str = ""
     source_sha256: str = ""
+    #: the onnxruntime execution providers the session runs on, in order (empty: not onnxruntime)
+    providers: list[str] = field(default_factory=list)
 
     def latency_at(self, size: int) -> Latency | None:
         return next((lat for lat in self.latency if lat.size == size), None)
@@ -98,21 +100,24 @@ def artifact_scales(upscaler: Upscaler, scales: Sequence[int] | None) -> tuple[l
 
 def bench_artifact(open_fn: Callable[[], Upscaler], sizes: Sequence[int], warmup: int, runs: int,
                    sets: Sequence[BenchmarkSet], scales: Sequence[int] | None, with_ssim: bool = True,
-                   progress: Progress | None = None, name: str | None = None) -> BenchRow:
-    """Load (inside the memory measurement), time, then score one artifact (``name``: its row's
-    name, by default the model file's)."""
-    with PeakMemory() as mem:
-        u = open_fn()
-        for size in sizes:
-            check_fits(size * size * bytes_per_pixel(u), f"timing a {size}x{size} output with {u.path.name}",
-                       "choose smaller --sizes")
-        lat = latencies(u.infer, lambda n: u.input_size(n, n)[0], sizes, warmup, runs, progress)
+                   progress: Progress | None = None, name: str | None = None,
+                   peak: Callable[[], tuple[float | None, str]] | None = None) -> BenchRow:
+    """Time, then score one artifact (``name``: its row's name, by default the model file's);
+    ``peak`` measures its memory (:func:`edgesr.bench.memory.artifact_peak_mb`: in a process of
+    its own, so that no row's memory depends on the rows before it). Sizes that would not fit
+    in memory are refused before anything runs."""
+    u = open_fn()  # a bad artifact is its one-line error before anything is measured
+    for size in sizes:
+        check_fits(size * size * bytes_per_pixel(u), f"timing a {size}x{size} output with {u.path.name}",
+                   "choose smaller --sizes")
+    peak_mb, note = peak() if peak else (None, "")
+    lat = latencies(u.infer, lambda n: u.input_size(n, n)[0], sizes, warmup, runs, progress)
     m = u.meta
     row = BenchRow(name or u.path.name, "artifact", f"{u.backend}/{u.device}", m.model, m.precision, m.input_kind,
-                   m.scale, u.file_size / 1e6, mem.peak_mb, lat, source_path=m.source_path,
-                   source_sha256=m.source_sha256)
-    if not mem.resettable:
-        row.notes.append("peak memory is the whole process's peak")
+                   m.scale, u.file_size / 1e6, peak_mb, lat, source_path=m.source_path,
+                   source_sha256=m.source_sha256, providers=list(getattr(u, "providers", [])))
+    if note:
+        row.notes.append(note)
     eval_scales, notes = artifact_scales(u, scales)
     row.notes += notes
     if sets and eval_scales:
@@ -152,6 +157,7 @@ def run_bench(artifacts: Sequence[Path], sizes: Sequence[int], warmup: int, runs
     Reference rows come last so that their memory (torch's) never counts against an artifact.
     """
     from ..runtime import open_upscaler, resolve_artifact
+    from .memory import artifact_peak_mb
 
     rows = []
     for path in artifacts:
@@ -160,7 +166,8 @@ def run_bench(artifacts: Sequence[Path], sizes: Sequence[int], warmup: int, runs
         model = resolve_artifact(path) if path.exists() else path
         name = path.name if model == path else f"{path.name}/{model.name}"
         rows.append(bench_artifact(lambda p=path: open_upscaler(p, threads, providers), sizes, warmup, runs,
-                                   sets, scales, with_ssim, progress, name))
+                                   sets, scales, with_ssim, progress, name,
+                                   peak=lambda p=path: artifact_peak_mb(p, threads, providers, sizes)))
     scale = rows[0].scale if rows else 2
     refs = [bicubic_row(rows, sizes, scale, warmup, runs)]
     sources = sorted({(r.source_path or r.source, r.source_sha256) for r in rows if r.source})

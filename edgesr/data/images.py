@@ -12,6 +12,9 @@ IMAGE_SUFFIXES = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"}
 #: the Pillow formats an image is read from, whatever its name says; others (EPS runs
 #: Ghostscript, PDF, PSD, ...) are refused, since uploads and folders may hold anything
 READ_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF")  # JPEG includes MPO (phone cameras)
+#: the files ``edgesr upscale`` takes from a folder: every suffix of :data:`READ_FORMATS`
+#: (GIF is read, but written as PNG: a still GIF's palette would lose the upscaled colours)
+READ_SUFFIXES = IMAGE_SUFFIXES | {".gif"}
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -18,6 +18,7 @@ from ..data.splits import holdout, validation_pairs
 from ..errors import EdgesrError
 from ..models.zoo import load_model
 from ..train.command import (
+    announce,
     finish_run,
     launched,
     recipe_for,
@@ -69,7 +70,7 @@ def distill(recipe_name: str | None = None, overrides: list[str] | None = None, 
     with launched(console or Console()) as (world, console):
         recipe, run_dir = recipe_for(DistillRecipe, resume, recipe_name, "quick", overrides, {"teacher": teacher},
                                      device, world, threads)
-        use_run_threads(threads, recipe, console)
+        use_run_threads(threads, recipe)
         dev = resolve_device(device or recipe.device, world)
         teacher_net, teacher_meta = load_model(recipe.teacher)
         needs_channels = recipe.student.init in ("teacher-prune", "teacher-refit")
@@ -82,6 +83,7 @@ def distill(recipe_name: str | None = None, overrides: list[str] | None = None, 
         console.print(f"[bold]distill[/] {recipe.name} -> {run_dir} on {dev}{world.describe()} "
                       f"({recipe.total_steps} student steps, {recipe.progressive.stages} stage(s)"
                       f"{resume_note(resume is not None, resumed, trainer.step)})")
+        announce(console, recipe, dev, "run --recipe quick (or quick-edge: LR-space students)")
 
         def info(record: dict) -> str:
             kd = f" kd {record['kd']:.4f}" if "kd" in record else ""

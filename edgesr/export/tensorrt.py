@@ -45,9 +45,9 @@ def _bench_text(meta: ArtifactMeta) -> str:
         "```bash\n"
         f"./build_engine.sh {MODEL}.onnx 16 {side} 1024\n"
         f"trtexec --loadEngine={MODEL}.engine --shapes=input:1x1x{side}x{side} --warmUp=500 --iterations=100\n"
-        f"edgesr bench {MODEL}.engine --data /path/to/Set5 /path/to/Set14 --scales {meta.scale} --sizes {side}\n"
+        f"edgesr bench {MODEL}.engine --data /path/to/Set5 /path/to/Set14 --scales {meta.scale} --sizes 512\n"
         "```\n\n"
-        f"Input {side}x{side} gives an output of about 512x512.\n"
+        f"Input {side}x{side} gives an output of about 512x512 (`--sizes` is the output's side).\n"
     )
 
 

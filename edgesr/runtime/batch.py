@@ -3,17 +3,18 @@
 Every output path is decided and checked up front (no input is ever a target, no two inputs
 share a target, existing files only with ``overwrite``), so a bad command line changes
 nothing on disk; each image is then written atomically, so an interrupted run leaves only
-complete files.
+complete files. What a folder holds besides images is listed in the plan, so the summary can
+name every file it did not upscale rather than pass over it in silence.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.images import list_images
+from ..data.images import IMAGE_SUFFIXES, READ_SUFFIXES
 from ..errors import EdgesrError
 from ..io import remove_stale
 from .base import Upscaler
@@ -41,27 +42,61 @@ class Job:
     dst: Path
 
 
-def _sources(inputs: Sequence[Path]) -> list[Path]:
-    out = []
+@dataclass(frozen=True)
+class Plan:
+    """The jobs, and what the input folders hold that is not upscaled (other files, subfolders)."""
+
+    jobs: list[Job]
+    skipped: list[Path] = field(default_factory=list)
+
+    def renamed(self) -> list[Job]:
+        """Jobs whose output format differs from the input's (a GIF is written as PNG)."""
+        return [j for j in self.jobs if j.src.suffix.lower() != j.dst.suffix.lower()]
+
+
+def _folder(folder: Path) -> tuple[list[Path], list[Path]]:
+    """The images directly in ``folder`` (sorted) and everything else in it."""
+    entries = sorted(folder.iterdir())
+    images = [p for p in entries if p.is_file() and p.suffix.lower() in READ_SUFFIXES]
+    return images, [p for p in entries if p not in images]
+
+
+def _sources(inputs: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    out: list[Path] = []
+    skipped: list[Path] = []
     for p in inputs:
         if p.is_dir():
-            images = list_images(p)
+            images, others = _folder(p)
             if not images:
-                raise EdgesrError(f"no images in folder {p}")
+                held = f" (it holds {', '.join(shown(o) for o in others)})" if others else ""
+                raise EdgesrError(f"no images in folder {p}{held}: edgesr reads "
+                                  f"{', '.join(sorted(READ_SUFFIXES))} files")
             out += images
+            skipped += others
         elif p.exists():
             out.append(p)
         else:
             raise EdgesrError(f"input not found: {p}")
-    return out
+    return out, skipped
 
 
-def plan_jobs(inputs: Sequence[Path], output: Path, overwrite: bool = False) -> list[Job]:
+def shown(path: Path) -> str:
+    """A skipped entry as the summary names it: ``notes.txt``, ``raw/`` for a folder."""
+    return path.name + ("/" if path.is_dir() else "")
+
+
+def output_name(src: Path) -> str:
+    """The name an input gets in an output folder: its own, or for a format edgesr reads but
+    does not write (GIF), the same stem as PNG."""
+    return src.name if src.suffix.lower() in IMAGE_SUFFIXES else src.stem + ".png"
+
+
+def plan(inputs: Sequence[Path], output: Path, overwrite: bool = False) -> Plan:
     """One job per input image; ``output`` is a file for a single file input with an image
-    suffix, else a folder that receives each image under its own name."""
+    suffix, else a folder that receives each image under its own name (:func:`output_name`)."""
     if not inputs:
         raise EdgesrError("give at least one input image or folder")
-    sources = _sources(inputs)
+    sources, skipped = _sources(inputs)
     single_file = len(inputs) == 1 and not inputs[0].is_dir()
     # one image to an existing non-folder (a file, /dev/null): that is the target, and
     # output_format below says whether edgesr can write it
@@ -70,7 +105,7 @@ def plan_jobs(inputs: Sequence[Path], output: Path, overwrite: bool = False) -> 
     else:
         if output.exists() and not output.is_dir():
             raise EdgesrError(f"output {output} is a file; several images need a folder")
-        jobs = [Job(s, output / s.name) for s in sources]
+        jobs = [Job(s, output / output_name(s)) for s in sources]
     resolved_inputs = {s.resolve(): s for s in sources}
     seen: dict[Path, Path] = {}
     for job in jobs:
@@ -83,7 +118,7 @@ def plan_jobs(inputs: Sequence[Path], output: Path, overwrite: bool = False) -> 
         seen[dst] = job.src
         if job.dst.exists() and not overwrite:
             raise EdgesrError(f"{job.dst} exists: pass --overwrite to replace it")
-    return jobs
+    return Plan(jobs, skipped)
 
 
 def max_output_pixels(max_mp: float) -> int:

@@ -68,5 +68,10 @@ class OnnxUpscaler(Upscaler):
         super().cancel()
         self._run_options.terminate = True  # onnxruntime checks it between nodes
 
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the session runs on, in order (what bench records)."""
+        return list(self.session.get_providers())
+
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"input": x}, self._run_options)[0]

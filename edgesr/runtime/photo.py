@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -34,11 +34,21 @@ class TooManyPixels(EdgesrError):
     """An image over a pixel limit, known from its header (callers may answer it differently)."""
 
 
+#: JPEG quality of a JPEG written from a file that was not one (Pillow's default, 75, visibly
+#: blurs what the model sharpened)
+JPEG_QUALITY = 95
+
+
 @dataclass
 class Photo:
-    """``pixels``: ``HxWxC`` uint8 or uint16, upright; C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA."""
+    """``pixels``: ``HxWxC`` uint8 or uint16, upright; C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA.
+
+    ``jpeg``: how the source JPEG was encoded (its quantization tables and chroma subsampling),
+    so that a JPEG written from it keeps its quality instead of Pillow's default 75.
+    """
 
     pixels: np.ndarray
+    jpeg: dict = field(default_factory=dict)
 
     @property
     def mode(self) -> str:
@@ -188,13 +198,28 @@ def read_photo(source: str | Path | bytes, max_pixels: int | None = None) -> Pho
             raise EdgesrError(problem)
         if max_pixels is None or size[0] * size[1] <= max_pixels:
             orientation = int(im.getexif().get(0x0112, 1))
+            jpeg = _jpeg_encoding(im)
             f.seek(0)
             pixels = _read_png16(f) if _png_is_16bit(f.read(26)) else _read_pillow(im)
     if max_pixels is not None:
         check_pixels(*size, max_pixels, what)
     if pixels.size == 0:
         raise EdgesrError(f"{what} is empty ({pixels.shape[1]}x{pixels.shape[0]})")
-    return Photo(orient(pixels, orientation))
+    return Photo(orient(pixels, orientation), jpeg)
+
+
+def _jpeg_encoding(im) -> dict:
+    """A JPEG's quantization tables and subsampling as Pillow's ``save`` options (``{}`` for
+    other formats): writing with them keeps the input's quality."""
+    if im.format not in ("JPEG", "MPO") or not getattr(im, "quantization", None):
+        return {}
+    from PIL import JpegImagePlugin
+
+    options: dict = {"qtables": [list(t) for _, t in sorted(im.quantization.items())]}
+    sampling = JpegImagePlugin.get_sampling(im)
+    if sampling >= 0:
+        options["subsampling"] = sampling
+    return options
 
 
 def _save(fp: BinaryIO, photo: Photo, fmt: str, **options) -> None:
@@ -233,13 +258,15 @@ def output_format(path: Path) -> str:
 
 
 def write_photo(path: str | Path, photo: Photo) -> None:
-    """Write atomically; 16 bits survive in PNG, other formats get 8 bits."""
+    """Write atomically; 16 bits survive in PNG, other formats get 8 bits; a JPEG with the
+    source JPEG's tables, else at quality :data:`JPEG_QUALITY`."""
     path = Path(path)
     fmt = output_format(path)
     if fmt == "JPEG" and photo.has_alpha:
         raise EdgesrError(f"cannot write {path.name}: JPEG has no alpha channel, use .png")
+    options = (photo.jpeg or {"quality": JPEG_QUALITY}) if fmt == "JPEG" else {}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        _save(f, photo, fmt)
+        _save(f, photo, fmt, **options)
 
 
 def encode_png(photo: Photo, compress_level: int = 6) -> bytes:
@@ -287,4 +314,4 @@ def upscale_photo(upscaler: Upscaler, photo: Photo, scale: int | None = None, ti
     maxval = 65535.0 if photo.bits == 16 else 255.0
     out = np.empty((px.shape[0] * scale, px.shape[1] * scale, px.shape[2]), px.dtype)
     upscale_tiled(px, _sr_region(upscaler, scale, maxval, px.dtype), scale, out, tile, margin, on_tile)
-    return Photo(out)
+    return Photo(out, photo.jpeg)

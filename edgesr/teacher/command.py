@@ -13,9 +13,11 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ..config import load_recipe
 from ..data.splits import holdout, validation_pairs
 from ..errors import EdgesrError
 from ..train.command import (
+    announce,
     finish_run,
     launched,
     recipe_for,
@@ -26,7 +28,7 @@ from ..train.command import (
 )
 from ..train.distributed import everywhere
 from ..train.plot import Panel
-from ..train.run_folder import open_run
+from ..train.run_folder import RECIPE_FILE, open_run
 from .patches import PatchSampler, read_y
 from .recipe import TeacherRecipe
 from .trainer import TeacherTrainer
@@ -58,7 +60,7 @@ def train_teacher(data: str | Path | None = None, scales: list[int] | None = Non
     with launched(console or Console()) as (world, console):
         recipe, run_dir = recipe_for(TeacherRecipe, resume, recipe_name, "teacher", overrides, flags, device, world,
                                      threads)
-        use_run_threads(threads, recipe, console)
+        use_run_threads(threads, recipe)
         if not recipe.data:
             raise everywhere(EdgesrError("give the training images with --data DIR (e.g. ../shared/data/train291)"),
                              world)
@@ -77,6 +79,8 @@ def train_teacher(data: str | Path | None = None, scales: list[int] | None = Non
                       f"VDSR {recipe.width}x{recipe.depth}, x{'/'.join(map(str, recipe.scales))}, "
                       f"{sampler.images} training images ({len(train_paths)} files), {len(val_paths)} held out, "
                       f"up to {recipe.steps} steps{budget}{resume_note(resume is not None, resumed, trainer.step)}")
+        announce(console, recipe, dev, "distill from a shipped teacher (pytorch-vdsr, edgesr-vdsr), or run "
+                 "--recipe teacher-tiny to see teacher training work end to end")
 
         def info(record: dict) -> str:
             return f"loss {record['loss']:.5f}" if record.get("loss") is not None else ""
@@ -90,3 +94,14 @@ def finish(run_dir: Path, recipe: TeacherRecipe, trainer: TeacherTrainer, consol
     finish_run(trainer, run_dir, recipe.evaluation, list(recipe.scales), Path(TEACHER_FILE).stem,
                {"recipe": recipe.name, "trained_on": Path(recipe.data).name}, console)
     return run_dir
+
+
+def next_step(run_dir: Path) -> tuple[str, list[str]]:
+    """What the run's last line suggests (``what``, edgesr arguments): distilling from the new
+    teacher, unless its recipe is a smoke test (``teacher-tiny``), whose teacher the recipe list
+    itself calls unusable: then distilling from the shipped one."""
+    recipe = load_recipe(TeacherRecipe, str(run_dir / RECIPE_FILE), relative_to=Path.cwd())
+    if recipe.smoke_test:
+        return (f"distill from the shipped teacher ({recipe.name} is a smoke test: its teacher shows that training "
+                "works, it is not one to distill from)", ["distill", "--recipe", "quick"])
+    return "distill a student from this teacher", ["distill", "--teacher", str(run_dir / TEACHER_FILE)]

@@ -72,6 +72,22 @@ def describe_device(device: torch.device) -> str:
     return f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
 
 
+def announce(console: Console, recipe: RunRecipe, device: torch.device, on_cpu_instead: str) -> None:
+    """What a run says once its recipe is valid, before its work: the CPU threads chosen at the
+    start (``edgesr.threads``; a recipe error is then one line, not the thread line and the
+    error), and for a ``made_for: gpu`` recipe on the CPU, that it is one and what to run
+    there instead (``on_cpu_instead``), before an estimate of days says it less kindly."""
+    from ..threads import applied
+
+    choice = applied()
+    if choice is not None:
+        console.print(choice.describe(), highlight=False, markup=False, soft_wrap=True)
+    if recipe.made_for == "gpu" and device.type == "cpu":
+        console.print(f"note: {recipe.name} is a GPU recipe (its steps are sized for a GPU: on this CPU it would "
+                      f"take days); on a CPU, {on_cpu_instead}", style="yellow", highlight=False, markup=False,
+                      soft_wrap=True)
+
+
 def recipe_for(cls: type[R], resume: str | Path | None, name: str | None, default: str,
                overrides: list[str] | None, flags: dict[str, Any], device: str | None,
                world: World | None = None, threads: int | None = None) -> tuple[R, Path | None]:
@@ -96,18 +112,19 @@ def resume_note(asked: bool, resumed: bool, step: int) -> str:
     return ", started again from the beginning: it was stopped before its first checkpoint" if asked else ""
 
 
-def use_run_threads(requested: int | None, recipe: RunRecipe, console: Console) -> None:
-    """Apply the thread rule to a training run and print the choice: ``--threads``, else the
-    recipe's ``threads`` (what a resumed run was started with), else the automatic rule. Called
-    once the recipe is valid, so that an error in it stays one line."""
+def use_run_threads(requested: int | None, recipe: RunRecipe) -> None:
+    """Apply the thread rule to a training run: ``--threads``, else the recipe's ``threads``
+    (what a resumed run was started with; at most this machine's cores), else the automatic
+    rule. :func:`announce` prints the choice once the run's first line is out."""
+    import os
+
     from .. import threads as rule
 
     if requested is None and recipe.threads:
-        choice = rule.ThreadChoice(recipe.threads, "the run's recipe: threads")
+        choice = rule.ThreadChoice(min(recipe.threads, os.cpu_count() or 1), "the run's recipe key threads")
     else:
         choice = rule.choose(requested)
     rule.apply(choice)
-    console.print(choice.describe(), highlight=False, markup=False, soft_wrap=True)
 
 
 def _recipe_for(cls: type[R], resume: str | Path | None, name: str | None, default: str,
@@ -160,6 +177,8 @@ def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog | None,
             trainer.elapsed += took  # a time budget covers the preparation too
             if main and what and not console.is_terminal:
                 console.print(f"prepared in {duration(took)}", markup=False, highlight=False)
+            # where training proper starts: steps/s (progress line, results.json) count from here
+            trainer.training_from = (trainer.step, trainer.elapsed)
             if not resumed:
                 if metrics and trainer.val_pairs:
                     with status(console, "validating the starting point on the held-out images"):
@@ -169,7 +188,8 @@ def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog | None,
         bar = progress_bar(console) if main and console.is_terminal else nullcontext()
         with stop_on_signals() as stop, bar as progress:
             plain = PlainProgress(console, name, trainer.step) if main and not progress else None
-            task = progress.add_task(name, total=trainer.horizon, completed=trainer.step, info="") if progress else 0
+            task = (progress.add_task(name, total=trainer.horizon, completed=trainer.step, info="",
+                                      budget_left=budget_left(trainer)) if progress else 0)
             last_text = ""
 
             def on_step(step: int, record: dict) -> None:
@@ -177,14 +197,16 @@ def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog | None,
                 val = f" val {record['val_psnr']:.2f} dB" if record.get("val_psnr") is not None else ""
                 text = info(record) + val  # empty between log lines: keep the last one shown
                 last_text = text or last_text
+                left = budget_left(trainer)
                 if progress:
-                    progress.update(task, completed=step, total=trainer.horizon, **({"info": text} if text else {}))
+                    progress.update(task, completed=step, total=trainer.horizon, budget_left=left,
+                                    **({"info": text} if text else {}))
                 elif plain:
-                    plain.update(step, trainer.horizon, last_text)
+                    plain.update(step, trainer.horizon, last_text, budget_left=left)
 
             fit(trainer, run_dir, metrics, stop, on_step if main else None)
             if plain:
-                plain.update(trainer.step, trainer.horizon, last_text, force=True)
+                plain.update(trainer.step, trainer.horizon, last_text, force=True, budget_left=budget_left(trainer))
         if main and trainer.step < trainer.horizon:
             console.print(f"{name}: the time budget ({trainer.recipe.budget_minutes:g} min, preparation included) "
                           f"ended the run at step {trainer.step} of {trainer.horizon}",
@@ -199,6 +221,23 @@ def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog | None,
     if metrics:
         metrics.close()
         _plot(metrics, run_dir, panels)
+
+
+def budget_left(trainer: Trainer) -> float | None:
+    """Seconds the run's time budget has left (None without one): no estimate shown may exceed
+    it, even before the schedule is fitted to the budget and the horizon is still the recipe's."""
+    budget = trainer.recipe.budget_minutes
+    return max(0.0, 60 * budget - trainer.elapsed) if budget > 0 else None
+
+
+def training_rate(trainer: Trainer) -> float | None:
+    """Training steps per second of training time, the one definition edgesr shows (progress
+    line) and records (``results.json``): steps since training (re)started after the run's
+    preparation, over the seconds since, validation and checkpoints included. None when this
+    process trained no step (a run resumed to redo its final evaluation)."""
+    step0, t0 = getattr(trainer, "training_from", (0, 0.0))
+    steps, seconds = trainer.step - step0, trainer.elapsed - t0
+    return steps / seconds if steps > 0 and seconds > 0 else None
 
 
 def _plot(metrics: MetricsLog, run_dir: Path, panels: list[Panel]) -> None:
@@ -259,7 +298,7 @@ def _evaluate_and_save(trainer: Trainer, run_dir: Path, cfg: EvaluationConfig, s
     base = {"steps": str(trainer.step), "val_psnr": json.dumps(val)}
     save(base)
     results = {"run": str(run_dir), "steps": trainer.step, "seconds": round(trainer.elapsed, 1),
-               "steps_per_second": round(trainer.step / max(trainer.elapsed, 1e-9), 3),
+               "steps_per_second": None if (rate := training_rate(trainer)) is None else round(rate, 3),
                "device": describe_device(trainer.device), "processes": trainer.world.size,
                "threads": torch.get_num_threads(), "validation": val,
                "files": {str(s or "all"): p.name for s, p in files.items()},

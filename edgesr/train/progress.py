@@ -11,19 +11,35 @@ from contextlib import contextmanager
 from rich.console import Console
 
 
+def time_left(estimate: float | None, budget_left: float | None) -> float | None:
+    """The time left to show: the estimate from the step rate, never more than the time budget
+    has left (before a budgeted run fits its schedule, the horizon is the recipe's upper bound
+    and the rate's estimate can be ten times the budget)."""
+    if budget_left is None:
+        return estimate
+    return budget_left if estimate is None else min(estimate, budget_left)
+
+
 def progress_bar(console: Console):
     """The progress bar on a terminal: description, bar, steps, times, live info."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    class TimeLeftColumn(ProgressColumn):
+        """rich's time remaining, bounded by the task's ``budget_left`` field (see :func:`time_left`)."""
+
+        max_refresh = 0.5
+
+        def render(self, task) -> Text:
+            left = time_left(task.time_remaining, task.fields.get("budget_left"))
+            if left is None:
+                return Text("-:--:--", style="progress.remaining")
+            minutes, seconds = divmod(int(left), 60)
+            hours, minutes = divmod(minutes, 60)
+            return Text(f"{hours}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console, transient=False)
+                    TimeLeftColumn(), TextColumn("{task.fields[info]}"), console=console, transient=False)
 
 
 def duration(seconds: float) -> str:
@@ -41,6 +57,10 @@ class PlainProgress:
     and the last step. ``edgesr distill --recipe quick > log.txt`` writes lines such as::
 
         distill: step 120/420 (28%), 1.45 steps/s, 1m23s elapsed, about 3m27s left; stage 1/1 kd 0.0290
+
+    steps/s and elapsed count training only (from this process's first step, after the run's
+    preparation), as ``results.json``'s ``steps_per_second`` does; the time left is bounded by
+    what the time budget has left.
     """
 
     #: seconds between two lines; ``EDGESR_PROGRESS_SECONDS`` overrides it
@@ -60,21 +80,24 @@ class PlainProgress:
         self.last: float | None = None
         self.shown_step: int | None = None
 
-    def line(self, step: int, total: int, info: str = "") -> str:
+    def line(self, step: int, total: int, info: str = "", budget_left: float | None = None) -> str:
         elapsed = self.clock() - self.started
         rate = (step - self.start_step) / elapsed if elapsed > 0 else 0.0
-        left = f", about {duration((total - step) / rate)} left" if rate > 0 and step < total else ""
+        seconds = time_left((total - step) / rate if rate > 0 else None, budget_left)
+        left = f", about {duration(seconds)} left" if seconds is not None and step < total else ""
         pct = f" ({100 * step // total}%)" if total else ""
         tail = f"; {info.strip()}" if info.strip() else ""
         return f"{self.name}: step {step}/{total}{pct}, {rate:.2f} steps/s, {duration(elapsed)} elapsed{left}{tail}"
 
-    def update(self, step: int, total: int, info: str = "", force: bool = False) -> None:
+    def update(self, step: int, total: int, info: str = "", force: bool = False,
+               budget_left: float | None = None) -> None:
         """A line when one is due (``force``: now, unless this step's is already shown)."""
         now = self.clock()
         due = self.last is None or now - self.last >= self.every_s or step >= total
         if (due or force) and step != self.shown_step:
             self.last, self.shown_step = now, step
-            self.console.print(self.line(step, total, info), markup=False, highlight=False, soft_wrap=True)
+            self.console.print(self.line(step, total, info, budget_left), markup=False, highlight=False,
+                               soft_wrap=True)
 
 
 @contextmanager

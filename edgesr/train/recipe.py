@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 from ..config import Count, DataPath, NonNegative, NonNegativeInt, Range, fail
 
@@ -55,6 +55,12 @@ class RunRecipe:
     name: str = "run"
     #: one line on what the recipe is for (``edgesr recipes`` lists it)
     description: str = ""
+    #: the hardware its steps and budget are sized for: a ``gpu`` recipe started on the CPU
+    #: says so in one line with what to run there instead (its estimate would read days)
+    made_for: Literal["any", "cpu", "gpu"] = "any"
+    #: a smoke test: it shows the pipeline end to end, its result is not for use (the run ends
+    #: without suggesting a next step that would use it)
+    smoke_test: bool = False
     seed: NonNegativeInt = 0
     #: the global batch: under torchrun each of N processes trains on ``batch_size / N`` of it
     batch_size: Count = 64
