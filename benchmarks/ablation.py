@@ -83,6 +83,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "p192-patch-64": ("p192, 64-pixel crops, two a step", [*P192, "samples.patch=64", "batch_size=2"]),
     "aa-lr-1e-3": ("dead-leaves-aa, student lr 1e-3: quick as shipped", [*AA, "student_optim.lr=0.001"]),
     "aa-batch-8": ("dead-leaves-aa, 8 crops a step", [*AA, "batch_size=8"]),
+    "aa-lr-1e-3-bf16": ("quick as shipped, with bf16 autocast and channels-last on a CPU that has bf16 units",
+                        [*AA, "student_optim.lr=0.001", "cpu_bf16=true"]),
+    "aa-lr-1e-3-bf16-p192": ("aa-lr-1e-3-bf16 with a pool of 192 images (the refit still on the first 16)",
+                             [*AA, "student_optim.lr=0.001", "cpu_bf16=true", "samples.pool_images=192"]),
     "lr-1e-3": ("student lr 1e-3", ["student_optim.lr=0.001"]),
     "lr-3e-3": ("student lr 3e-3", ["student_optim.lr=0.003"]),
     "prune-init": ("the student pruned, not refitted", ["student.init=teacher-prune"]),
@@ -102,6 +106,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 #: variant is the recipe with its own overrides (no common base).
 EDGE_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "edge": ("quick-edge as written", []),
+    "edge-w32-repeat": ("32 x 12 with the repeated-pixel anchor at every scale (no per-scale choice)",
+                        ["student.per_scale=[]"]),
     "edge-fp32": ("float32 training instead of bf16 autocast", ["cpu_bf16=false"]),
     "edge-bicubic": ("the bicubic anchor instead of the repeated LR pixel", ["student.anchor=bicubic"]),
     "edge-rep": ("over-parameterised training (lr-rep: each conv plus a 4x expanded linear block), folded",
@@ -121,11 +127,14 @@ EDGE_VARIANTS: dict[str, tuple[str, list[str]]] = {
                             ["student.per_scale=[{scale: 4, anchor: bicubic, width: 48}]"]),
     "edge-rep-x4-bicubic": ("lr-rep (over-parameterised training) with the bicubic anchor at x4",
                             ["student.arch=lr-rep", "student.per_scale=[{scale: 4, anchor: bicubic}]"]),
-    "x4-w32-d12": ("the x4 student alone, 32 x 12 (the recipe's shape)", ["scales=[4]"]),
-    "x4-w48-d16": ("the x4 student alone, 48 wide, 16 deep", ["scales=[4]", "student.width=48", "student.depth=16"]),
-    "x4-w64-d12": ("the x4 student alone, 64 wide, 12 deep", ["scales=[4]", "student.width=64"]),
-    "x2-w32-d12": ("the x2 student alone, 32 x 12 (the recipe's shape)", ["scales=[2]"]),
-    "x2-w32-d15": ("the x2 student alone, 32 wide, 15 deep", ["scales=[2]", "student.depth=15"]),
+    "x4-w32-d12": ("the x4 student alone, 32 x 12, repeat anchor", ["scales=[4]", "student.per_scale=[]"]),
+    "x4-w48-d16": ("the x4 student alone, 48 wide, 16 deep",
+                   ["scales=[4]", "student.per_scale=[]", "student.width=48", "student.depth=16"]),
+    "x4-w64-d12": ("the x4 student alone, 64 wide, 12 deep",
+                   ["scales=[4]", "student.per_scale=[]", "student.width=64"]),
+    "x2-w32-d12": ("the x2 student alone, 32 x 12 (the recipe's x2 shape)", ["scales=[2]", "student.per_scale=[]"]),
+    "x2-w32-d15": ("the x2 student alone, 32 wide, 15 deep",
+                   ["scales=[2]", "student.per_scale=[]", "student.depth=15"]),
 }
 
 #: ``cpu-hour``: VDSR-half for an hour. Variants are the recipe with its own overrides.
@@ -250,8 +259,9 @@ def markdown(out: dict) -> str:
     lines = [f"Ablation of the `{out['recipe']}` recipe: {length} on {out['machine']}, {out['threads']} "
              f"thread(s). Validation PSNR (dB, Y, border = scale) on the last {out['val_images']} train291 "
              f"images (centre {out['val_crop']}-px crops); mean over seeds where a variant ran more than once. "
-             f"Each variant is `{out['recipe']}` with `{' '.join(out['base_overrides'])}` and its own overrides "
-             "(in the JSON). Load average before/after each run in the JSON.",
+             f"Each variant is `{out['recipe']}` "
+             + (f"with `{' '.join(out['base_overrides'])}` and " if out["base_overrides"] else "with ")
+             + "its own overrides (in the JSON). Load average before/after each run in the JSON.",
              "", "| variant | what it tests | seeds | steps | x2 | x3 | x4 | mean |",
              "|---|---|---|---|---|---|---|---|"]
     for name, row in out["variants"].items():
