@@ -100,6 +100,17 @@ def test_overparameterised_network_starts_as_the_plain_one():
     assert torch.equal(before, after)
 
 
+def test_a_per_scale_shape_applies_only_to_the_scales_a_run_trains():
+    from edgesr.config import load_recipe
+    from edgesr.distill.recipe import DistillRecipe
+    from edgesr.errors import EdgesrError
+
+    only_x2 = load_recipe(DistillRecipe, "quick-edge", ["scales=[2]"])
+    assert only_x2.student.shape(2) == load_recipe(DistillRecipe, "quick-edge").student.shape(2)
+    with pytest.raises(EdgesrError, match="each scale once"):
+        load_recipe(DistillRecipe, "quick-edge", ["student.per_scale=[{scale: 4}, {scale: 4, width: 48}]"])
+
+
 # ------------------------------------------------------------------ LR-space distillation
 
 
