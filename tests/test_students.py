@@ -276,3 +276,16 @@ def test_every_family_benches_upscales_and_serves(artifacts, tmp_path):
             reply = post(running.port, png_bytes(10, 12), f"?model={choice.id}&scale=2")
             assert reply.status == 200, reply.body
             assert reply.headers["x-edgesr-output"] == "24x20"
+
+
+def test_a_pruned_student_wider_than_its_teacher_is_one_line(tmp_path):
+    """teacher-refit keeps a subset of the teacher's channels: a narrow --teacher under a recipe
+    with a wider student is the user's mismatch, said in one line, not a ValueError traceback."""
+    from tests.distill_helpers import tiny_teacher
+
+    teacher = tmp_path / "teacher.safetensors"
+    save_safetensors(tiny_teacher(), teacher)  # 8 channels, 6 layers
+    r = run_cli("distill", "--recipe", "quick", "--out", str(tmp_path / "runs"), "--teacher", str(teacher),
+                "--device", "cpu", "--threads", "1", "--set", "samples.pool_images=4", "progressive.steps=[2]",
+                "validation.data=null", "evaluation.sets=[]")
+    assert_user_error(r, "student width 32 exceeds the teacher's 8")
