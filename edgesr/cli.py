@@ -357,8 +357,7 @@ def teacher_train_cmd(
     refuse_other_kind(recipe, "teacher train")
     run_dir = train_teacher(data[0] if data else None, scales, recipe, set_, out, device, resume, console=console,
                             threads=threads)
-    if main_process():
-        finished(started, *next_step(run_dir))
+    finished(started, *next_step(run_dir))
 
 
 @app.command("students", short_help="List the student families distill can train.")

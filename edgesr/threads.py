@@ -41,7 +41,6 @@ _BUSY_COLUMNS, _IDLE_COLUMNS = (0, 1, 2, 5, 6, 7), (3, 4)
 #: the clocks :func:`busy_cores` reads (tests replace them, not the ``time`` module's)
 _sleep, _own_cpu, _wall = time.sleep, time.process_time, time.monotonic
 
-_chosen: int | None = None
 _choice: ThreadChoice | None = None
 
 
@@ -182,11 +181,11 @@ def choose(requested: int | None = None) -> ThreadChoice:
 
 def apply(choice: ThreadChoice) -> None:
     """Make torch and the onnxruntime sessions edgesr opens later use ``choice.threads``."""
-    global _chosen, _choice
+    global _choice
     import torch
 
     torch.set_num_threads(choice.threads)
-    _chosen, _choice = choice.threads, choice
+    _choice = choice
 
 
 def applied() -> ThreadChoice | None:
@@ -196,4 +195,4 @@ def applied() -> ThreadChoice | None:
 
 def chosen() -> int:
     """The count :func:`apply` set (for onnxruntime sessions of host commands), else the rule's."""
-    return _chosen if _chosen is not None else choose().threads
+    return _choice.threads if _choice is not None else choose().threads

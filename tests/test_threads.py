@@ -142,5 +142,4 @@ def test_apply_sets_torch_and_later_sessions(monkeypatch):
         assert threads.applied() == threads.ThreadChoice(1, "test")
     finally:
         torch.set_num_threads(before)
-        monkeypatch.setattr(threads, "_chosen", None)
         monkeypatch.setattr(threads, "_choice", None)

@@ -177,7 +177,6 @@ def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog | None,
             trainer.elapsed += took  # a time budget covers the preparation too
             if main and what and not console.is_terminal:
                 console.print(f"prepared in {duration(took)}", markup=False, highlight=False)
-            # where training proper starts: steps/s (progress line, results.json) count from here
             trainer.training_from = (trainer.step, trainer.elapsed)
             if not resumed:
                 if metrics and trainer.val_pairs:
@@ -235,7 +234,7 @@ def training_rate(trainer: Trainer) -> float | None:
     line) and records (``results.json``): steps since training (re)started after the run's
     preparation, over the seconds since, validation and checkpoints included. None when this
     process trained no step (a run resumed to redo its final evaluation)."""
-    step0, t0 = getattr(trainer, "training_from", (0, 0.0))
+    step0, t0 = trainer.training_from
     steps, seconds = trainer.step - step0, trainer.elapsed - t0
     return steps / seconds if steps > 0 and seconds > 0 else None
 

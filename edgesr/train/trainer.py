@@ -83,6 +83,9 @@ class Trainer(ABC):
         self.val_pairs = val_pairs or {}
         self.step = 0
         self.elapsed = 0.0
+        #: ``(step, elapsed)`` where training proper started in this process, after the run's
+        #: preparation: steps/s (progress line, results.json) count from here
+        self.training_from: tuple[int, float] = (0, 0.0)
         self.losses = LossLog()
         #: recipe keys changed since the checkpoint this run resumed from (see ``RunRecipe.RESUMABLE``)
         self.recipe_changes: list[str] = []
