@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,10 @@ READ_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF")  # JPEG includes MP
 READ_SUFFIXES = IMAGE_SUFFIXES | {".gif"}
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def list_images(folder: Path, suffixes: Collection[str] = IMAGE_SUFFIXES) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name (``suffixes``: which files count;
+    ``upscale`` takes every format it reads, GIF included)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
 
 
 #: TIFF's SampleFormat tag values, by what they hold

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.images import IMAGE_SUFFIXES, READ_SUFFIXES
+from ..data.images import IMAGE_SUFFIXES, READ_SUFFIXES, list_images
 from ..errors import EdgesrError
 from ..io import remove_stale
 from .base import Upscaler
@@ -56,9 +56,8 @@ class Plan:
 
 def _folder(folder: Path) -> tuple[list[Path], list[Path]]:
     """The images directly in ``folder`` (sorted) and everything else in it."""
-    entries = sorted(folder.iterdir())
-    images = [p for p in entries if p.is_file() and p.suffix.lower() in READ_SUFFIXES]
-    return images, [p for p in entries if p not in images]
+    images = list_images(folder, READ_SUFFIXES)
+    return images, sorted(set(folder.iterdir()) - set(images))
 
 
 def _sources(inputs: Sequence[Path]) -> tuple[list[Path], list[Path]]:
