@@ -174,6 +174,77 @@ def test_lr_resume_ends_with_the_same_weights(tmp_path):
         assert torch.equal(resumed.student.state_dict()[k], v), k
 
 
+@pytest.mark.parametrize("arch", ["lr-plain", "lr-rep"])
+def test_a_shared_body_is_one_module_and_its_batched_pass_equals_each_network_alone(arch):
+    """The batched pass through the shared body computes what each scale's network computes
+    on its own input, and the body's gradient comes from every scale."""
+    from edgesr.models.srnet import ScaleSet
+
+    torch.manual_seed(0)
+    nets = {s: create_student(arch, s, 6, 5, "bicubic" if s == 4 else "repeat", 2 if arch == "lr-rep" else 0)
+            for s in (2, 3, 4)}
+    for net in nets.values():  # a zero tail would hide a wrong body
+        torch.nn.init.normal_(net.convs()[-1].weight, 0, 0.1)
+    shared = ScaleSet(nets, shared_body=True)
+    assert nets[2].body is nets[3].body is nets[4].body
+    n_own = sum(p.numel() for p in shared.parameters())
+    assert n_own < sum(p.numel() for net in nets.values() for p in net.parameters())
+    xs = [torch.rand(2, 1, 7, 7) for _ in range(3)]
+    outs = shared(*xs)
+    for s, x, out in zip((2, 3, 4), xs, outs):
+        torch.testing.assert_close(out, nets[s](x), rtol=1e-5, atol=1e-6)
+    body_weight = nets[2].convs()[1].weight
+    grads = []
+    for i in range(3):
+        shared.zero_grad()
+        shared(*xs)[i].square().mean().backward()
+        grads.append(body_weight.grad.clone())
+    assert all(g.abs().sum() > 0 for g in grads)
+    shared.zero_grad()
+    sum(o.square().mean() for o in shared(*xs)).backward()
+    torch.testing.assert_close(body_weight.grad, sum(grads), rtol=1e-4, atol=1e-7)
+
+
+def test_a_shared_body_needs_lr_students_of_one_shape():
+    from edgesr.config import load_recipe
+    from edgesr.distill.recipe import DistillRecipe
+    from edgesr.errors import EdgesrError
+
+    assert load_recipe(DistillRecipe, "quick-edge", ["student.shared_body=true"]).student.shared_body
+    with pytest.raises(EdgesrError, match="student.shared_body: .*x4: 48x12"):
+        load_recipe(DistillRecipe, "quick-edge", ["student.shared_body=true",
+                                                  "student.per_scale=[{scale: 4, width: 48}]"])
+    with pytest.raises(EdgesrError, match="student.shared_body"):
+        load_recipe(DistillRecipe, "quick", ["student.shared_body=true"])
+
+
+def test_a_shared_body_run_saves_students_that_stand_alone_and_resumes_exactly(tmp_path):
+    from edgesr.config import load_recipe
+    from edgesr.distill.recipe import DistillRecipe
+    from edgesr.train.loop import Interrupted
+    from tests.test_distill_trainer import _train
+
+    args = tiny_lr_recipe(tmp_path, "lr-rep", scales=(2, 3, 4)) + ["student.shared_body=true"]
+    r = run_cli("distill", "--recipe", "quick-edge", "--out", str(tmp_path / "runs"), *args)
+    assert r.returncode == 0, r.stderr
+    run = tmp_path / "runs" / "lr-rep"
+    loaded = {s: load_model(str(run / f"student_x{s}.safetensors"))[0] for s in (2, 3, 4)}
+    torch.testing.assert_close(loaded[2].body[0][0].weight, loaded[4].body[0][0].weight)
+    assert not torch.equal(loaded[2].head.weight, loaded[3].head.weight)
+
+    sets = args[args.index("--set") + 1:]
+    recipe = load_recipe(DistillRecipe, "quick-edge", [s for s in sets if not s.startswith("name=")])
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    full = _train(tmp_path / "a", recipe)
+    with pytest.raises(Interrupted):
+        _train(tmp_path / "b", recipe, stop_at=3)
+    resumed = _train(tmp_path / "b", recipe, resume=True)
+    assert resumed.student.for_scale(2).body is resumed.student.for_scale(4).body
+    for k, v in full.student.state_dict().items():
+        assert torch.equal(resumed.student.state_dict()[k], v), k
+
+
 def test_unknown_arch_and_untrained_scale_are_one_line(lr_runs, tmp_path):
     args = tiny_lr_recipe(tmp_path)
     bad = [a if not a.startswith("student.arch=") else "student.arch=espcn-9000" for a in args]

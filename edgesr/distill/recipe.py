@@ -50,6 +50,9 @@ class StudentConfig:
     reparam: Annotated[int, Range(0, 16)] | None = None
     #: LR-space families: other widths or depths at some scales, e.g. ``[{scale: 4, width: 48}]``
     per_scale: tuple[ScaleShape, ...] = ()
+    #: LR-space families: the scales' networks train one body between them (each keeps its first
+    #: and last conv and its anchor; each saved student holds its copy): widths and depths equal
+    shared_body: bool = False
     #: ``he``: VDSR init; ``zero-tail``: He with the last conv at 0 (starts exactly at bicubic);
     #: ``teacher-prune``: the teacher's ``width`` output channels of largest L1 norm per layer;
     #: ``teacher-refit``: those channels refitted layer by layer in closed form to the teacher on
@@ -229,6 +232,10 @@ class DistillRecipe(RunRecipe):
                                       f"scales {given} for {st.arch}")
         if any(st.shape(s)[1] < fam.min_depth for s in self.scales):
             fail("student.per_scale", f"{st.arch} needs at least {fam.min_depth} layers")
+        if st.shared_body and (fam.input_kind != "lr" or len({st.shape(s)[:2] for s in self.scales}) != 1):
+            shapes = ", ".join(f"x{s}: {st.shape(s)[0]}x{st.shape(s)[1]}" for s in self.scales)
+            fail("student.shared_body", "shares the body of LR-space students of one width and depth at every "
+                 f"scale; got {shapes} of {st.arch}")
         if fam.input_kind == "lr":
             lr_keys = {"student.init": (st.init, "he"), "progressive.stages": (self.progressive.stages, 1),
                        "samples.generator_share": (self.samples.generator_share, 0.0)}

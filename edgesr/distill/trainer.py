@@ -114,7 +114,7 @@ class Distiller(Trainer):
         expand = fam.reparam if cfg.reparam is None else cfg.reparam
         if self.lr_space:
             return ScaleSet({s: create_student(cfg.arch, s, *cfg.shape(s), expand)
-                             for s in self.recipe.scales}).train()
+                             for s in self.recipe.scales}, cfg.shared_body).train()
         blocks = self.plan.blocks(0)
         if cfg.init in ("teacher-prune", "teacher-refit"):
             student = prune_to_width(self.teacher, cfg.resolved_width, blocks)

@@ -44,6 +44,18 @@ class SRNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.assemble(self.anchor(x) + self.residual(x))
 
+    #: whether :meth:`residual` is ``end(body(stem(x)))`` with a module ``body`` that networks of
+    #: other scales can share in training (:class:`ScaleSet` with ``shared_body``)
+    splits_at_body: bool = False
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual branch up to its shareable body (families with ``splits_at_body``)."""
+        raise NotImplementedError
+
+    def end(self, features: torch.Tensor) -> torch.Tensor:
+        """The residual branch after its shareable body (families with ``splits_at_body``)."""
+        raise NotImplementedError
+
     def convs(self) -> list[nn.Module]:
         """The learned convs in graph order: what INT8 ``float_layers`` indices count."""
         raise NotImplementedError
@@ -62,20 +74,40 @@ class SRNet(nn.Module):
 class ScaleSet(nn.Module):
     """One LR-space network per scale, trained together: a step runs every scale's network on
     its own batch (``forward(*xs)``, one input per scale in ``scales`` order), so that under
-    DDP every parameter takes part in each backward. Saved as one file per scale."""
+    DDP every parameter takes part in each backward. Saved as one file per scale.
+
+    With ``shared_body`` the networks train one body between them (MDSR's multi-scale
+    training): each scale keeps its own first and last convs and anchor, the body learns from
+    every scale's crops, and the crops go through it as one batch, which a CPU runs faster than
+    three small ones. Each scale's saved network holds a copy of the body, so nothing
+    downstream differs."""
 
     input_kind = "lr"
 
-    def __init__(self, nets: dict[int, SRNet]) -> None:
+    def __init__(self, nets: dict[int, SRNet], shared_body: bool = False) -> None:
         super().__init__()
         self.scales = sorted(nets)
         self.nets = nn.ModuleDict({f"x{s}": nets[s] for s in self.scales})
+        self.shared_body = shared_body
+        if shared_body:
+            first = self.for_scale(self.scales[0])
+            shape = [p.shape for p in first.body.parameters()] if first.splits_at_body else None
+            for s in self.scales[1:]:
+                net = self.for_scale(s)
+                if not net.splits_at_body or [p.shape for p in net.body.parameters()] != shape:
+                    raise ValueError("a shared body needs networks whose bodies have the same shape at every scale")
+                net.body = first.body
 
     def for_scale(self, scale: int) -> SRNet:
         return self.nets[f"x{scale}"]
 
     def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(self.for_scale(s)(x) for s, x in zip(self.scales, xs))
+        nets = [self.for_scale(s) for s in self.scales]
+        if not self.shared_body or len({x.shape[1:] for x in xs}) != 1:
+            return tuple(net(x) for net, x in zip(nets, xs))
+        features = nets[0].body(torch.cat([net.stem(x) for net, x in zip(nets, xs)]))
+        return tuple(net.assemble(net.anchor(x) + net.end(f))
+                     for net, x, f in zip(nets, xs, features.split([len(x) for x in xs])))
 
 
 def net_for(model: nn.Module, scale: int) -> nn.Module:

@@ -57,8 +57,16 @@ class LRPlain(SRNet):
         # repeat: one channel, broadcast over the s*s phases by the addition
         return x if self.bicubic is None else self.bicubic.phases(x)
 
+    splits_at_body = True
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.head(x))
+
+    def end(self, features: torch.Tensor) -> torch.Tensor:
+        return self.tail(features)
+
     def residual(self, x: torch.Tensor) -> torch.Tensor:
-        return self.tail(self.body(torch.relu(self.head(x))))
+        return self.end(self.body(self.stem(x)))
 
     def assemble(self, y: torch.Tensor) -> torch.Tensor:
         return F.pixel_shuffle(y, self.scale)
