@@ -219,12 +219,14 @@ def test_a_shared_body_needs_lr_students_of_one_shape():
 
 
 def test_a_shared_body_run_saves_students_that_stand_alone_and_resumes_exactly(tmp_path):
+    """Also with the fused Adam update, whose state is checkpointed like the plain one's."""
     from edgesr.config import load_recipe
     from edgesr.distill.recipe import DistillRecipe
     from edgesr.train.loop import Interrupted
     from tests.test_distill_trainer import _train
 
-    args = tiny_lr_recipe(tmp_path, "lr-rep", scales=(2, 3, 4)) + ["student.shared_body=true"]
+    args = tiny_lr_recipe(tmp_path, "lr-rep", scales=(2, 3, 4)) + ["student.shared_body=true",
+                                                                      "student_optim.fused=true"]
     r = run_cli("distill", "--recipe", "quick-edge", "--out", str(tmp_path / "runs"), *args)
     assert r.returncode == 0, r.stderr
     run = tmp_path / "runs" / "lr-rep"
@@ -241,6 +243,7 @@ def test_a_shared_body_run_saves_students_that_stand_alone_and_resumes_exactly(t
         _train(tmp_path / "b", recipe, stop_at=3)
     resumed = _train(tmp_path / "b", recipe, resume=True)
     assert resumed.student.for_scale(2).body is resumed.student.for_scale(4).body
+    assert resumed.student_opt.defaults["fused"]
     for k, v in full.student.state_dict().items():
         assert torch.equal(resumed.student.state_dict()[k], v), k
 

@@ -235,7 +235,7 @@ class DistillRecipe(RunRecipe):
         if st.shared_body and (fam.input_kind != "lr" or len({st.shape(s)[:2] for s in self.scales}) != 1):
             shapes = ", ".join(f"x{s}: {st.shape(s)[0]}x{st.shape(s)[1]}" for s in self.scales)
             fail("student.shared_body", "shares the body of LR-space students of one width and depth at every "
-                 f"scale; got {shapes} of {st.arch}")
+                 f"scale; got {shapes} of {st.arch} (student.shared_body=false trains a body per scale)")
         if fam.input_kind == "lr":
             lr_keys = {"student.init": (st.init, "he"), "progressive.stages": (self.progressive.stages, 1),
                        "samples.generator_share": (self.samples.generator_share, 0.0)}
