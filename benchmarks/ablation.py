@@ -122,11 +122,17 @@ EDGE_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "edge-x4-bicubic": ("the bicubic anchor at x4 only (repeat at x2, x3)",
                         ["student.per_scale=[{scale: 4, anchor: bicubic}]"]),
     "edge-x4-bicubic-w64": ("edge-x4-bicubic with a 64-wide x4 student",
-                            ["student.per_scale=[{scale: 4, anchor: bicubic, width: 64}]"]),
+                            ["student.per_scale=[{scale: 4, anchor: bicubic, width: 64}]",
+                             "student.shared_body=false"]),
     "edge-x4-bicubic-w48": ("edge-x4-bicubic with a 48-wide x4 student",
-                            ["student.per_scale=[{scale: 4, anchor: bicubic, width: 48}]"]),
+                            ["student.per_scale=[{scale: 4, anchor: bicubic, width: 48}]",
+                             "student.shared_body=false"]),
     "edge-rep-x4-bicubic": ("lr-rep (over-parameterised training) with the bicubic anchor at x4",
                             ["student.arch=lr-rep", "student.per_scale=[{scale: 4, anchor: bicubic}]"]),
+    "edge-shared": ("one body shared by the three scales' students (own first and last convs, anchors)",
+                    ["student.shared_body=true"]),
+    "edge-shared-fused": ("edge-shared with the fused Adam update (the same rule in fewer CPU kernels)",
+                          ["student.shared_body=true", "student_optim.fused=true"]),
     "x4-w32-d12": ("the x4 student alone, 32 x 12, repeat anchor", ["scales=[4]", "student.per_scale=[]"]),
     "x4-w48-d16": ("the x4 student alone, 48 wide, 16 deep",
                    ["scales=[4]", "student.per_scale=[]", "student.width=48", "student.depth=16"]),
@@ -245,6 +251,19 @@ def score_student(run_dir: Path, args: argparse.Namespace) -> dict[str, float]:
     return {k: round(v, 4) for k, v in validation_psnr(torch_predictor(model), pairs, input_kind(model)).items()}
 
 
+def score_runs(args: argparse.Namespace) -> None:
+    """Score finished runs (``LABEL=RUN_DIR``) as a variant's student is scored: how two full-length
+    runs of a recipe compare on validation."""
+    runs = dict(item.split("=", 1) for item in args.score)
+    scored = {label: {"run": run, "steps": json.loads((Path(run) / "results.json").read_text())["steps"],
+                      "validation": score_student(Path(run), args)} for label, run in runs.items()}
+    for label, s in scored.items():
+        print(f"{label:24s} steps {s['steps']:6d}  val {s['validation']}", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "scored.json").write_text(json.dumps(
+        {"val_images": args.val_images, "val_crop": args.val_crop, "runs": scored}, indent=2) + "\n")
+
+
 def mean_scores(scores: list[dict]) -> dict[str, float]:
     keys = scores[0]["validation"].keys()
     return {k: round(float(np.mean([s["validation"][k] for s in scores])), 4) for k in keys}
@@ -300,8 +319,14 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--reuse", type=Path, default=None,
                     help="an earlier ablation.json whose runs (same recipe, length and overrides) count as done")
+    ap.add_argument("--score", nargs="+", metavar="LABEL=RUN_DIR", default=None,
+                    help="only score finished runs (e.g. full-length recipe runs) on the same validation split, "
+                         "into --out's scored.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.score:
+        score_runs(args)
+        return
     if args.recipe not in SUITES:
         raise SystemExit(f"no variants for recipe {args.recipe}: choose from {', '.join(SUITES)}")
     base, variants = SUITES[args.recipe]
