@@ -152,26 +152,31 @@ def test_lr_run_writes_one_student_per_scale(lr_runs):
     assert not any(isinstance(m, RepConv2d) for m in rep.modules())  # saved folded
 
 
-def test_lr_resume_ends_with_the_same_weights(tmp_path):
-    """Stopped after 3 of 6 steps and resumed: the per-scale students equal an uninterrupted run's."""
+def full_and_resumed(tmp_path, args: list[str]):
+    """The tiny recipe ``args`` trained uninterrupted, and trained again stopped after 3 steps and
+    resumed, each in its own folder: the two trainers, for comparing their students."""
     from edgesr.config import load_recipe
     from edgesr.distill.recipe import DistillRecipe
+    from edgesr.train.loop import Interrupted
     from tests.test_distill_trainer import _train
 
-    args = tiny_lr_recipe(tmp_path, "lr-rep")
     sets = args[args.index("--set") + 1:]
     recipe = load_recipe(DistillRecipe, "quick-edge", [s for s in sets if not s.startswith("name=")])
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     full = _train(tmp_path / "a", recipe)
-    from edgesr.train.loop import Interrupted
-
     with pytest.raises(Interrupted):
         _train(tmp_path / "b", recipe, stop_at=3)
     resumed = _train(tmp_path / "b", recipe, resume=True)
-    assert resumed.step == full.step == 6
     for k, v in full.student.state_dict().items():
         assert torch.equal(resumed.student.state_dict()[k], v), k
+    return full, resumed
+
+
+def test_lr_resume_ends_with_the_same_weights(tmp_path):
+    """Stopped after 3 of 6 steps and resumed: the per-scale students equal an uninterrupted run's."""
+    full, resumed = full_and_resumed(tmp_path, tiny_lr_recipe(tmp_path, "lr-rep"))
+    assert resumed.step == full.step == 6
 
 
 @pytest.mark.parametrize("arch", ["lr-plain", "lr-rep"])
@@ -220,11 +225,6 @@ def test_a_shared_body_needs_lr_students_of_one_shape():
 
 def test_a_shared_body_run_saves_students_that_stand_alone_and_resumes_exactly(tmp_path):
     """Also with the fused Adam update, whose state is checkpointed like the plain one's."""
-    from edgesr.config import load_recipe
-    from edgesr.distill.recipe import DistillRecipe
-    from edgesr.train.loop import Interrupted
-    from tests.test_distill_trainer import _train
-
     args = tiny_lr_recipe(tmp_path, "lr-rep", scales=(2, 3, 4)) + ["student.shared_body=true",
                                                                       "student_optim.fused=true"]
     r = run_cli("distill", "--recipe", "quick-edge", "--out", str(tmp_path / "runs"), *args)
@@ -234,18 +234,9 @@ def test_a_shared_body_run_saves_students_that_stand_alone_and_resumes_exactly(t
     torch.testing.assert_close(loaded[2].body[0][0].weight, loaded[4].body[0][0].weight)
     assert not torch.equal(loaded[2].head.weight, loaded[3].head.weight)
 
-    sets = args[args.index("--set") + 1:]
-    recipe = load_recipe(DistillRecipe, "quick-edge", [s for s in sets if not s.startswith("name=")])
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    full = _train(tmp_path / "a", recipe)
-    with pytest.raises(Interrupted):
-        _train(tmp_path / "b", recipe, stop_at=3)
-    resumed = _train(tmp_path / "b", recipe, resume=True)
+    _, resumed = full_and_resumed(tmp_path, args)
     assert resumed.student.for_scale(2).body is resumed.student.for_scale(4).body
     assert resumed.student_opt.defaults["fused"]
-    for k, v in full.student.state_dict().items():
-        assert torch.equal(resumed.student.state_dict()[k], v), k
 
 
 def test_unknown_arch_and_untrained_scale_are_one_line(lr_runs, tmp_path):
