@@ -39,8 +39,9 @@ from edgesr.data.splits import holdout, validation_pairs
 from edgesr.evaluate import score_pairs
 from edgesr.export.calibration import Calibration, find_calibration, lr_samples, model_inputs
 from edgesr.export.deploy_net import DeployNet
+from edgesr.export.int8 import CALIB_SAMPLES, FloatLayers
 from edgesr.export.onnx_export import torch_to_onnx
-from edgesr.export.pipeline import CALIB_SAMPLES, ExportRequest, FloatLayers, export_model
+from edgesr.export.pipeline import ExportRequest, export_model
 from edgesr.export.qad import distill_quantized
 from edgesr.export.quantize import (
     FORMS,

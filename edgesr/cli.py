@@ -19,7 +19,7 @@ from rich.markup import escape
 from .demo.limits import MB, MP
 from .demo.limits import Limits as DemoLimits
 from .errors import EdgesrError
-from .export.pipeline import DEFAULT_FLOAT_LAYERS, DEFAULT_METHOD
+from .export.int8 import DEFAULT_FLOAT_LAYERS, DEFAULT_METHOD
 from .io import refuse_existing, refuse_inputs
 from .optional import available, require_extra
 from .scales import check_scales
@@ -660,12 +660,14 @@ def export_cmd(
                                               "else dead-leaves: data-free]")] = None,
     calib_method: Annotated[str, typer.Option(metavar="minmax|entropy|percentile|mse", help="INT8 range "
                                               "calibration")] = DEFAULT_METHOD,
-    float_layers: Annotated[str, typer.Option(metavar="SPEC", help="INT8: VDSR convs kept in float: auto:K (the K "
+    float_layers: Annotated[str, typer.Option(metavar="SPEC", help="INT8: convs kept in float: auto:K (the K "
                                               "whose quantization costs most, measured per export; auto: 4 for "
                                               "tensorrt, 2 for CPU), indices (0 = first, -1 = last) "
                                               "comma-separated, or none")] = DEFAULT_FLOAT_LAYERS,
-    qad_steps: Annotated[int, typer.Option(metavar="N", help="INT8: quantization-aware distillation steps before "
-                                           "quantizing (0 = post-training only)")] = 0,
+    qad_steps: Annotated[int | None, typer.Option(metavar="N", help="INT8: quantization-aware distillation steps "
+                                                  "before quantizing (0 = post-training only) [default: what the "
+                                                  "recipe of the run the model sits in says (int8.qad_steps: "
+                                                  "300 for quick-edge), else 0]", show_default=False)] = None,
     out: Annotated[Path | None, typer.Option("-o", *OUT_NAMES, metavar="PATH", help="output file or folder [default: "
                                              "<model>_x<S>_<input>_<precision> + .onnx, _tensorrt/ or .mlpackage, "
                                              "in the current folder; <model> is the zoo name or the file's stem]")

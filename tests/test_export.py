@@ -17,8 +17,8 @@ from edgesr.errors import EdgesrError
 from edgesr.export.calibration import find_calibration, lr_samples, model_inputs
 from edgesr.export.clipping import mse_range, mse_threshold
 from edgesr.export.deploy_net import DeployNet
+from edgesr.export.int8 import FloatLayers
 from edgesr.export.onnx_export import OPSET, read_metadata, save_onnx, set_metadata, torch_to_onnx
-from edgesr.export.pipeline import FloatLayers
 from edgesr.export.qad import distill_quantized, fake_quantized
 from edgesr.export.quantize import calibrate, conv_input_ranges, conv_layers, most_sensitive, quantize, sensitivity
 from edgesr.models import VDSR
@@ -273,3 +273,77 @@ def test_calibration_from_priors_is_the_data_free_default(tmp_path):
     assert find_calibration(None, str(run / "student.safetensors")).priors == ("pink-noise",)
     with pytest.raises(EdgesrError, match="not a folder nor a prior"):
         find_calibration("leaves", "m")
+
+
+@pytest.mark.parametrize("family", ["vdsr-half", "lr-plain"])
+def test_equalization_keeps_the_function_and_evens_the_channel_ranges(family):
+    from edgesr.export.equalize import channel_ranges, equalized
+    from edgesr.models.registry import create_student
+
+    torch.manual_seed(0)
+    net = create_student(family, scale=2, width=8, depth=5, anchor="repeat" if family == "lr-plain" else None).eval()
+    with torch.no_grad():  # uneven channels, as training leaves them
+        for conv in net.convs()[:-1]:
+            conv.weight.mul_(torch.logspace(-1, 0.5, conv.out_channels).view(-1, 1, 1, 1))
+        net.convs()[-1].weight.normal_(0, 0.1)
+    x = np.random.default_rng(0).random((6, 1, 12, 12)).astype(np.float32)
+    eq = equalized(net, x)
+    with torch.no_grad():
+        torch.testing.assert_close(eq(torch.from_numpy(x)), net(torch.from_numpy(x)), atol=1e-5, rtol=0)
+    spread = lambda r: float(r.max() / r[r > 0].min())  # noqa: E731
+    before, after = channel_ranges(net, x), channel_ranges(eq, x)
+    assert all(spread(a) < spread(b) / 2 for a, b in zip(after, before))
+    assert all(spread(a) <= 1 + 1e-4 for a, b in zip(after, before) if spread(b) <= 16)
+    with pytest.raises(ValueError, match="not a chain"):
+        equalized(torch.nn.Identity(), x)
+
+
+def test_int8_settings_reach_the_model_and_its_record():
+    from edgesr.export.calibration import Calibration
+    from edgesr.export.int8 import Int8Settings, int8_onnx
+    from edgesr.models.registry import create_student
+
+    torch.manual_seed(0)
+    net = create_student("lr-plain", scale=2, width=8, depth=4, anchor="repeat").eval()
+    calib = Calibration("priors", priors=("dead-leaves",), weights=(1.0,))
+    model, made = int8_onnx(net, 2, "lr", calib, "cpu", Int8Settings(samples=8, lr_patch=20, equalize=1.0,
+                                                                       float_layers="0,-1"))
+    assert made["calibration_patch"] == 20 and made["equalize"] == 1.0 and made["float_layers"] == [0, 3]
+    x = lr_samples(calib, 2, 4, seed=5)
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x)).numpy()
+    out = np.concatenate([run(model, x[i : i + 1]) for i in range(len(x))])
+    assert np.abs(out - ref).max() < 0.05  # INT8 tracks the float network it was made from
+    _, plain = int8_onnx(net, 2, "lr", calib, "cpu", Int8Settings(samples=8))
+    assert plain["calibration_patch"] == 24 and plain["equalize"] == 0.0
+
+
+def test_a_runs_recipe_sets_its_qad_and_the_flag_overrides_it(tmp_path):
+    from edgesr.export.int8 import QAD_LR, run_settings
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "student.safetensors").write_bytes(b"")
+    model = str(run / "student.safetensors")
+    plain = run_settings(model, "percentile", "auto", None)
+    assert (plain.qad_steps, plain.qad_lr) == (0, QAD_LR)  # no recipe: post-training only
+    (run / "recipe.yaml").write_text("name: r\nint8: {qad_steps: 30, qad_lr: 3.0e-6}\n")
+    own = run_settings(model, "mse", "0,-1", None)
+    assert (own.method, own.float_layers, own.qad_steps, own.qad_lr) == ("mse", "0,-1", 30, 3e-6)
+    assert run_settings(model, "mse", "auto", 0).qad_steps == 0
+    (run / "recipe.yaml").write_text("name: r\nint8: {qad_steps: -1}\n")
+    with pytest.raises(EdgesrError, match="int8.qad_steps"):
+        run_settings(model, "mse", "auto", None)
+
+
+def test_qad_fake_quantizes_what_the_cpu_form_quantizes():
+    net = tiny(width=8, depth=5)
+    ranges = [(0.0, 1.0)] * len(net.convs())
+    kinds = lambda fq: [(type(c).__name__, getattr(c, "weights", None)) for c in fq.convs()]  # noqa: E731
+    wrapped = ("_FakeQuantConv", True)
+    # the float tail reads the uint8 output of a quantized conv: its input is quantized, its weights not
+    assert kinds(fake_quantized(net, ranges, [0, 4], "cpu")) == [("Conv2d", None), *[wrapped] * 3,
+                                                                  ("_FakeQuantConv", False)]
+    # after a float conv the input stays float; the TensorRT form quantizes quantized convs' inputs only
+    assert kinds(fake_quantized(net, ranges, [0, 1], "cpu"))[:2] == [("Conv2d", None), ("Conv2d", None)]
+    assert kinds(fake_quantized(net, ranges, [0, 4], "tensorrt"))[-1] == ("Conv2d", None)

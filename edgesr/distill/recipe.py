@@ -10,7 +10,7 @@ The run-level keys (seed, device, intervals, budget, validation, evaluation) are
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from ..config import Count, ModelRef, NonNegative, NonNegativeInt, Positive, Range, Share, fail
 from ..models.registry import MAX_DEPTH, MAX_WIDTH, Family, families, family
@@ -174,7 +174,21 @@ class ProgressiveConfig:
 
 
 @dataclass(frozen=True)
+class Int8Config:
+    """How ``edgesr export --precision int8`` treats this run's students unless told otherwise:
+    the run knows what quantizes its students well (benchmarks/int8_choices.py measures it)."""
+
+    #: quantization-aware distillation steps before quantizing (``--qad-steps`` overrides)
+    qad_steps: NonNegativeInt = 0
+    #: their learning rate (None: the exporter's, ``edgesr.export.int8.QAD_LR``)
+    qad_lr: Positive | None = None
+
+
+@dataclass(frozen=True)
 class DistillRecipe(RunRecipe):
+    #: ``int8`` only says how the run's students are exported: a resumed run may change it
+    RESUMABLE: ClassVar[tuple[str, ...]] = (*RunRecipe.RESUMABLE, "int8")
+
     name: str = "distill"
     #: zoo name or weights file (default: ``Teachers.DEFAULT``)
     teacher: ModelRef = Teachers.DEFAULT.value.name
@@ -192,6 +206,7 @@ class DistillRecipe(RunRecipe):
     cmi: CMIConfig = field(default_factory=CMIConfig)
     progressive: ProgressiveConfig = field(default_factory=ProgressiveConfig)
     validation: ValidationConfig = field(default_factory=lambda: ValidationConfig(data="../shared/data/train291"))
+    int8: Int8Config = field(default_factory=Int8Config)
 
     def validate(self) -> None:
         super().validate()

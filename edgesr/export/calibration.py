@@ -46,18 +46,26 @@ class Calibration:
         return {"kind": self.kind, "path": str(self.path)}
 
 
+def run_recipe(run_dir: Path):
+    """The distillation recipe of a run folder (None when it has none)."""
+    from ..distill.recipe import DistillRecipe
+
+    recipe_file = run_dir / "recipe.yaml"
+    if not recipe_file.is_file():
+        return None
+    try:
+        return load_recipe(DistillRecipe, str(recipe_file))
+    except EdgesrError as e:
+        raise EdgesrError(f"the run's recipe {recipe_file}: {e}") from None
+
+
 def _run_calibration(run_dir: Path) -> Calibration | None:
     """What taught the student of this run folder: its recipe's priors when it trained on a
     pool only, else its generators; None when the folder is not a distillation run."""
     from ..distill.generator import GENERATORS_FILE
-    from ..distill.recipe import DistillRecipe
 
-    recipe_file = run_dir / "recipe.yaml"
-    if recipe_file.is_file():
-        try:
-            recipe = load_recipe(DistillRecipe, str(recipe_file))
-        except EdgesrError as e:
-            raise EdgesrError(f"calibration: {recipe_file}: {e}") from None
+    recipe = run_recipe(run_dir)
+    if recipe is not None:
         sm = recipe.samples
         if sm.generator_share == 0 and sm.pool_images:
             return Calibration("priors", priors=tuple(sm.priors), weights=tuple(sm.prior_weights))
@@ -100,34 +108,38 @@ def generator_samples(run_dir: Path, scale: int, n: int, seed: int = 0) -> np.nd
     return gens[scale].sample(n, generator=torch.Generator().manual_seed(seed)).numpy().astype(np.float32)
 
 
-def image_samples(folder: Path, scale: int, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` LR patches from random ``HR_PATCH``-square crops of the folder's images."""
+def image_samples(folder: Path, scale: int, n: int, seed: int = 0, hr_patch: int = HR_PATCH) -> np.ndarray:
+    """``n`` LR patches from random ``hr_patch``-square crops of the folder's images."""
     rng = np.random.default_rng(seed)
     images = [read_rgb8(p) for p in list_images(folder)]
-    images = [im for im in images if min(im.shape[:2]) >= HR_PATCH]
+    images = [im for im in images if min(im.shape[:2]) >= hr_patch]
     if not images:
-        raise EdgesrError(f"calibration folder {folder} has no images of at least {HR_PATCH}x{HR_PATCH} pixels")
+        raise EdgesrError(f"calibration folder {folder} has no images of at least {hr_patch}x{hr_patch} pixels")
     out = []
     for i in range(n):
         im = images[i % len(images)]
-        top = rng.integers(0, im.shape[0] - HR_PATCH + 1)
-        left = rng.integers(0, im.shape[1] - HR_PATCH + 1)
-        out.append(degrade(image_to_y(im[top : top + HR_PATCH, left : left + HR_PATCH]), scale)[0])
+        top = rng.integers(0, im.shape[0] - hr_patch + 1)
+        left = rng.integers(0, im.shape[1] - hr_patch + 1)
+        out.append(degrade(image_to_y(im[top : top + hr_patch, left : left + hr_patch]), scale)[0])
     return np.stack(out)[:, None].astype(np.float32)
 
 
 def prior_samples(priors: tuple[str, ...], weights: tuple[float, ...], scale: int, n: int,
-                  seed: int = 0) -> np.ndarray:
-    """``n`` LR patches: ``HR_PATCH``-square prior images through the MATLAB pipeline."""
-    hr = prior_images(priors, weights, n, HR_PATCH, seed)
+                  seed: int = 0, hr_patch: int = HR_PATCH) -> np.ndarray:
+    """``n`` LR patches: ``hr_patch``-square prior images through the MATLAB pipeline."""
+    hr = prior_images(priors, weights, n, hr_patch, seed)
     return np.stack([degrade(im, scale)[0] for im in hr])[:, None].astype(np.float32)
 
 
-def lr_samples(calib: Calibration, scale: int, n: int, seed: int = 0) -> np.ndarray:
+def lr_samples(calib: Calibration, scale: int, n: int, seed: int = 0, lr_patch: int | None = None) -> np.ndarray:
+    """``n`` LR patches of side ``lr_patch`` (default ``HR_PATCH // scale``); a generator's are
+    the size it was made to draw, whatever ``lr_patch`` says."""
+    if calib.kind == "generators":
+        return generator_samples(calib.path, scale, n, seed)
+    hr_patch = HR_PATCH if lr_patch is None else lr_patch * scale
     if calib.kind == "priors":
-        return prior_samples(calib.priors, calib.weights, scale, n, seed)
-    fn = generator_samples if calib.kind == "generators" else image_samples
-    return fn(calib.path, scale, n, seed)
+        return prior_samples(calib.priors, calib.weights, scale, n, seed, hr_patch)
+    return image_samples(calib.path, scale, n, seed, hr_patch)
 
 
 def model_inputs(lr: np.ndarray, scale: int, input_kind: str) -> np.ndarray:

@@ -7,7 +7,6 @@ path, so a failed export leaves nothing behind.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,56 +15,9 @@ from ..artifact import INPUT_KINDS, PRECISIONS, ArtifactMeta
 from ..errors import EdgesrError
 from ..optional import require_extra
 from ..scales import check_scales
+from .int8 import DEFAULT_FLOAT_LAYERS, DEFAULT_METHOD, FloatLayers, Progress, int8_onnx, run_settings
 
 TARGETS = ("onnx", "tensorrt", "coreml")
-#: chosen by measurement (benchmarks/export_quality.py): the best drop of the methods
-DEFAULT_METHOD = "percentile"
-#: VDSR convs kept in float for INT8: ``auto:K`` keeps the K whose quantization alone costs
-#: most (:func:`edgesr.export.quantize.sensitivity`), or fixed indices (0 = head, -1 = tail).
-#: ``auto`` is the form's K below, the fewest whose worst drop on held-out validation crops is
-#: within 0.01 dB (benchmarks/export_quality.py) on the quick student: symmetric int8 needs two
-#: more float convs than the CPU form's asymmetric uint8 activations
-DEFAULT_FLOAT_LAYERS = "auto"
-AUTO_FLOAT = {"tensorrt": 4, "cpu": 2}
-#: calibration patches per export (LR 24/16/12 for x2/x3/x4)
-CALIB_SAMPLES = 64
-#: QAD learning rate, chosen on the validation split (benchmarks/export_quality.py)
-QAD_LR = 1e-4
-
-
-@dataclass(frozen=True)
-class FloatLayers:
-    """Which VDSR convs stay float in INT8: the ``auto`` most sensitive by measurement, or ``fixed``."""
-
-    auto: int = 0
-    fixed: tuple[int, ...] = ()
-
-    @classmethod
-    def parse(cls, text: str, form: str = "tensorrt") -> FloatLayers:
-        """``auto`` (the form's measured K) / ``auto:K`` / ``0,-1`` / ``none``; one clear error otherwise."""
-        text = text.strip().lower()
-        try:
-            if text == "none":
-                return cls()
-            if text == "auto" or text.startswith("auto:"):
-                count = int(text[5:]) if ":" in text else AUTO_FLOAT[form]
-                if count < 0:
-                    raise ValueError
-                return cls(auto=count)
-            return cls(fixed=tuple(int(v) for v in text.split(",") if v.strip()))
-        except ValueError:
-            raise EdgesrError(f"--float-layers takes auto, auto:K, none or comma-separated indices, "
-                              f"got {text!r}") from None
-
-    def indices(self, n_layers: int, costs: list[float] | None) -> list[int]:
-        from .quantize import most_sensitive
-
-        if self.auto:
-            return most_sensitive(costs or [], self.auto)
-        bad = [i for i in self.fixed if not -n_layers <= i < n_layers]
-        if bad:
-            raise EdgesrError(f"--float-layers {bad[0]}: the model has {n_layers} convs (0..{n_layers - 1})")
-        return sorted({i % n_layers for i in self.fixed})
 
 
 @dataclass
@@ -79,7 +31,8 @@ class ExportRequest:
     out: Path | None = None
     method: str = DEFAULT_METHOD
     float_layers: str = DEFAULT_FLOAT_LAYERS
-    qad_steps: int = 0
+    #: None: what the recipe of the model's run folder says (``int8.qad_steps``), else 0
+    qad_steps: int | None = None
     #: replace an existing output (else it is an error, as for every edgesr command that writes)
     overwrite: bool = False
 
@@ -96,7 +49,7 @@ class ExportRequest:
                                      ("calibration method", self.method, METHODS)):
             if value not in allowed:
                 raise EdgesrError(f"unsupported {what} {value!r}: use one of {', '.join(allowed)}")
-        if self.qad_steps < 0:
+        if self.qad_steps is not None and self.qad_steps < 0:
             raise EdgesrError("--qad-steps must be 0 or more")
         FloatLayers.parse(self.float_layers)
 
@@ -116,47 +69,6 @@ class ExportResult:
     meta: ArtifactMeta
     notes: list[str] = field(default_factory=list)
 
-
-Progress = Callable[[str], None]
-
-
-def _int8_onnx(req: ExportRequest, net, calib, form: str, progress: Progress, extra: dict):
-    """Calibrate, choose the float layers, optionally distill, then quantize: the one INT8 path
-    for both forms."""
-    from ..models.reparam import folded
-    from .calibration import lr_samples, model_inputs
-    from .deploy_net import DeployNet
-    from .onnx_export import torch_to_onnx
-    from .qad import distill_quantized
-    from .quantize import calibrate, conv_input_ranges, conv_layers, quantize, sensitivity
-
-    progress(f"calibration samples ({calib.kind})")
-    inputs = model_inputs(lr_samples(calib, req.scale, CALIB_SAMPLES), req.scale, req.input_kind)
-    with tempfile.TemporaryDirectory(prefix="edgesr-export-") as tmp:
-        progress("exporting the float graph")
-        fp32 = torch_to_onnx(DeployNet(net, req.scale, req.input_kind))
-        progress(f"calibrating ({req.method})")
-        ranges = calibrate(fp32, inputs, req.method, Path(tmp) / "ranges.json", form)
-        floats = FloatLayers.parse(req.float_layers, form)
-        costs = None
-        if floats.auto:
-            costs = sensitivity(fp32, ranges, form, inputs,
-                                lambda i, n: progress(f"per-layer sensitivity: conv {i}/{n}"))
-        float_idx = floats.indices(len(net.convs()), costs)
-        if req.qad_steps:
-            progress(f"quantization-aware distillation ({req.qad_steps} steps)")
-            pool = {req.scale: lr_samples(calib, req.scale, 8 * CALIB_SAMPLES, seed=1)}
-            net = distill_quantized(folded(net), pool, conv_input_ranges(fp32, ranges), float_idx, form,
-                                    req.qad_steps, lr=QAD_LR)
-            fp32 = torch_to_onnx(DeployNet(net, req.scale, req.input_kind))
-            ranges = calibrate(fp32, inputs, req.method, Path(tmp) / "ranges_qad.json", form)
-        names = conv_layers(fp32).net
-        model = quantize(fp32, ranges, form, [names[i] for i in float_idx])
-    extra.update({"int8_form": form, "calibration": calib.describe(), "calibration_method": req.method,
-                  "float_layers": float_idx, "qad_steps": req.qad_steps})
-    if costs is not None:
-        extra["layer_sensitivity_mse"] = [float(f"{c:.3g}") for c in costs]
-    return model
 
 
 def _radius(net, scale: int, input_kind: str) -> int:
@@ -215,8 +127,8 @@ def export_model(req: ExportRequest, progress: Progress = lambda msg: None) -> E
     source = load_source(req.model, req.scale)
     source.check_scale(req.scale)
     DeployNet(source.net, req.scale, req.input_kind)  # an input kind or scale the network cannot take: now
-    int8_onnx = req.precision == "int8" and req.target != "coreml"
-    calib = find_calibration(req.calib, source.name) if int8_onnx else None
+    int8 = req.precision == "int8" and req.target != "coreml"
+    calib = find_calibration(req.calib, source.name) if int8 else None
     extra: dict = {"radius": _radius(source.net, req.scale, req.input_kind)}
     if source.net.arch:
         extra["arch"] = source.net.config()
@@ -236,9 +148,11 @@ def export_model(req: ExportRequest, progress: Progress = lambda msg: None) -> E
     from .onnx_export import OPSET, save_onnx, set_metadata, simplification_note, torch_to_onnx
 
     notes = [n for n in [simplification_note()] if n]
-    if int8_onnx:
+    if int8:
         form = "tensorrt" if req.target == "tensorrt" else "cpu"
-        model = _int8_onnx(req, source.net, calib, form, progress, extra)
+        settings = run_settings(source.name, req.method, req.float_layers, req.qad_steps)
+        model, made = int8_onnx(source.net, req.scale, req.input_kind, calib, form, settings, progress)
+        extra.update(made)
     else:
         progress("exporting to ONNX")
         model = torch_to_onnx(DeployNet(source.net, req.scale, req.input_kind, half=req.precision == "fp16"))

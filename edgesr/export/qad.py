@@ -30,9 +30,9 @@ from ..ops.resize_torch import imresize
 class _FakeQuantConv(nn.Module):
     """A conv whose input and weights are fake-quantized the way the exported QDQ model is."""
 
-    def __init__(self, conv: nn.Conv2d, lo: float, hi: float, symmetric: bool) -> None:
+    def __init__(self, conv: nn.Conv2d, lo: float, hi: float, symmetric: bool, weights: bool = True) -> None:
         super().__init__()
-        self.conv = conv
+        self.conv, self.weights = conv, weights
         if symmetric:
             self.scale, self.zero, self.qmin, self.qmax = max(abs(lo), abs(hi)) / 127, 0, -128, 127
         else:
@@ -44,6 +44,8 @@ class _FakeQuantConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.fake_quantize_per_tensor_affine(x, self.scale, self.zero, self.qmin, self.qmax)
         w = self.conv.weight
+        if not self.weights:
+            return F.conv2d(x, w, self.conv.bias, padding=self.conv.padding)
         w_scale = (w.detach().abs().amax(dim=(1, 2, 3)) / 127).clamp_min(1e-8)
         w = torch.fake_quantize_per_channel_affine(w, w_scale, torch.zeros_like(w_scale, dtype=torch.int32),
                                                    0, -127, 127)
@@ -55,6 +57,10 @@ def fake_quantized(net: SRNet, input_ranges: Sequence[tuple[float, float]], floa
     """A copy of ``net`` whose convs (except ``float_layers``) fake-quantize their input with the
     calibrated ``input_ranges`` (one per conv, graph order) and their weights per channel.
 
+    In the CPU form a quantized conv writes its (ReLU) output in uint8, so a float conv right
+    after a quantized one still reads a quantized input: it fake-quantizes its input and keeps
+    its weights.
+
     The wrapped convs are the copy's own modules, kept in graph order in ``fq.plain_convs`` so
     that their trained weights can be read back.
     """
@@ -63,6 +69,8 @@ def fake_quantized(net: SRNet, input_ranges: Sequence[tuple[float, float]], floa
     for i, conv in enumerate(convs):
         if i not in float_layers:
             replace_module(fq, conv, _FakeQuantConv(conv, *input_ranges[i], symmetric=form == "tensorrt"))
+        elif form == "cpu" and i > 0 and i - 1 not in float_layers and getattr(net, "relu_chain", False):
+            replace_module(fq, conv, _FakeQuantConv(conv, *input_ranges[i], symmetric=False, weights=False))
     fq.plain_convs = convs  # a plain list: not registered twice
     return fq
 

@@ -56,6 +56,11 @@ class SRNet(nn.Module):
         """The residual branch after its shareable body (families with ``splits_at_body``)."""
         raise NotImplementedError
 
+    #: whether :meth:`convs` is a chain, each conv but the last followed by a ReLU and feeding
+    #: only the next: INT8 export may then rescale the channels between two convs
+    #: (:mod:`edgesr.export.equalize`)
+    relu_chain: bool = False
+
     def convs(self) -> list[nn.Module]:
         """The learned convs in graph order: what INT8 ``float_layers`` indices count."""
         raise NotImplementedError

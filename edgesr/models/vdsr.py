@@ -67,6 +67,8 @@ class VDSR(SRNet):
     def blocks(self) -> int:
         return len(self.body)
 
+    relu_chain = True
+
     def convs(self) -> list[nn.Module]:
         """The convs in graph order (head, body blocks, tail): what ``float_layers`` indices count."""
         return [self.head, *(b.conv for b in self.body), self.tail]

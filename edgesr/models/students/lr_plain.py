@@ -58,6 +58,7 @@ class LRPlain(SRNet):
         return x if self.bicubic is None else self.bicubic.phases(x)
 
     splits_at_body = True
+    relu_chain = True
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.head(x))
