@@ -6,7 +6,8 @@
 For each ``LABEL=RUN_FOLDER`` (a finished ``edgesr distill`` run) and each scale it trained:
 parameters and multiply-adds per 1280x720 output frame (:mod:`edgesr.models.registry`); the
 student exported to ONNX in FP32 and in INT8 (the CPU form, data-free calibration from the run's
-own samples, ``edgesr export``'s defaults); Set5/Set14 PSNR/SSIM of both through onnxruntime
+own samples, ``edgesr export``'s defaults, which include what the run's recipe says under ``int8``:
+300 QAD steps for ``quick-edge``); Set5/Set14 PSNR/SSIM of both through onnxruntime
 (the protocol of ``edgesr eval``); and latency at a square output (``--size``, default 512) on
 ``--threads`` onnxruntime threads, with the FP32 teacher (``pytorch-vdsr``, LR input, in-graph
 bicubic) timed in the same run, so the speed-up is a ratio of one run's numbers. The teacher's
@@ -82,7 +83,8 @@ def markdown(out: dict) -> str:
     lines = [f"Students at {out['size']}x{out['size']} output, onnxruntime CPU, {out['threads']} thread(s), "
              f"{out['machine']}; p50 of {out['runs']} runs; speed-up against the FP32 teacher timed in the same run. "
              "PSNR (dB, Y, border = scale) through onnxruntime; INT8 is the CPU form with data-free calibration "
-             "(`edgesr export` defaults). `benchmarks/students.py`.", ""]
+             "(`edgesr export` defaults, with the run recipe's `int8` settings: 300 QAD steps for `quick-edge`, none "
+             "for the others). `benchmarks/students.py`.", ""]
     head = ["student", "scale", "params", "GMAC/720p", "FP32 ms", "INT8 ms", "INT8 speed-up"]
     for s in sets:
         head += [f"{s} FP32", f"{s} INT8", f"{s} INT8-FP32"]
