@@ -33,6 +33,7 @@ import torch
 from edgesr.data.benchmark import open_set
 from edgesr.data.splits import holdout, validation_pairs
 from edgesr.evaluate import evaluate, validation_psnr
+from edgesr.io import write_json
 from edgesr.models.predict import input_kind, torch_predictor
 from edgesr.models.zoo import load_for_scales
 
@@ -260,8 +261,7 @@ def score_runs(args: argparse.Namespace) -> None:
     for label, s in scored.items():
         print(f"{label:24s} steps {s['steps']:6d}  val {s['validation']}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scored.json").write_text(json.dumps(
-        {"val_images": args.val_images, "val_crop": args.val_crop, "runs": scored}, indent=2) + "\n")
+    write_json(args.out / "scored.json", {"val_images": args.val_images, "val_crop": args.val_crop, "runs": scored})
 
 
 def mean_scores(scores: list[dict]) -> dict[str, float]:

@@ -44,8 +44,10 @@ from edgesr.export.onnx_export import torch_to_onnx
 from edgesr.export.quantize import cpu_session
 from edgesr.io import write_json
 from edgesr.models.zoo import load_model, weights_in_run
+from edgesr.ops import shave
+from edgesr.ops.metrics import PEAK
 
-FIELDS = {f.name: f.type for f in dataclasses.fields(Int8Settings)}
+FIELDS = [f.name for f in dataclasses.fields(Int8Settings)]
 FIELD_KINDS = {"method": str, "float_layers": str, "qad_lr": float, "equalize": float}
 
 
@@ -73,7 +75,7 @@ class Outputs:
 
     def predict(self, x: np.ndarray, scale: int) -> np.ndarray:
         y = self.session.run(None, {"input": x[None, None]})[0][0, 0]
-        self.images.append(np.clip(y, 0, 1)[scale:-scale, scale:-scale] * 255.0)
+        self.images.append(shave(np.clip(y, 0, 1) * PEAK, scale))  # the protocol's clip and border
         return y
 
     def noise(self, reference: Outputs) -> float:

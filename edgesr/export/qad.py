@@ -69,7 +69,7 @@ def fake_quantized(net: SRNet, input_ranges: Sequence[tuple[float, float]], floa
     for i, conv in enumerate(convs):
         if i not in float_layers:
             replace_module(fq, conv, _FakeQuantConv(conv, *input_ranges[i], symmetric=form == "tensorrt"))
-        elif form == "cpu" and i > 0 and i - 1 not in float_layers and getattr(net, "relu_chain", False):
+        elif form == "cpu" and i > 0 and i - 1 not in float_layers and net.relu_chain:
             replace_module(fq, conv, _FakeQuantConv(conv, *input_ranges[i], symmetric=False, weights=False))
     fq.plain_convs = convs  # a plain list: not registered twice
     return fq
