@@ -122,6 +122,7 @@ def tiny_lr_recipe(tmp_path, arch="lr-plain", anchor="repeat", steps=6, scales=(
         save_safetensors(tiny_teacher(), teacher)
     return ["--teacher", str(teacher), "--device", "cpu", "--threads", "1", "--set", f"name={arch}",
             f"student.arch={arch}", f"student.anchor={anchor}", "student.width=6", "student.depth=4",
+            "student.per_scale=[]",
             f"scales=[{', '.join(map(str, scales))}]", "samples.pool_images=3", "samples.pool_size=24",
             "samples.lr_patch=6", f"progressive.steps=[{steps}]", "budget_minutes=0", "validation.data=null",
             "evaluation.sets=[]", "batch_size=2", "checkpoint_every=2", "log_every=1"]
@@ -210,15 +211,28 @@ def test_a_shared_body_is_one_module_and_its_batched_pass_equals_each_network_al
     torch.testing.assert_close(body_weight.grad, sum(grads), rtol=1e-4, atol=1e-7)
 
 
-def test_a_shared_body_needs_lr_students_of_one_shape():
+def test_a_shared_body_is_shared_by_the_scales_of_one_shape():
+    """x3 and x4 of one width share a body, x2 of another width keeps its own; the grouped
+    batched pass equals each network alone."""
     from edgesr.config import load_recipe
     from edgesr.distill.recipe import DistillRecipe
     from edgesr.errors import EdgesrError
+    from edgesr.models.srnet import ScaleSet
 
-    assert load_recipe(DistillRecipe, "quick-edge", ["student.shared_body=true"]).student.shared_body
-    with pytest.raises(EdgesrError, match="student.shared_body: .*x4: 48x12"):
-        load_recipe(DistillRecipe, "quick-edge", ["student.shared_body=true",
-                                                  "student.per_scale=[{scale: 4, width: 48}]"])
+    torch.manual_seed(0)
+    nets = {s: create_student("lr-plain", s, 4 if s == 2 else 6, 5) for s in (2, 3, 4)}
+    for net in nets.values():
+        torch.nn.init.normal_(net.convs()[-1].weight, 0, 0.1)
+    shared = ScaleSet(nets, shared_body=True)
+    assert shared.groups == [[2], [3, 4]]
+    assert nets[3].body is nets[4].body and nets[2].body is not nets[3].body
+    xs = [torch.rand(2, 1, 7, 7) for _ in range(3)]
+    for s, x, out in zip((2, 3, 4), xs, shared(*xs)):
+        torch.testing.assert_close(out, nets[s](x), rtol=1e-5, atol=1e-6)
+
+    r = load_recipe(DistillRecipe, "quick-edge", ["student.shared_body=true",
+                                                  "student.per_scale=[{scale: 3, width: 48}, {scale: 4, width: 48}]"])
+    assert r.student.shared_body and [r.student.shape(s)[0] for s in (2, 3, 4)] == [32, 48, 48]
     with pytest.raises(EdgesrError, match="student.shared_body"):
         load_recipe(DistillRecipe, "quick", ["student.shared_body=true"])
 
@@ -237,6 +251,44 @@ def test_a_shared_body_run_saves_students_that_stand_alone_and_resumes_exactly(t
     _, resumed = full_and_resumed(tmp_path, args)
     assert resumed.student.for_scale(2).body is resumed.student.for_scale(4).body
     assert resumed.student_opt.defaults["fused"]
+
+
+def test_body_groups_and_a_scale_batch_train_and_resume_exactly(tmp_path, monkeypatch):
+    """x3 and x4 of one width share a body and x2 keeps its own; x2 draws its own number of
+    crops a step; a resumed run ends where an uninterrupted one does."""
+    from edgesr.samples.pool import SamplePool
+
+    drawn = []
+    original = SamplePool.lr_batch
+
+    def spy(self, scale, n, *args, **kwargs):
+        drawn.append((scale, n))
+        return original(self, scale, n, *args, **kwargs)
+
+    monkeypatch.setattr(SamplePool, "lr_batch", spy)
+    args = tiny_lr_recipe(tmp_path, "lr-rep", scales=(2, 3, 4)) + [
+        "student.shared_body=true",
+        "student.per_scale=[{scale: 2, batch: 4, steps: 3}, {scale: 3, width: 8}, {scale: 4, width: 8}]"]
+    full, resumed = full_and_resumed(tmp_path, args)
+    student = resumed.student
+    assert student.groups == [[2], [3, 4]]
+    assert student.for_scale(3).body is student.for_scale(4).body is not student.for_scale(2).body
+    assert set(drawn) == {(2, 4), (3, 2), (4, 2)}
+    # x2 is updated three times a step: three x2 draws for each x3 draw, in every run
+    assert [s for s, _ in drawn].count(2) == 3 * [s for s, _ in drawn].count(3)
+    # every x2 update is an optimizer step of its own (Adam's count), x3's one a step
+    state = full.student_opt.state
+    assert int(state[full.student.for_scale(2).head.weight]["step"]) == 3 * full.step
+    assert int(state[full.student.for_scale(3).head.weight]["step"]) == full.step
+
+
+def test_extra_updates_of_a_scale_that_shares_its_body_are_one_line():
+    from edgesr.config import load_recipe
+    from edgesr.distill.recipe import DistillRecipe
+    from edgesr.errors import EdgesrError
+
+    with pytest.raises(EdgesrError, match="student.per_scale: x2 takes 2 updates a step but shares its body"):
+        load_recipe(DistillRecipe, "quick-edge", ["student.per_scale=[{scale: 2, steps: 2}]"])
 
 
 def test_unknown_arch_and_untrained_scale_are_one_line(lr_runs, tmp_path):

@@ -22,14 +22,20 @@ from ..train.recipe import RunRecipe, ValidationConfig
 
 @dataclass(frozen=True)
 class ScaleShape:
-    """An LR-space student's own width, depth or anchor at one scale (None: ``student.width``,
-    ``depth``, ``anchor``): an x4 network runs on a quarter of an x2 one's pixels, so it can
-    afford more channels, and the anchors win at different scales (benchmarks/results/ablation_edge)."""
+    """An LR-space student's own width, depth, anchor, crops a step or updates a step at one
+    scale (None: ``student.width``, ``depth``, ``anchor``, ``batch_size``, one): an x4 network runs
+    on a quarter of an x2 one's pixels, so it can afford more channels, and the anchors win at
+    different scales (benchmarks/results/ablation_edge). A narrow student beside wide ones costs
+    little per step, so more crops or more updates a step give it more to learn from."""
 
     scale: Scale
     width: Annotated[int, Range(1, MAX_WIDTH)] | None = None
     depth: Annotated[int, Range(3, MAX_DEPTH)] | None = None
     anchor: Literal["repeat", "bicubic"] | None = None
+    batch: Count | None = None
+    #: updates of this scale's student per training step (None: 1): a narrow student beside wide
+    #: ones trains several steps of its own in the time of one of theirs (its body unshared)
+    steps: Count | None = None
 
 
 @dataclass(frozen=True)
@@ -50,8 +56,9 @@ class StudentConfig:
     reparam: Annotated[int, Range(0, 16)] | None = None
     #: LR-space families: other widths or depths at some scales, e.g. ``[{scale: 4, width: 48}]``
     per_scale: tuple[ScaleShape, ...] = ()
-    #: LR-space families: the scales' networks train one body between them (each keeps its first
-    #: and last conv and its anchor; each saved student holds its copy): widths and depths equal
+    #: LR-space families: the scales whose students have the same width and depth train one body
+    #: between them (each keeps its first and last conv and its anchor; each saved student holds
+    #: its copy); a scale of another shape shares with those of its own shape
     shared_body: bool = False
     #: ``he``: VDSR init; ``zero-tail``: He with the last conv at 0 (starts exactly at bicubic);
     #: ``teacher-prune``: the teacher's ``width`` output channels of largest L1 norm per layer;
@@ -77,9 +84,13 @@ class StudentConfig:
     def resolved_depth(self) -> int:
         return self.family().depth if self.depth is None else self.depth
 
+    def own(self, scale: int) -> ScaleShape:
+        """What ``per_scale`` says for ``scale`` (all None where it says nothing)."""
+        return next((p for p in self.per_scale if p.scale == scale), ScaleShape(scale))
+
     def shape(self, scale: int) -> tuple[int, int, str | None]:
         """``(width, depth, anchor)`` of the student of ``scale``."""
-        own = next((p for p in self.per_scale if p.scale == scale), ScaleShape(scale))
+        own = self.own(scale)
         return (self.resolved_width if own.width is None else own.width,
                 self.resolved_depth if own.depth is None else own.depth,
                 self.anchor if own.anchor is None else own.anchor)
@@ -208,6 +219,14 @@ class DistillRecipe(RunRecipe):
     validation: ValidationConfig = field(default_factory=lambda: ValidationConfig(data="../shared/data/train291"))
     int8: Int8Config = field(default_factory=Int8Config)
 
+    def scale_steps(self, scale: int) -> int:
+        """Updates a training step of the LR-space student of ``scale`` (``student.per_scale``, or 1)."""
+        return self.student.own(scale).steps or 1
+
+    def scale_batch(self, scale: int) -> int:
+        """Crops a step of the LR-space student of ``scale`` (``student.per_scale`` or ``batch_size``)."""
+        return self.student.own(scale).batch or self.batch_size
+
     def validate(self) -> None:
         super().validate()
         check_scales(self.scales, "recipe key scales")
@@ -247,10 +266,14 @@ class DistillRecipe(RunRecipe):
                                       f"scales {given} for {st.arch}")
         if any(st.shape(s)[1] < fam.min_depth for s in self.scales):
             fail("student.per_scale", f"{st.arch} needs at least {fam.min_depth} layers")
-        if st.shared_body and (fam.input_kind != "lr" or len({st.shape(s)[:2] for s in self.scales}) != 1):
-            shapes = ", ".join(f"x{s}: {st.shape(s)[0]}x{st.shape(s)[1]}" for s in self.scales)
-            fail("student.shared_body", "shares the body of LR-space students of one width and depth at every "
-                 f"scale; got {shapes} of {st.arch} (student.shared_body=false trains a body per scale)")
+        if st.shared_body and fam.input_kind != "lr":
+            fail("student.shared_body", f"shares the body of LR-space students between scales; {st.arch} is one "
+                                        "network for every scale (student.shared_body=false)")
+        for s in self.scales:
+            shared = st.shared_body and any(st.shape(o)[:2] == st.shape(s)[:2] for o in self.scales if o != s)
+            if self.scale_steps(s) > 1 and shared:
+                fail("student.per_scale", f"x{s} takes {self.scale_steps(s)} updates a step but shares its body "
+                                          "with another scale of its shape: give it its own width or depth")
         if fam.input_kind == "lr":
             lr_keys = {"student.init": (st.init, "he"), "progressive.stages": (self.progressive.stages, 1),
                        "samples.generator_share": (self.samples.generator_share, 0.0)}

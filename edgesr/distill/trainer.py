@@ -70,6 +70,8 @@ class Distiller(Trainer):
         self.teacher = self.prepare(teacher.eval()).requires_grad_(False)
         #: LR-space students: one network per scale (a :class:`ScaleSet`), each step trains all
         self.lr_space = recipe.student.family().input_kind == "lr"
+        #: this rank's rows of each scale's LR crops (``student.per_scale`` may give a scale its own batch)
+        self.scale_rows = {s: self.world.rows(recipe.scale_batch(s)) for s in recipe.scales}
         self.plan = StagePlan(recipe.progressive, recipe.student.resolved_depth - 2)
         self.planned_steps = self.plan.total
         self.stage = 0
@@ -248,8 +250,8 @@ class Distiller(Trainer):
         crops of the teacher's cached outputs; the loss is their mean (each student's gradient
         is its own loss's: the networks share no weight)."""
         r = self.recipe
-        batches = [self.pool.lr_batch(s, r.batch_size, r.samples.lr_patch or r.samples.patch // s,
-                                      r.samples.symmetries, self.rows) for s in r.scales]
+        batches = [self.pool.lr_batch(s, r.scale_batch(s), r.samples.lr_patch or r.samples.patch // s,
+                                      r.samples.symmetries, self.scale_rows[s]) for s in r.scales]
         with self.autocast():
             outs = self.ddp_student(*(self.as_input(x) for x, _ in batches))
         losses = [kd_loss(y, out.float(), r.losses.kd) for (_, y), out in zip(batches, outs)]
@@ -258,7 +260,31 @@ class Distiller(Trainer):
         if math.isfinite(value):
             descend(self.student_opt, loss, r.student_optim)
             self.losses.add(**{f"kd_x{s}": float(v.detach()) for s, v in zip(r.scales, losses)})
+        for s in r.scales:
+            for _ in range(r.scale_steps(s) - 1):
+                self._lr_solo_step(s)
         return value
+
+    def _lr_solo_step(self, scale: int) -> None:
+        """One more update of the student of ``scale`` alone (``student.per_scale`` steps), its
+        loss weighted as in the joint step so that Adam sees gradients of one size. Outside DDP
+        (the other scales' networks take no part), so its gradients are averaged here."""
+        r = self.recipe
+        x, y = self.pool.lr_batch(scale, r.scale_batch(scale), r.samples.lr_patch or r.samples.patch // scale,
+                                  r.samples.symmetries, self.scale_rows[scale])
+        net = self.student.for_scale(scale)
+        with self.autocast():
+            out = net(self.as_input(x))
+        loss = kd_loss(y, out.float(), r.losses.kd) / len(r.scales)
+        if not math.isfinite(self.agree(loss)):
+            return
+
+        def average() -> None:
+            for p in net.parameters():
+                if p.grad is not None:
+                    p.grad.copy_(self.world.mean(p.grad))
+
+        descend(self.student_opt, loss, r.student_optim, average if self.world.active else None)
 
     def generator_losses(self, scale: int, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """Eq. 13 for the generator of ``scale``: adversarial + W_R L_R + W_C L_cr (all means),

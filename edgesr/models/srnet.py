@@ -81,11 +81,13 @@ class ScaleSet(nn.Module):
     its own batch (``forward(*xs)``, one input per scale in ``scales`` order), so that under
     DDP every parameter takes part in each backward. Saved as one file per scale.
 
-    With ``shared_body`` the networks train one body between them (MDSR's multi-scale
-    training): each scale keeps its own first and last convs and anchor, the body learns from
-    every scale's crops, and the crops go through it as one batch, which a CPU runs faster than
-    three small ones. Each scale's saved network holds a copy of the body, so nothing
-    downstream differs."""
+    With ``shared_body`` the networks whose bodies have the same shape train one body between
+    them (MDSR's multi-scale training): each scale keeps its own first and last convs and
+    anchor, the body learns from the crops of every scale that shares it, and those crops go
+    through it as one batch, which a CPU runs faster than several small ones. Scales of another
+    width or depth form their own group, so a recipe can give x3/x4 a wider body than x2 and
+    still share. Each scale's saved network holds a copy of its body, so nothing downstream
+    differs."""
 
     input_kind = "lr"
 
@@ -94,25 +96,35 @@ class ScaleSet(nn.Module):
         self.scales = sorted(nets)
         self.nets = nn.ModuleDict({f"x{s}": nets[s] for s in self.scales})
         self.shared_body = shared_body
+        #: the scales that run one body, in ``scales`` order (each scale alone without sharing)
+        self.groups: list[list[int]] = [[s] for s in self.scales]
         if shared_body:
-            first = self.for_scale(self.scales[0])
-            shape = [p.shape for p in first.body.parameters()] if first.splits_at_body else None
-            for s in self.scales[1:]:
+            by_shape: dict[tuple, list[int]] = {}
+            for s in self.scales:
                 net = self.for_scale(s)
-                if not net.splits_at_body or [p.shape for p in net.body.parameters()] != shape:
-                    raise ValueError("a shared body needs networks whose bodies have the same shape at every scale")
-                net.body = first.body
+                if not net.splits_at_body:
+                    raise ValueError(f"a shared body needs networks that split at their body; x{s} does not")
+                by_shape.setdefault(tuple(p.shape for p in net.body.parameters()), []).append(s)
+            self.groups = list(by_shape.values())
+            for group in self.groups:
+                for s in group[1:]:
+                    self.for_scale(s).body = self.for_scale(group[0]).body
 
     def for_scale(self, scale: int) -> SRNet:
         return self.nets[f"x{scale}"]
 
     def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        nets = [self.for_scale(s) for s in self.scales]
-        if not self.shared_body or len({x.shape[1:] for x in xs}) != 1:
-            return tuple(net(x) for net, x in zip(nets, xs))
-        features = nets[0].body(torch.cat([net.stem(x) for net, x in zip(nets, xs)]))
-        return tuple(net.assemble(net.anchor(x) + net.end(f))
-                     for net, x, f in zip(nets, xs, features.split([len(x) for x in xs])))
+        given = dict(zip(self.scales, xs))
+        out: dict[int, torch.Tensor] = {}
+        for group in self.groups:
+            nets, inputs = [self.for_scale(s) for s in group], [given[s] for s in group]
+            if len(group) == 1 or len({x.shape[1:] for x in inputs}) != 1:
+                out.update((s, net(x)) for s, net, x in zip(group, nets, inputs))
+                continue
+            features = nets[0].body(torch.cat([net.stem(x) for net, x in zip(nets, inputs)]))
+            out.update((s, net.assemble(net.anchor(x) + net.end(f)))
+                       for s, net, x, f in zip(group, nets, inputs, features.split([len(x) for x in inputs])))
+        return tuple(out[s] for s in self.scales)
 
 
 def net_for(model: nn.Module, scale: int) -> nn.Module:

@@ -7,7 +7,7 @@ rate at step t is recomputed from t, so resuming needs nothing about the schedul
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -64,10 +64,15 @@ def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def descend(opt: torch.optim.Optimizer, loss: torch.Tensor, cfg: OptimConfig) -> None:
-    """One update of ``opt``'s parameters on ``loss``, gradient norm clipped as ``cfg`` says."""
+def descend(opt: torch.optim.Optimizer, loss: torch.Tensor, cfg: OptimConfig,
+            sync: Callable[[], None] | None = None) -> None:
+    """One update of ``opt``'s parameters on ``loss``, gradient norm clipped as ``cfg`` says.
+    Parameters ``loss`` does not reach keep no gradient, and so no update (Adam skips them);
+    ``sync`` runs after the backward (averaging gradients a net outside DDP computed)."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    if sync is not None:
+        sync()
     if cfg.clip_grad_norm > 0:
         nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.clip_grad_norm)
     opt.step()
