@@ -36,6 +36,15 @@ POOLED = {"samples": {"priors": ["dead-leaves"], "pool_images": 3, "pool_size": 
           "checkpoint_every": 100}
 #: the paper's shape: generators only, CMI, a progressive student growing at step 3
 GROWING = {"progressive": {"stages": 2, "steps": [3]}, "checkpoint_every": 100}
+#: LR-space students as quick-edge trains them: over-parameterised, x3 and x4 sharing a wider
+#: body, x2 on its own and updated twice a step (its extra updates average gradients by hand)
+LR = {"scales": [2, 3, 4], "batch_size": 4,
+      "student": {"arch": "lr-rep", "width": 4, "depth": 4, "shared_body": True,
+                  "per_scale": [{"scale": 2, "steps": 2}, {"scale": 3, "width": 6}, {"scale": 4, "width": 6}]},
+      "samples": {"priors": ["dead-leaves"], "pool_images": 3, "pool_size": 24, "lr_patch": 4,
+                  "generator_share": 0.0},
+      "student_optim": {"name": "adam", "lr": 1e-3}, "progressive": {"stages": 1, "steps": [4]},
+      "checkpoint_every": 100}
 
 
 #: the student step (a step without a generator step) whose KD loss a NaN scenario poisons
@@ -59,7 +68,7 @@ def nan_kd_at(trainer: Distiller, step: int, on: bool = True) -> Iterator[None]:
 
 
 def distill_recipe(kind: str):
-    return tiny_recipe(**(POOLED if kind == "pooled" else GROWING))
+    return tiny_recipe(**{"pooled": POOLED, "growing": GROWING, "lr": LR}[kind])
 
 
 def train(trainer: Trainer, run_dir: Path, resume: bool = False, stop_at: int | None = None) -> Trainer:

@@ -32,7 +32,7 @@ def scenarios(world: World, out: Path, images: Path) -> None:
         (out / name).mkdir(parents=True, exist_ok=True)
         torch.save({**snapshot(trainer), **extra}, out / name / f"rank{world.rank}.pt")
 
-    for kind in ("pooled", "growing"):
+    for kind in ("pooled", "growing", "lr"):
         save(f"{kind}-full", train(distiller(kind), out / f"{kind}-full"))
 
     # a stop request on rank 1 alone: a real SIGTERM to this process during step 3

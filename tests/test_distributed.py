@@ -5,7 +5,8 @@ each rank ended with against the other rank and against the same runs in one pro
 
 * the ranks end with identical weights, optimiser states, banks and generator states;
 * two ranks train as one process does on the same global batches (to float rounding: the
-  gradient is summed in another order), progressive growth, refit, pool and CMI included;
+  gradient is summed in another order), progressive growth, refit, pool and CMI included, and
+  LR-space students with a shared body and extra updates of one scale;
 * a two-rank checkpoint resumes on one process, and a one-process checkpoint on two;
 * the CMI memory bank holds the features of both ranks' samples;
 * a stop request (a real SIGTERM) on one rank stops both at the same step, one checkpoint;
@@ -128,7 +129,7 @@ def two_ranks(tmp_path_factory) -> Path:
 def one_process(two_ranks: Path, tmp_path_factory) -> dict[str, dict]:
     """The same runs in one process."""
     out = tmp_path_factory.mktemp("single")
-    runs = {kind: snapshot(train(distiller(kind), out / kind)) for kind in ("pooled", "growing")}
+    runs = {kind: snapshot(train(distiller(kind), out / kind)) for kind in ("pooled", "growing", "lr")}
     d = distiller("pooled")
     with nan_kd_at(d, NAN_STEP):
         runs["pooled-nan"] = snapshot(train(d, out / "nan"))
@@ -136,7 +137,7 @@ def one_process(two_ranks: Path, tmp_path_factory) -> dict[str, dict]:
     return runs
 
 
-SCENARIOS = ["pooled-full", "growing-full", "pooled-stop", "pooled-from-1", "pooled-nan", "teacher"]
+SCENARIOS = ["pooled-full", "growing-full", "lr-full", "pooled-stop", "pooled-from-1", "pooled-nan", "teacher"]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -149,7 +150,8 @@ def test_ranks_end_identical(two_ranks, scenario):
 
 
 @pytest.mark.parametrize("scenario, single", [("pooled-full", "pooled"), ("growing-full", "growing"),
-                                              ("pooled-nan", "pooled-nan"), ("teacher", "teacher")])
+                                              ("lr-full", "lr"), ("pooled-nan", "pooled-nan"),
+                                              ("teacher", "teacher")])
 def test_two_ranks_train_as_one_process(two_ranks, one_process, scenario, single):
     rank0, _ = ranks(two_ranks, scenario)
     ref = one_process[single]

@@ -32,6 +32,7 @@ class ScaleShape:
     width: Annotated[int, Range(1, MAX_WIDTH)] | None = None
     depth: Annotated[int, Range(3, MAX_DEPTH)] | None = None
     anchor: Literal["repeat", "bicubic"] | None = None
+    #: crops of this scale a step (None: ``batch_size``)
     batch: Count | None = None
     #: updates of this scale's student per training step (None: 1): a narrow student beside wide
     #: ones trains several steps of its own in the time of one of theirs (its body unshared)
