@@ -147,8 +147,6 @@ EDGE_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "edge-x34-w64-rep2": ("edge-x34-w64 with each conv's expanded block 2x its channels instead of 4x",
                           ["student.per_scale=[{scale: 3, width: 64}, {scale: 4, anchor: bicubic, width: 64}]",
                            "student.reparam=2"]),
-    "edge-x4-w48": ("a 48-wide x4 student on its own body; x2 and x3 share theirs",
-                    ["student.per_scale=[{scale: 4, anchor: bicubic, width: 48}]"]),
     "x4-w32-d12": ("the x4 student alone, 32 x 12, repeat anchor", ["scales=[4]", "student.per_scale=[]"]),
     "x4-w48-d16": ("the x4 student alone, 48 wide, 16 deep",
                    ["scales=[4]", "student.per_scale=[]", "student.width=48", "student.depth=16"]),

@@ -250,8 +250,7 @@ class Distiller(Trainer):
         crops of the teacher's cached outputs; the loss is their mean (each student's gradient
         is its own loss's: the networks share no weight)."""
         r = self.recipe
-        batches = [self.pool.lr_batch(s, r.scale_batch(s), r.samples.lr_patch or r.samples.patch // s,
-                                      r.samples.symmetries, self.scale_rows[s]) for s in r.scales]
+        batches = [self._lr_crops(s) for s in r.scales]
         with self.autocast():
             outs = self.ddp_student(*(self.as_input(x) for x, _ in batches))
         losses = [kd_loss(y, out.float(), r.losses.kd) for (_, y), out in zip(batches, outs)]
@@ -265,13 +264,18 @@ class Distiller(Trainer):
                 self._lr_solo_step(s)
         return value
 
+    def _lr_crops(self, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's LR pool crops of ``scale`` for one update and the teacher's outputs on them."""
+        r = self.recipe
+        return self.pool.lr_batch(scale, r.scale_batch(scale), r.samples.lr_patch or r.samples.patch // scale,
+                                  r.samples.symmetries, self.scale_rows[scale])
+
     def _lr_solo_step(self, scale: int) -> None:
         """One more update of the student of ``scale`` alone (``student.per_scale`` steps), its
         loss weighted as in the joint step so that Adam sees gradients of one size. Outside DDP
         (the other scales' networks take no part), so its gradients are averaged here."""
         r = self.recipe
-        x, y = self.pool.lr_batch(scale, r.scale_batch(scale), r.samples.lr_patch or r.samples.patch // scale,
-                                  r.samples.symmetries, self.scale_rows[scale])
+        x, y = self._lr_crops(scale)
         net = self.student.for_scale(scale)
         with self.autocast():
             out = net(self.as_input(x))

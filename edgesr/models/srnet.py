@@ -95,7 +95,6 @@ class ScaleSet(nn.Module):
         super().__init__()
         self.scales = sorted(nets)
         self.nets = nn.ModuleDict({f"x{s}": nets[s] for s in self.scales})
-        self.shared_body = shared_body
         #: the scales that run one body, in ``scales`` order (each scale alone without sharing)
         self.groups: list[list[int]] = [[s] for s in self.scales]
         if shared_body:
