@@ -147,6 +147,13 @@ EDGE_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "edge-x34-w64-rep2": ("edge-x34-w64 with each conv's expanded block 2x its channels instead of 4x",
                           ["student.per_scale=[{scale: 3, width: 64}, {scale: 4, anchor: bicubic, width: 64}]",
                            "student.reparam=2"]),
+    "edge-b8": ("8 crops a step at every scale instead of 16 (more updates in the budget)", ["batch_size=8"]),
+    "edge-x34-b8": ("8 crops a step for x3 and x4 (16 for x2, still updated twice a step)",
+                    ["student.per_scale=[{scale: 2, steps: 2, batch: 16}, {scale: 3, width: 64, batch: 8}, "
+                     "{scale: 4, width: 64, anchor: bicubic, batch: 8}]"]),
+    "edge-b8-x2s3": ("edge-b8 with the x2 student updated three times a step",
+                     ["batch_size=8", "student.per_scale=[{scale: 2, steps: 3}, {scale: 3, width: 64}, "
+                      "{scale: 4, width: 64, anchor: bicubic}]"]),
     "x4-w32-d12": ("the x4 student alone, 32 x 12, repeat anchor", ["scales=[4]", "student.per_scale=[]"]),
     "x4-w48-d16": ("the x4 student alone, 48 wide, 16 deep",
                    ["scales=[4]", "student.per_scale=[]", "student.width=48", "student.depth=16"]),
