@@ -175,6 +175,9 @@ HOUR_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "hour-batch-8": ("8 crops a step", ["batch_size=8"]),
     "hour-lr-5e-4": ("student lr 5e-4", ["student_optim.lr=0.0005"]),
     "hour-lr-2e-3": ("student lr 2e-3", ["student_optim.lr=0.002"]),
+    "hour-feat-0.1": ("feature loss at weight 0.1: each body block against the teacher channels the refit fitted it to",
+                      ["losses.w_feat=0.1"]),
+    "hour-feat-1": ("feature loss at weight 1", ["losses.w_feat=1"]),
 }
 
 #: the variant sets by recipe: (overrides every variant has, variants)

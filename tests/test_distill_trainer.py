@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from edgesr.distill.trainer import Distiller
+from edgesr.errors import EdgesrError
 from edgesr.models.formats import save_safetensors
 from edgesr.train.checkpoint import Diverged, load_checkpoint, save_checkpoint
 from edgesr.train.checkpoint import resume as resume_from
@@ -77,6 +78,38 @@ def test_resume_with_a_refitted_student_and_a_pool_ends_with_the_same_weights(tm
     assert torch.equal(resumed.pool.targets, full.pool.targets)
     for k, v in full.student.state_dict().items():
         assert torch.equal(resumed.student.state_dict()[k], v), k
+
+
+def test_feature_loss_trains_and_resumes_to_the_same_weights(tmp_path):
+    """With losses.w_feat the student also learns the teacher's features on the refit's channel
+    correspondence, which the checkpoint carries: a resumed run ends where an uninterrupted one does."""
+    recipe = tiny_recipe(**POOL, losses={"w_feat": 0.5}, checkpoint_every=100)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    full = _train(tmp_path / "a", recipe)
+    assert full.feature_channels is not None and full.feature_channels.shape == (full.student.blocks, 4)
+    logged = [json.loads(ln) for ln in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["feat"] > 0 for r in logged if "feat" in r] == [True] * 8  # every step logs it
+    (tmp_path / "c").mkdir()
+    plain = _train(tmp_path / "c", tiny_recipe(**POOL, checkpoint_every=100))
+    assert any(not torch.equal(plain.student.state_dict()[k], v) for k, v in full.student.state_dict().items())
+    with pytest.raises(Interrupted):
+        _train(tmp_path / "b", recipe, stop_at=3)
+    assert torch.equal(load_checkpoint(tmp_path / "b" / CHECKPOINT_FILE)["feature_channels"], full.feature_channels)
+    resumed = _train(tmp_path / "b", recipe, resume=True)
+    for k, v in full.student.state_dict().items():
+        assert torch.equal(resumed.student.state_dict()[k], v), k
+
+
+def test_a_checkpoint_with_a_bad_feature_correspondence_is_one_line(tmp_path):
+    recipe = tiny_recipe(**POOL, losses={"w_feat": 0.5}, checkpoint_every=100)
+    with pytest.raises(Interrupted):
+        _train(tmp_path, recipe, stop_at=3)
+    state = load_checkpoint(tmp_path / CHECKPOINT_FILE)
+    for bad in (state["feature_channels"] + 1000, state["feature_channels"][:1], state["feature_channels"].float()):
+        torch.save({**state, "feature_channels": bad}, tmp_path / CHECKPOINT_FILE)
+        with pytest.raises(EdgesrError, match="does not fit this run's recipe .*feature_channels"):
+            _train(tmp_path, recipe, resume=True)
 
 
 def test_refit_on_part_of_the_pool_fits_those_images_and_keeps_every_target():

@@ -490,6 +490,8 @@ CASES = [
              "sample pool"),
     bad_keys(f"{POOL} student.init=teacher-refit", "recipe key progressive.stages: a teacher-refit student is "
              "whole from the start"),
+    bad_keys(f"{POOL} losses.w_feat=0.1", "recipe key losses.w_feat: compares the student's features with the "
+             "teacher channels the refit fitted them to: it needs student.init=teacher-refit"),
     bad_keys(f"{POOL} samples.pool_size=18", "recipe key samples.pool_size: 18 is not a multiple of every "
              "scale [2, 4]"),
     bad_keys(f"{POOL} samples.patch=24", "recipe key samples.patch: 24 is larger than samples.pool_size 16"),

@@ -28,6 +28,18 @@ def kd_loss(teacher_out: torch.Tensor, student_out: torch.Tensor, kind: str = "l
     return diff.square().mean() if kind == "mse" else diff.abs().mean()
 
 
+def feature_loss(teacher_feats: list[torch.Tensor], student_feats: list[torch.Tensor],
+                 channels: torch.Tensor) -> torch.Tensor:
+    """Mean over the student's body blocks of its relative L1 distance to the teacher channels
+    the refit fitted each block to (``channels[b]``): the teacher says how it gets to its output,
+    not only where. Relative, so that every block weighs alike whatever its activations' size."""
+    terms = []
+    for b, s in enumerate(student_feats):
+        t = teacher_feats[b][:, channels[b]].float()
+        terms.append((s.float() - t).abs().sum() / t.abs().sum().clamp_min(1e-12))
+    return torch.stack(terms).mean()
+
+
 def adversarial_loss(l_kd: torch.Tensor) -> torch.Tensor:
     """L_GEN = -log(L_KD + 1) (Eq. 2): the generator seeks samples the student gets wrong."""
     return -torch.log(l_kd + 1)

@@ -151,6 +151,10 @@ class LossConfig:
     #: student minimises it, the generators' adversarial term maximises it): ``l1`` as
     #: published, or ``mse``
     kd: Literal["l1", "mse"] = "l1"
+    #: weight of the feature loss: each body block of a teacher-refit student against the teacher
+    #: channels the refit fitted it to (relative L1, the mean over blocks); 0 = outputs only.
+    #: Costs a teacher forward pass a step
+    w_feat: NonNegative = 0.0
 
 
 @dataclass(frozen=True)
@@ -297,6 +301,9 @@ class DistillRecipe(RunRecipe):
                  "to the pool: give samples.pool_images > 0")
         if self.student.init == "teacher-refit" and not pool:
             fail("student.init", "teacher-refit fits the student on the sample pool: give samples.pool_images > 0")
+        if self.losses.w_feat > 0 and self.student.init != "teacher-refit":
+            fail("losses.w_feat", "compares the student's features with the teacher channels the refit fitted "
+                                  f"them to: it needs student.init=teacher-refit, got {self.student.init}")
         if self.student.init == "teacher-refit" and self.progressive.stages != 1:
             fail("progressive.stages", "a teacher-refit student is whole from the start: use 1 stage")
         if pool and any(sm.pool_size % s for s in self.scales):

@@ -44,7 +44,7 @@ from .cmi import (
     standardize,
 )
 from .generator import Generator
-from .losses import adversarial_loss, kd_loss, reconstruction_loss, upscale
+from .losses import adversarial_loss, feature_loss, kd_loss, reconstruction_loss, upscale
 from .recipe import DistillRecipe
 from .stages import StagePlan
 
@@ -55,6 +55,18 @@ def _values(losses: dict[str, torch.Tensor], world: World) -> dict[str, float]:
     keys = [key for key in losses if not key.startswith("_")]
     values = world.mean(torch.stack([losses[key].detach().float() for key in keys])).tolist()
     return dict(zip(keys, values))
+
+
+class _WithFeatures(nn.Module):
+    """A VDSR whose forward also returns its body blocks' outputs: what the student step runs
+    under a feature loss, so that DDP sees the call that uses every parameter."""
+
+    def __init__(self, net: VDSR) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return self.net.forward_features(x)
 
 
 class Distiller(Trainer):
@@ -77,6 +89,9 @@ class Distiller(Trainer):
         self.stage = 0
         self.n_gen = round(recipe.batch_size * recipe.samples.generator_share)
         self.pool: SamplePool | None = None  # made by begin(), which knows whether the run resumes
+        #: ``(blocks, width)``: the teacher channels each student body block was refitted to (the
+        #: feature loss's correspondence; from the refit, or from the checkpoint on resume)
+        self.feature_channels: torch.Tensor | None = None
         self._adopt_student(self._initial_student())
         self.gens = {s: Generator(lr, recipe.generator.z_dim, recipe.generator.channels).to(device)
                      for s, lr in zip(recipe.scales, recipe.generator.lr_sizes)} if self.n_gen else {}
@@ -177,6 +192,8 @@ class Distiller(Trainer):
                                 r.student.refit_ridge, r.student.refit_pixels, seed=r.seed)
             load_plain(self.student, fit.student)
             targets[fitted] = fit.teacher_output
+            if r.losses.w_feat:
+                self.feature_channels = torch.stack(fit.kept).to(self.device)
         else:
             targets[fitted] = layerwise_forward(self.teacher, inputs[fitted])
         if not fitted.all():
@@ -188,7 +205,7 @@ class Distiller(Trainer):
         rank rank 0's weights), with a fresh optimizer."""
         self.student = self.prepare(student)
         #: what the student step runs; checkpoints, validation and the generator step use ``student``
-        self.ddp_student = self.world.wrap(self.student)
+        self.ddp_student = self.world.wrap(_WithFeatures(self.student) if self.recipe.losses.w_feat else self.student)
         self.student_opt = build_optimizer(self.student.parameters(), self.recipe.student_optim)
 
     def _grow(self, stage: int) -> None:
@@ -236,10 +253,22 @@ class Distiller(Trainer):
             return self._lr_student_step()
         loss = torch.zeros((), device=self.device)
         rows = self.rows.stop - self.rows.start
+        w_feat = self.recipe.losses.w_feat
+        feat = torch.zeros((), device=self.device)
         for x, t_out in self._student_batches(scale):
             with self.autocast():
-                s_out = self.ddp_student(x)
+                if w_feat:
+                    s_out, s_feats = self.ddp_student(x)
+                    with torch.no_grad():
+                        t_feats = self.teacher.forward_features(x)[1]
+                else:
+                    s_out = self.ddp_student(x)
             loss = loss + kd_loss(t_out, s_out, self.recipe.losses.kd) * (len(x) / rows)
+            if w_feat:
+                feat = feat + feature_loss(t_feats, s_feats, self.feature_channels) * (len(x) / rows)
+        if w_feat:
+            self.losses.add(feat=float(feat.detach()))
+            loss = loss + w_feat * feat
         value = self.agree(loss)
         if math.isfinite(value):
             descend(self.student_opt, loss, self.recipe.student_optim)
@@ -420,6 +449,7 @@ class Distiller(Trainer):
             "head": self.head.state_dict(), "head_opt": self.head_opt.state_dict(),
             "banks": {s: b.state_dict() for s, b in self.banks.items()},
             "z_pool": {s: z.detach().cpu() for s, z in self.z_pool.items()},
+            **({"feature_channels": self.feature_channels.cpu()} if self.feature_channels is not None else {}),
         }
 
     def load_state_dict(self, st: dict) -> None:
@@ -439,3 +469,13 @@ class Distiller(Trainer):
         for s, b in self.banks.items():
             b.load_state_dict(st["banks"][s])
         self.z_pool = {s: z.to(self.device) for s, z in st["z_pool"].items()}
+        if self.recipe.losses.w_feat:
+            self.feature_channels = self._checked_channels(st["feature_channels"]).to(self.device)
+
+    def _checked_channels(self, channels: object) -> torch.Tensor:
+        """A checkpoint's feature correspondence, if it is one for this student and teacher."""
+        shape = (self.student.blocks, self.student.width)
+        if not (isinstance(channels, torch.Tensor) and channels.dtype == torch.int64 and tuple(channels.shape) == shape
+                and bool(((channels >= 0) & (channels < self.teacher.width)).all())):
+            raise ValueError(f"feature_channels is not {shape} teacher channel indices")
+        return channels

@@ -31,6 +31,9 @@ class RefitResult:
     teacher_output: torch.Tensor
     #: per conv, ``|student pre-activation - target|^2 / |target|^2`` on the fitting inputs
     errors: list[float]
+    #: per body block of the student, the teacher channels its channels were fitted to (sorted):
+    #: the channel correspondence a feature-level loss needs
+    kept: list[torch.Tensor]
 
 
 def _conv(x: torch.Tensor, weight: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -116,6 +119,7 @@ def refit_student(teacher: VDSR, width: int, inputs: torch.Tensor, blocks: int |
     *s_convs, s_tail = student.convs()
     t_act, s_act = inputs, inputs
     errors: list[float] = []
+    kept: list[torch.Tensor] = []
     for i, t_conv in enumerate(convs[:-1]):
         t_pre = _conv(t_act, t_conv.weight, chunk)
         t_act = torch.relu(t_pre)
@@ -123,6 +127,8 @@ def refit_student(teacher: VDSR, width: int, inputs: torch.Tensor, blocks: int |
             continue  # deeper teacher layers still feed its residual, which the tail must match
         keep = channel_importance(t_act, convs[i + 1].weight).argsort(descending=True)[:width].sort().values
         target = t_pre[:, keep]
+        if i > 0:
+            kept.append(keep.cpu())
         w = solve_conv(s_act, target, ridge, pixels, chunk, gen)
         s_convs[i].weight.copy_(w)
         s_pre = _conv(s_act, w, chunk)
@@ -133,4 +139,4 @@ def refit_student(teacher: VDSR, width: int, inputs: torch.Tensor, blocks: int |
     s_tail.weight.copy_(w)
     s_res = _conv(s_act, w, chunk)
     errors.append(float(((s_res - residual) ** 2).sum() / (residual ** 2).sum().clamp_min(1e-30)))
-    return RefitResult(student.train(), inputs + residual, errors)
+    return RefitResult(student.train(), inputs + residual, errors, kept)
