@@ -154,6 +154,7 @@ EDGE_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "edge-b8-x2s3": ("edge-b8 with the x2 student updated three times a step",
                      ["batch_size=8", "student.per_scale=[{scale: 2, steps: 3}, {scale: 3, width: 64}, "
                       "{scale: 4, width: 64, anchor: bicubic}]"]),
+    "edge-wu400": ("the learning rate warmed up over 400 steps instead of 20", ["student_optim.warmup=400"]),
     "x4-w32-d12": ("the x4 student alone, 32 x 12, repeat anchor", ["scales=[4]", "student.per_scale=[]"]),
     "x4-w48-d16": ("the x4 student alone, 48 wide, 16 deep",
                    ["scales=[4]", "student.per_scale=[]", "student.width=48", "student.depth=16"]),
