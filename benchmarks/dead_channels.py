@@ -13,12 +13,13 @@ on under ``--threshold`` of them. Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
+from edgesr.io import write_json
 from edgesr.models.zoo import load_model, weights_in_run
+from edgesr.samples.pool import degrade
 from edgesr.samples.priors import prior_images
 
 
@@ -44,8 +45,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/dead_channels.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from edgesr.samples.pool import degrade
-
     hr = torch.from_numpy(prior_images(["dead-leaves-aa"], [1.0], args.images, args.size, args.seed))[:, None]
     rows = []
     for spec in args.run:
@@ -60,9 +59,8 @@ def main() -> None:
                          "dead_per_layer": dead, "dead": sum(dead), "channels": sum(len(s) for s in shares)})
             print(f"{label:>10} x{scale} width {len(shares[0]):3d}: dead {sum(dead):4d} of "
                   f"{rows[-1]['channels']:4d}  per layer {dead}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"images": args.images, "size": args.size, "threshold": args.threshold,
-                                    "seed": args.seed, "rows": rows}, indent=1) + "\n")
+    write_json(args.out, {"images": args.images, "size": args.size, "threshold": args.threshold,
+                          "seed": args.seed, "rows": rows})
 
 
 if __name__ == "__main__":

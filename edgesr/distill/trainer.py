@@ -246,8 +246,9 @@ class Distiller(Trainer):
     def student_step(self, scale: int) -> float:
         """Imitation: fit S to T on a fresh batch (Eq. 5), the mean over all its samples.
 
-        Returns the loss averaged over the ranks, read once (the step's only device sync); a
-        non-finite loss on any rank skips the update on every rank.
+        Returns the loss averaged over the ranks, read once (the step's only device sync, but for
+        the feature loss's value, logged when ``losses.w_feat`` is on); a non-finite loss on any
+        rank skips the update on every rank.
         """
         if self.lr_space:
             return self._lr_student_step()
