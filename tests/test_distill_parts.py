@@ -102,6 +102,48 @@ def test_lr_schedules():
     assert lr_at(cos, 0, 100) == pytest.approx(1.0) and lr_at(cos, 100, 100) == pytest.approx(0.0)
 
 
+def test_slow_convs_put_each_networks_first_convs_in_a_slower_group():
+    """The first slow_convs convs of each network (a shared body once) take slow_lr times the
+    learning rate, every other parameter the full rate, and nothing is in two groups."""
+    from edgesr.distill.trainer import param_groups
+    from edgesr.models.registry import create_student
+    from edgesr.models.srnet import ScaleSet
+    from edgesr.models.vdsr import VDSR
+    from edgesr.train.optim import build_optimizer, set_lr
+
+    vdsr = VDSR(4, depth=6)
+    groups = param_groups(vdsr, 2, 0.1)
+    assert [id(p) for p in groups[1]["params"]] == [id(vdsr.head.weight), id(vdsr.body[0].conv.weight)]
+    opt = build_optimizer(groups, OptimConfig(name="adam", lr=1e-3))
+    set_lr(opt, 1e-3)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-3, 1e-4])
+    assert param_groups(vdsr, 0, 0.1) == [{"params": list(vdsr.parameters())}]
+    nets = {s: create_student("lr-plain", s, 4, 5) for s in (2, 3)}
+    shared = ScaleSet(nets, shared_body=True)
+    groups = param_groups(shared, 2, 0.0)
+    slow = {id(p) for p in groups[1]["params"]}
+    expected = {id(p) for s in (2, 3) for conv in nets[s].convs()[:2] for p in conv.parameters()}
+    assert slow == expected and len(groups[1]["params"]) == len(expected) == 6  # 2 heads, 1 shared block
+    assert len(groups[0]["params"]) + len(slow) == len(list(shared.parameters()))
+    assert not slow & {id(p) for p in groups[0]["params"]}
+
+
+def test_loss_margin_leaves_the_crop_border_out_of_the_loss():
+    """A student wrong only within the margin has no loss; the margin must leave a crop."""
+    from edgesr.distill.losses import inner, kd_loss
+    from edgesr.errors import EdgesrError
+
+    target = torch.rand(2, 1, 12, 12)
+    student = target.clone()
+    student[..., :3, :] += 1.0
+    student[..., :, -3:] -= 1.0
+    assert kd_loss(inner(target, 3), inner(student, 3)) == 0 < kd_loss(inner(target, 2), inner(student, 2))
+    assert inner(target, 3).shape[-2:] == (6, 6) and inner(target, 0) is target
+    with pytest.raises(EdgesrError, match="samples.loss_margin.*48-px crop"):
+        tiny_distiller(samples={"priors": ["dead-leaves"], "pool_images": 2, "patch": 48, "loss_margin": 24},
+                       student={"width": 4, "depth": 6, "init": "teacher-refit"}, progressive={"stages": 1})
+
+
 def test_growth_carries_student_weights_exactly():
     d = tiny_distiller()
     for _ in range(3):

@@ -62,12 +62,16 @@ POOL = {"samples": {"priors": ["dead-leaves"], "pool_images": 3, "pool_size": 16
         "student": {"width": 4, "depth": 6, "init": "teacher-refit"}, "progressive": {"stages": 1, "steps": [8]}}
 
 
-@pytest.mark.parametrize("share,refit_images", [(0.0, 0), (0.5, 0), (0.0, 2)])
-def test_resume_with_a_refitted_student_and_a_pool_ends_with_the_same_weights(tmp_path, share, refit_images):
+@pytest.mark.parametrize("share,refit_images,slow,margin", [(0.0, 0, 0, 0), (0.5, 0, 0, 0), (0.0, 2, 0, 0),
+                                                            (0.0, 0, 2, 0), (0.0, 0, 0, 2)])
+def test_resume_with_a_refitted_student_and_a_pool_ends_with_the_same_weights(tmp_path, share, refit_images, slow,
+                                                                              margin):
     """The pool is drawn again and its targets recomputed on resume (no refit): same weights to
-    the bit, also when the refit used only part of the pool."""
-    recipe = tiny_recipe(**{**POOL, "samples": {**POOL["samples"], "generator_share": share},
-                            "student": {**POOL["student"], "refit_images": refit_images}}, checkpoint_every=100)
+    the bit, also when the refit used only part of the pool, when the first convs learn slower
+    (a second optimizer group) and when the loss leaves out the crops' margins."""
+    recipe = tiny_recipe(**{**POOL, "samples": {**POOL["samples"], "generator_share": share, "loss_margin": margin},
+                            "student": {**POOL["student"], "refit_images": refit_images, "slow_convs": slow,
+                                        "slow_lr": 0.5}}, checkpoint_every=100)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     full = _train(tmp_path / "a", recipe)
@@ -78,6 +82,25 @@ def test_resume_with_a_refitted_student_and_a_pool_ends_with_the_same_weights(tm
     assert torch.equal(resumed.pool.targets, full.pool.targets)
     for k, v in full.student.state_dict().items():
         assert torch.equal(resumed.student.state_dict()[k], v), k
+
+
+def test_frozen_first_convs_keep_their_refitted_weights(tmp_path):
+    """slow_lr 0 freezes the first slow_convs convs where the refit left them; the rest learns."""
+    recipe = tiny_recipe(**{**POOL, "student": {**POOL["student"], "slow_convs": 2, "slow_lr": 0.0},
+                            "student_optim": {"name": "adam", "lr": 1e-2}}, checkpoint_every=100)
+    d = Distiller(recipe, tiny_teacher(), torch.device("cpu"))
+    d.begin(False, tmp_path)
+    refitted = {k: v.clone() for k, v in d.student.state_dict().items()}
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    try:
+        fit(d, tmp_path, log, StopRequest(), lambda *_: None)
+    finally:
+        log.close()
+    after = d.student.state_dict()
+    assert torch.equal(after["head.weight"], refitted["head.weight"])
+    assert torch.equal(after["body.0.conv.weight"], refitted["body.0.conv.weight"])
+    assert not torch.equal(after["body.1.conv.weight"], refitted["body.1.conv.weight"])
+    assert not torch.equal(after["tail.weight"], refitted["tail.weight"])
 
 
 def test_feature_loss_trains_and_resumes_to_the_same_weights(tmp_path):

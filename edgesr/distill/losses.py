@@ -28,6 +28,12 @@ def kd_loss(teacher_out: torch.Tensor, student_out: torch.Tensor, kind: str = "l
     return diff.square().mean() if kind == "mse" else diff.abs().mean()
 
 
+def inner(t: torch.Tensor, margin: int) -> torch.Tensor:
+    """``t`` without its outer ``margin`` pixels on each side (the part of a crop whose cached
+    targets the crop's own context determines)."""
+    return t[..., margin : t.shape[-2] - margin, margin : t.shape[-1] - margin] if margin else t
+
+
 def feature_loss(teacher_feats: list[torch.Tensor], student_feats: list[torch.Tensor],
                  channels: torch.Tensor) -> torch.Tensor:
     """Mean over the student's body blocks of its relative L1 distance to the teacher channels

@@ -73,6 +73,12 @@ class StudentConfig:
     #: teacher-refit: fit on at most the first N pool images (at every scale); 0 = the whole
     #: pool. A pool larger than the fit needs costs only the teacher's outputs on the rest.
     refit_images: NonNegativeInt = 0
+    #: the first ``slow_convs`` convs of each student (its first conv counts as one) learn at
+    #: ``slow_lr`` times the student's learning rate. In a long run of a refitted VDSR-half, the
+    #: ReLUs of its first layers die one after the other at the full rate, most of them by the
+    #: end of the hour (``benchmarks/dead_channels.py``); the layers behind them keep learning
+    slow_convs: NonNegativeInt = 0
+    slow_lr: Annotated[float, Range(0, 1)] = 0.1
 
     def family(self) -> Family:
         return family(self.arch)
@@ -116,6 +122,12 @@ class SamplesConfig:
     #: LR-space students: side of their LR crops (0: ``patch`` divided by the scale); the
     #: teacher's outputs are cropped to ``lr_patch * scale`` to match
     lr_patch: NonNegativeInt = 0
+    #: HR pixels along each side of a crop that the student's loss leaves out. The cached teacher
+    #: outputs were computed on whole pool images, so near a crop's edge they depend on pixels
+    #: the crop cut off, which the student never sees (it sees zero padding there): over a
+    #: 48-px crop the teacher's own output on the crop differs from the cached one by 38.7 dB
+    #: PSNR with no margin, 48.7 dB with 4 px, 63 dB with 8 (``benchmarks/crop_context.py``)
+    loss_margin: NonNegativeInt = 0
     #: random flips and quarter turns of the pool crops (input and cached teacher output alike)
     symmetries: bool = True
     #: share of each student batch the generators make fresh; the rest comes from the pool
@@ -258,6 +270,9 @@ class DistillRecipe(RunRecipe):
                 fail(key, f"{st.arch} takes {', '.join(fam.anchors) or 'no anchor'}, not {anchor}")
         if st.resolved_depth < fam.min_depth:
             fail("student.depth", f"{st.arch} needs at least {fam.min_depth} layers, got {st.resolved_depth}")
+        shallowest = min(st.shape(s)[1] for s in self.scales)
+        if st.slow_convs >= shallowest:
+            fail("student.slow_convs", f"must be fewer than the student's {shallowest} convs, got {st.slow_convs}")
         if self.progressive.stages > st.resolved_depth - 2:
             fail("progressive.stages", f"must be at most the {st.resolved_depth - 2} body blocks of student.depth")
         if (st.reparam or fam.reparam) and self.progressive.stages != 1:
@@ -310,6 +325,9 @@ class DistillRecipe(RunRecipe):
             fail("samples.pool_size", f"{sm.pool_size} is not a multiple of every scale {list(self.scales)}")
         if pool and fam.input_kind == "bicubic" and sm.patch > sm.pool_size:
             fail("samples.patch", f"{sm.patch} is larger than samples.pool_size {sm.pool_size}")
+        crop = min((sm.lr_patch or sm.patch // s) * s if fam.input_kind == "lr" else sm.patch for s in self.scales)
+        if 2 * sm.loss_margin >= crop:
+            fail("samples.loss_margin", f"{sm.loss_margin} px on each side leaves nothing of a {crop}-px crop")
 
     @property
     def total_steps(self) -> int:

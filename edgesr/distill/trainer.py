@@ -44,7 +44,7 @@ from .cmi import (
     standardize,
 )
 from .generator import Generator
-from .losses import adversarial_loss, feature_loss, kd_loss, reconstruction_loss, upscale
+from .losses import adversarial_loss, feature_loss, inner, kd_loss, reconstruction_loss, upscale
 from .recipe import DistillRecipe
 from .stages import StagePlan
 
@@ -67,6 +67,19 @@ class _WithFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         return self.net.forward_features(x)
+
+
+def param_groups(student: nn.Module, slow_convs: int, slow_lr: float) -> list[dict]:
+    """The student's parameters as optimizer groups: the first ``slow_convs`` convs of each of
+    its networks (one per scale in a :class:`ScaleSet`) with ``lr_scale`` ``slow_lr``, the rest
+    at the full rate. A shared body counts once, in the group of its first mention."""
+    nets = [student.for_scale(s) for s in student.scales] if isinstance(student, ScaleSet) else [student]
+    slow = {id(p): p for net in nets for conv in net.convs()[:slow_convs] for p in conv.parameters()}
+    rest = [p for p in student.parameters() if id(p) not in slow]
+    groups = [{"params": rest}]
+    if slow:
+        groups.append({"params": list(slow.values()), "lr_scale": slow_lr})
+    return groups
 
 
 class Distiller(Trainer):
@@ -206,7 +219,9 @@ class Distiller(Trainer):
         self.student = self.prepare(student)
         #: what the student step runs; checkpoints, validation and the generator step use ``student``
         self.ddp_student = self.world.wrap(_WithFeatures(self.student) if self.recipe.losses.w_feat else self.student)
-        self.student_opt = build_optimizer(self.student.parameters(), self.recipe.student_optim)
+        st = self.recipe.student
+        self.student_opt = build_optimizer(param_groups(self.student, st.slow_convs, st.slow_lr),
+                                           self.recipe.student_optim)
 
     def _grow(self, stage: int) -> None:
         """Move to ``stage``: append its blocks before the tail, fresh student optimizer."""
@@ -264,7 +279,8 @@ class Distiller(Trainer):
                         t_feats = self.teacher.forward_features(x)[1]
                 else:
                     s_out = self.ddp_student(x)
-            loss = loss + kd_loss(t_out, s_out, self.recipe.losses.kd) * (len(x) / rows)
+            m = self.recipe.samples.loss_margin  # generator rows too where a batch mixes them in
+            loss = loss + kd_loss(inner(t_out, m), inner(s_out, m), self.recipe.losses.kd) * (len(x) / rows)
             if w_feat:
                 feat = feat + feature_loss(t_feats, s_feats, self.feature_channels) * (len(x) / rows)
         if w_feat:
@@ -283,7 +299,8 @@ class Distiller(Trainer):
         batches = [self._lr_crops(s) for s in r.scales]
         with self.autocast():
             outs = self.ddp_student(*(self.as_input(x) for x, _ in batches))
-        losses = [kd_loss(y, out.float(), r.losses.kd) for (_, y), out in zip(batches, outs)]
+        m = r.samples.loss_margin
+        losses = [kd_loss(inner(y, m), inner(out.float(), m), r.losses.kd) for (_, y), out in zip(batches, outs)]
         loss = torch.stack(losses).mean()
         value = self.agree(loss)
         if math.isfinite(value):
@@ -309,7 +326,8 @@ class Distiller(Trainer):
         net = self.student.for_scale(scale)
         with self.autocast():
             out = net(self.as_input(x))
-        loss = kd_loss(y, out.float(), r.losses.kd) / len(r.scales)
+        loss = kd_loss(inner(y, r.samples.loss_margin), inner(out.float(), r.samples.loss_margin), r.losses.kd) \
+            / len(r.scales)
         if not math.isfinite(self.agree(loss)):
             return
 

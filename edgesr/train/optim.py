@@ -40,7 +40,9 @@ class OptimConfig:
     fused: bool = False
 
 
-def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
+def build_optimizer(params: Iterable[nn.Parameter] | Iterable[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
+    """The optimizer ``cfg`` names over ``params``: tensors, or torch's parameter groups (a group
+    may carry an ``lr_scale`` that :func:`set_lr` applies)."""
     if cfg.name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
@@ -60,8 +62,9 @@ def lr_at(cfg: OptimConfig, step: int, total: int) -> float:
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """``lr`` for every parameter group, times the group's ``lr_scale`` where it has one."""
     for group in opt.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def descend(opt: torch.optim.Optimizer, loss: torch.Tensor, cfg: OptimConfig,
