@@ -166,6 +166,8 @@ EDGE_VARIANTS: dict[str, tuple[str, list[str]]] = {
 }
 
 #: ``cpu-hour``: VDSR-half for an hour. Variants are the recipe with its own overrides.
+#: the recipe's crops before it took whole pool images
+C48 = ["samples.patch=48", "batch_size=4"]
 HOUR_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "hour": ("cpu-hour as written", []),
     "hour-fp32": ("float32 training instead of bf16 autocast", ["cpu_bf16=false"]),
@@ -179,6 +181,17 @@ HOUR_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "hour-feat-0.1": ("feature loss at weight 0.1: each body block against the teacher channels the refit fitted it to",
                       ["losses.w_feat=0.1"]),
     "hour-feat-1": ("feature loss at weight 1", ["losses.w_feat=1"]),
+    "hour-crops48": ("the recipe before: four 48-px crops a step instead of two whole images", C48),
+    "crops48-wu2000": ("hour-crops48, the learning rate warmed up over 2,000 steps instead of 20",
+                       [*C48, "student_optim.warmup=2000"]),
+    "crops48-lr-5e-4": ("hour-crops48, student lr 5e-4", [*C48, "student_optim.lr=0.0005"]),
+    "crops48-lr-3e-4": ("hour-crops48, student lr 3e-4", [*C48, "student_optim.lr=0.0003"]),
+    "crops48-slow4-0.1": ("hour-crops48, the first 4 convs at 0.1 of the learning rate (where the ReLUs die)",
+                          [*C48, "student.slow_convs=4", "student.slow_lr=0.1"]),
+    "crops48-slow4-0": ("hour-crops48, the first 4 convs frozen as the refit left them",
+                        [*C48, "student.slow_convs=4", "student.slow_lr=0"]),
+    "crops48-margin-4": ("hour-crops48, the loss without each crop's outer 4 px (their cached targets saw "
+                         "context the crop cut off)", [*C48, "samples.loss_margin=4"]),
 }
 
 #: the variant sets by recipe: (overrides every variant has, variants)
@@ -189,20 +202,31 @@ SUITES: dict[str, tuple[list[str], dict[str, tuple[str, list[str]]]]] = {
 }
 
 
-def recipe_batch(recipe: str) -> int:
+def recipe_key(recipe: str, section: str | None, key: str, default: int | None = None) -> int:
+    """A key of the recipe's own YAML (``section.key``; ``default`` where it leaves it to the
+    schema), as the variants' baseline."""
     import yaml
 
     from edgesr.config import find_recipe
 
-    return int(yaml.safe_load(find_recipe(recipe).read_text())["batch_size"])
+    data = yaml.safe_load(find_recipe(recipe).read_text())
+    value = (data.get(section, {}) if section else data).get(key, default)
+    if value is None:
+        raise SystemExit(f"recipe {recipe} sets no {section + '.' if section else ''}{key}")
+    return int(value)
 
 
-def step_factor(overrides: list[str], base_batch: int) -> float:
-    """Under ``--steps``, every variant sees the same number of crops: a variant with a larger
-    batch runs proportionally fewer steps (patch-96 counts its crops by pixels)."""
+def recipe_batch(recipe: str) -> int:
+    return recipe_key(recipe, None, "batch_size")
+
+
+def step_factor(overrides: list[str], base_batch: int, base_patch: int) -> float:
+    """Under ``--steps``, every variant sees the same number of pixels: a variant with a larger
+    batch or crop runs proportionally fewer steps than the recipe's ``base_batch`` crops of
+    ``base_patch`` px a step."""
     keys = dict(o.split("=", 1) for o in overrides)
     batch = int(keys.get("batch_size", base_batch))
-    pixels = (int(keys["samples.patch"]) / 48) ** 2 if "samples.patch" in keys else 1.0
+    pixels = (int(keys["samples.patch"]) / base_patch) ** 2 if "samples.patch" in keys else 1.0
     return base_batch / (batch * pixels)
 
 
@@ -238,9 +262,10 @@ def run_variant(name: str, seed: int, args: argparse.Namespace, weights: bool = 
         shutil.rmtree(run_dir)
     base, variants = SUITES[args.recipe]
     _, overrides = variants[name]
+    factor = step_factor(overrides, recipe_batch(args.recipe), recipe_key(args.recipe, "samples", "patch", 48))
     length = ([f"budget_minutes={args.budget_minutes}", "progressive.steps=[100000]"] if args.steps is None
               else ["budget_minutes=0",
-                    f"progressive.steps=[{round(args.steps * step_factor(overrides, recipe_batch(args.recipe)))}]"])
+                    f"progressive.steps=[{round(args.steps * factor)}]"])
     sets = [*length, f"name={name}", f"seed={seed}", f"device={args.device}", "evaluation.sets=[]",
             f"validation.data={args.data_root / 'train291'}", "validation.every=100000", "checkpoint_every=100000",
             *base, *overrides]
