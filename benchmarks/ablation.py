@@ -165,9 +165,10 @@ EDGE_VARIANTS: dict[str, tuple[str, list[str]]] = {
                    ["scales=[2]", "student.per_scale=[]", "student.depth=15"]),
 }
 
-#: ``cpu-hour``: VDSR-half for an hour. Variants are the recipe with its own overrides.
-#: the recipe's crops before it took whole pool images
+#: the ``cpu-hour`` recipe's crops before it took whole pool images
 C48 = ["samples.patch=48", "batch_size=4"]
+
+#: ``cpu-hour``: VDSR-half for an hour. Variants are the recipe with its own overrides.
 HOUR_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "hour": ("cpu-hour as written", []),
     "hour-fp32": ("float32 training instead of bf16 autocast", ["cpu_bf16=false"]),

@@ -54,10 +54,13 @@ def main() -> None:
     rows = []
     for spec in args.run:
         label, run = spec.split("=", 1)
+        nets: dict[str, SRNet] = {}  # VDSR-half and the teacher are one file for every scale
         for scale in (2, 3, 4):
             # a run folder, or any model load_model takes (a zoo name such as the teacher, a file)
-            path = weights_in_run(run, scale) if Path(run).is_dir() else run
-            net, _ = load_model(str(path))
+            path = str(weights_in_run(run, scale) if Path(run).is_dir() else run)
+            if path not in nets:
+                nets[path] = load_model(path)[0]
+            net = nets[path]
             lr, upscaled = degrade(hr, scale)
             shares = activity(net.eval(), lr if net.input_kind == "lr" else upscaled)
             dead = [int((s < args.threshold).sum()) for s in shares]

@@ -21,17 +21,18 @@ def upscale(lr: torch.Tensor, scale: int, round_bicubic: bool = False) -> torch.
     return x
 
 
-def kd_loss(teacher_out: torch.Tensor, student_out: torch.Tensor, kind: str = "l1") -> torch.Tensor:
-    """L_KD = mean |T(x) - S(x)| (Eq. 3/5), or with ``kind="mse"`` its square: the error PSNR
-    measures, which weighs the large errors at edges more than L1 does."""
-    diff = teacher_out.float() - student_out.float()
-    return diff.square().mean() if kind == "mse" else diff.abs().mean()
-
-
 def inner(t: torch.Tensor, margin: int) -> torch.Tensor:
     """``t`` without its outer ``margin`` pixels on each side (the part of a crop whose cached
     targets the crop's own context determines)."""
     return t[..., margin : t.shape[-2] - margin, margin : t.shape[-1] - margin] if margin else t
+
+
+def kd_loss(teacher_out: torch.Tensor, student_out: torch.Tensor, kind: str = "l1", margin: int = 0) -> torch.Tensor:
+    """L_KD = mean |T(x) - S(x)| (Eq. 3/5), or with ``kind="mse"`` its square: the error PSNR
+    measures, which weighs the large errors at edges more than L1 does. ``margin``: over the
+    images less that many pixels on each side (``samples.loss_margin``)."""
+    diff = inner(teacher_out, margin).float() - inner(student_out, margin).float()
+    return diff.square().mean() if kind == "mse" else diff.abs().mean()
 
 
 def feature_loss(teacher_feats: list[torch.Tensor], student_feats: list[torch.Tensor],

@@ -44,7 +44,7 @@ from .cmi import (
     standardize,
 )
 from .generator import Generator
-from .losses import adversarial_loss, feature_loss, inner, kd_loss, reconstruction_loss, upscale
+from .losses import adversarial_loss, feature_loss, kd_loss, reconstruction_loss, upscale
 from .recipe import DistillRecipe
 from .stages import StagePlan
 
@@ -279,8 +279,9 @@ class Distiller(Trainer):
                         t_feats = self.teacher.forward_features(x)[1]
                 else:
                     s_out = self.ddp_student(x)
-            m = self.recipe.samples.loss_margin  # generator rows too where a batch mixes them in
-            loss = loss + kd_loss(inner(t_out, m), inner(s_out, m), self.recipe.losses.kd) * (len(x) / rows)
+            # the margin leaves out generator rows' borders too where a batch mixes them in
+            kd = kd_loss(t_out, s_out, self.recipe.losses.kd, self.recipe.samples.loss_margin)
+            loss = loss + kd * (len(x) / rows)
             if w_feat:
                 feat = feat + feature_loss(t_feats, s_feats, self.feature_channels) * (len(x) / rows)
         if w_feat:
@@ -299,8 +300,7 @@ class Distiller(Trainer):
         batches = [self._lr_crops(s) for s in r.scales]
         with self.autocast():
             outs = self.ddp_student(*(self.as_input(x) for x, _ in batches))
-        m = r.samples.loss_margin
-        losses = [kd_loss(inner(y, m), inner(out.float(), m), r.losses.kd) for (_, y), out in zip(batches, outs)]
+        losses = [kd_loss(y, out, r.losses.kd, r.samples.loss_margin) for (_, y), out in zip(batches, outs)]
         loss = torch.stack(losses).mean()
         value = self.agree(loss)
         if math.isfinite(value):
@@ -326,8 +326,7 @@ class Distiller(Trainer):
         net = self.student.for_scale(scale)
         with self.autocast():
             out = net(self.as_input(x))
-        loss = kd_loss(inner(y, r.samples.loss_margin), inner(out.float(), r.samples.loss_margin), r.losses.kd) \
-            / len(r.scales)
+        loss = kd_loss(y, out, r.losses.kd, r.samples.loss_margin) / len(r.scales)
         if not math.isfinite(self.agree(loss)):
             return
 
