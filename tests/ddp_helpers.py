@@ -56,8 +56,8 @@ def nan_kd_at(trainer: Distiller, step: int, on: bool = True) -> Iterator[None]:
     """The KD loss is NaN at ``step`` of ``trainer`` (where ``on``: one rank alone)."""
     clean = distill_trainer.kd_loss
 
-    def kd(t_out, s_out, kind="l1"):
-        loss = clean(t_out, s_out, kind)
+    def kd(t_out, s_out, kind="l1", margin=0):
+        loss = clean(t_out, s_out, kind, margin)
         return loss * float("nan") if on and trainer.step == step else loss
 
     distill_trainer.kd_loss = kd
