@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from .demo.limits import MB, MP
 from .demo.limits import Limits as DemoLimits
-from .errors import EdgesrError
+from .errors import EdgesrError, end_process
 from .export.int8 import DEFAULT_FLOAT_LAYERS, DEFAULT_METHOD
 from .io import refuse_existing, refuse_inputs
 from .optional import available, require_extra
@@ -91,6 +91,8 @@ def user_errors(fn):
                 raise typer.Exit(128 + exc.signum) from None
             if not getattr(exc, "echo", False):
                 err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            if exc.exit_at_once:
+                end_process(1)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")

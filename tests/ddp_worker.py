@@ -1,6 +1,7 @@
 """One rank of the two-process gloo runs of ``tests/test_distributed.py``:
 ``python -m tests.ddp_worker OUT IMAGES`` with torchrun's environment. Each scenario saves what
-this rank ends with to ``OUT/<scenario>/rank<r>.pt``; in the last one rank 1 dies (exit -9)."""
+this rank ends with to ``OUT/<scenario>/rank<r>.pt``; in the last one rank 1 dies (exit -9), and
+rank 0 then ends as the CLI ends after a :class:`RankLost`, without the interpreter's shutdown."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 
 from edgesr.distill.trainer import Distiller
+from edgesr.errors import end_process
 from edgesr.train.distributed import RankLost, World, join_world
 from edgesr.train.loop import Interrupted
 from tests.ddp_helpers import NAN_STEP, distill_recipe, nan_kd_at, snapshot, train
@@ -85,3 +87,4 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     with join_world() as w:
         scenarios(w, Path(sys.argv[1]), Path(sys.argv[2]))
+    end_process(0)

@@ -284,3 +284,20 @@ def test_a_rank_that_dies_stops_the_other_with_one_line(two_ranks):
     assert record["message"].startswith("rank 0: another process of this run died or stopped answering (")
     assert record["message"].endswith("the run's last checkpoint is kept") and "\n" not in record["message"]
     assert record["seconds"] < 30
+
+
+def test_the_cli_ends_a_process_that_lost_a_rank_without_the_interpreters_shutdown():
+    """After printing a RankLost, the process ends at once with exit code 1: gloo's threads may
+    still drop failed work, and in the interpreter's shutdown that aborts the process. An atexit
+    handler (run first in a shutdown) shows whether the shutdown ran."""
+    code = ("import atexit, sys\n"
+            "from edgesr.cli import user_errors\n"
+            "from edgesr.train.distributed import RankLost\n"
+            "atexit.register(print, 'shutdown ran')\n"
+            "print('before', flush=False)\n"
+            "user_errors(lambda: (_ for _ in ()).throw(RankLost('rank 0: another process died')))()\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip() == "error: rank 0: another process died"
+    assert r.stdout == "before\n"  # flushed before the end, and no shutdown after it

@@ -63,7 +63,15 @@ _PEER_FAILURE = re.compile(r"gloo|nccl|connection (closed|reset|refused)|timed o
 
 
 class RankLost(EdgesrError):
-    """Another process of the run died or stopped answering; the last checkpoint is kept."""
+    """Another process of the run died or stopped answering; the last checkpoint is kept.
+
+    The process that raised it ends without the interpreter's shutdown (:func:`edgesr.errors.end_process`):
+    gloo's worker thread may still be failing collectives queued before the loss, and when it
+    drops one it takes the GIL, which during shutdown aborts the process (SIGABRT, "terminate
+    called without an active exception"), a second line and a wrong exit code after the one
+    this error prints."""
+
+    exit_at_once = True
 
 
 def everywhere(exc: EdgesrError, world: World) -> EdgesrError:
