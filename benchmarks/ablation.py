@@ -36,6 +36,8 @@ from edgesr.evaluate import evaluate, validation_psnr
 from edgesr.io import write_json
 from edgesr.models.predict import input_kind, torch_predictor
 from edgesr.models.zoo import load_for_scales
+from edgesr.train.checkpoint import load_checkpoint
+from edgesr.train.run_folder import CHECKPOINT_FILE
 
 #: the pool of the earlier recipes: 48 images, all of them refitted on
 P48 = ["samples.pool_images=48", "student.refit_images=0"]
@@ -290,7 +292,9 @@ def run_variant(name: str, seed: int, args: argparse.Namespace, weights: bool = 
 _VAL: dict = {}
 
 
-def score_student(run_dir: Path, args: argparse.Namespace) -> dict[str, float]:
+def score_student(run_dir: Path, args: argparse.Namespace, trained: bool = False) -> dict[str, float]:
+    """The run's saved student on this split; ``trained``: the weights its last checkpoint
+    trained, in place of the saved weight average (``student.ema``) of the same run."""
     if not _VAL:
         _, paths = holdout(args.data_root / "train291", args.val_images)
         _VAL.update(validation_pairs(paths, [2, 3, 4], args.val_crop))
@@ -298,16 +302,28 @@ def score_student(run_dir: Path, args: argparse.Namespace) -> dict[str, float]:
     files = results.get("files", {"all": "student.safetensors"})
     scales = [2, 3, 4] if "all" in files else [int(s) for s in files]
     model, _ = load_for_scales(str(run_dir), scales)
+    if trained:
+        state = load_checkpoint(run_dir / CHECKPOINT_FILE)
+        if state["step"] != results["steps"]:
+            raise SystemExit(f"{run_dir}: its checkpoint is of step {state['step']}, its student of {results['steps']}")
+        model.load_state_dict(state["student"])
     pairs = {s: _VAL[s] for s in scales}
     return {k: round(v, 4) for k, v in validation_psnr(torch_predictor(model), pairs, input_kind(model)).items()}
+
+
+#: after a run folder in ``--score``: the weights its checkpoint trained, not its saved average
+TRAINED = "@trained"
 
 
 def score_runs(args: argparse.Namespace) -> None:
     """Score finished runs (``LABEL=RUN_DIR``) as a variant's student is scored: how two full-length
     runs of a recipe compare on validation."""
     runs = dict(item.split("=", 1) for item in args.score)
-    scored = {label: {"run": run, "steps": json.loads((Path(run) / "results.json").read_text())["steps"],
-                      "validation": score_student(Path(run), args)} for label, run in runs.items()}
+    scored = {}
+    for label, run in runs.items():
+        folder, trained = (run[: -len(TRAINED)], True) if run.endswith(TRAINED) else (run, False)
+        scored[label] = {"run": run, "steps": json.loads((Path(folder) / "results.json").read_text())["steps"],
+                         "validation": score_student(Path(folder), args, trained)}
     for label, s in scored.items():
         print(f"{label:24s} steps {s['steps']:6d}  val {s['validation']}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -371,7 +387,8 @@ def main() -> None:
                     help="an earlier ablation.json whose runs (same recipe, length and overrides) count as done")
     ap.add_argument("--score", nargs="+", metavar="LABEL=RUN_DIR", default=None,
                     help="only score finished runs (e.g. full-length recipe runs) on the same validation split, "
-                         "into --out's scored.json")
+                         f"into --out's scored.json; RUN_DIR{TRAINED}: a run's trained weights (its last "
+                         "checkpoint) rather than its saved weight average (student.ema)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.score:

@@ -66,6 +66,7 @@ def test_overrides_parse_yaml_values():
     ({"student_optim": {"betas": [0.9]}}, "recipe key student_optim.betas: expected 2 values, got 1"),
     ({"scales": [2, 2], "generator": {"lr_sizes": [24, 24]}}, "recipe key scales: a scale is repeated"),
     ({"generator": {"lr_sizes": [24, 18, 12]}}, "recipe key generator.lr_sizes: each must be a multiple of 4"),
+    ({"student": {"ema": 1}}, "recipe key student.ema: must be in [0, 1), got 1.0"),
 ])
 def test_values_outside_their_range_name_key_and_range(data, fragment):
     with pytest.raises(EdgesrError) as info:

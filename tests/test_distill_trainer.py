@@ -6,9 +6,11 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
+from edgesr.data.benchmark import pair_from_image
 from edgesr.distill.trainer import Distiller
 from edgesr.errors import EdgesrError
 from edgesr.models.formats import save_safetensors
@@ -62,16 +64,18 @@ POOL = {"samples": {"priors": ["dead-leaves"], "pool_images": 3, "pool_size": 16
         "student": {"width": 4, "depth": 6, "init": "teacher-refit"}, "progressive": {"stages": 1, "steps": [8]}}
 
 
-@pytest.mark.parametrize("share,refit_images,slow,margin", [(0.0, 0, 0, 0), (0.5, 0, 0, 0), (0.0, 2, 0, 0),
-                                                            (0.0, 0, 2, 0), (0.0, 0, 0, 2)])
+@pytest.mark.parametrize("share,refit_images,slow,margin,ema", [(0.0, 0, 0, 0, 0), (0.5, 0, 0, 0, 0),
+                                                                (0.0, 2, 0, 0, 0), (0.0, 0, 2, 0, 0),
+                                                                (0.0, 0, 0, 2, 0), (0.0, 0, 0, 0, 0.9)])
 def test_resume_with_a_refitted_student_and_a_pool_ends_with_the_same_weights(tmp_path, share, refit_images, slow,
-                                                                              margin):
+                                                                              margin, ema):
     """The pool is drawn again and its targets recomputed on resume (no refit): same weights to
     the bit, also when the refit used only part of the pool, when the first convs learn slower
-    (a second optimizer group) and when the loss leaves out the crops' margins."""
+    (a second optimizer group), when the loss leaves out the crops' margins and for the
+    student's weight average."""
     recipe = tiny_recipe(**{**POOL, "samples": {**POOL["samples"], "generator_share": share, "loss_margin": margin},
                             "student": {**POOL["student"], "refit_images": refit_images, "slow_convs": slow,
-                                        "slow_lr": 0.5}}, checkpoint_every=100)
+                                        "slow_lr": 0.5, "ema": ema}}, checkpoint_every=100)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     full = _train(tmp_path / "a", recipe)
@@ -82,6 +86,37 @@ def test_resume_with_a_refitted_student_and_a_pool_ends_with_the_same_weights(tm
     assert torch.equal(resumed.pool.targets, full.pool.targets)
     for k, v in full.student.state_dict().items():
         assert torch.equal(resumed.student.state_dict()[k], v), k
+    if ema:
+        assert resumed.average.updates == full.average.updates == 8
+        for k, v in full.model.state_dict().items():
+            assert torch.equal(resumed.model.state_dict()[k], v), k
+
+
+def test_the_weight_average_is_what_validation_scores_and_the_run_saves(tmp_path):
+    """With ``student.ema`` the run's model is the average, a network apart from the trained
+    student; validation scores both (``val_psnr_trained``), and a progressive student's
+    average starts again from the grown student at each stage."""
+    recipe = tiny_recipe(progressive={"stages": 2, "steps": [3]}, student={"width": 4, "depth": 6, "ema": 0.5},
+                         checkpoint_every=100)
+    d = Distiller(recipe, tiny_teacher(), torch.device("cpu"), val_pairs=_val_pairs())
+    assert d.model is d.average.net and d.model is not d.student
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    try:
+        fit(d, tmp_path, log, StopRequest(), lambda *_: None)
+    finally:
+        log.close()
+    assert d.student.blocks == d.model.blocks == 4 and d.average.updates == 3  # the second stage's steps
+    differs = [k for k, v in d.student.state_dict().items() if not torch.equal(d.model.state_dict()[k], v)]
+    assert differs
+    scores = d.validate()
+    assert {"val_psnr", "val_psnr_x2", "val_psnr_trained", "val_psnr_trained_x2"} <= scores.keys()
+    assert scores["val_psnr"] != scores["val_psnr_trained"]
+
+
+def _val_pairs() -> dict:
+    """One random 36-px colour image through the MATLAB pipeline at the tiny recipe's scales."""
+    image = np.random.default_rng(0).integers(0, 256, (36, 36, 3), dtype=np.uint8)
+    return {s: [pair_from_image("noise", image, s)] for s in (2, 4)}
 
 
 def test_frozen_first_convs_keep_their_refitted_weights(tmp_path):

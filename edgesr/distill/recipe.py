@@ -79,6 +79,12 @@ class StudentConfig:
     #: end of the hour (``benchmarks/dead_channels.py``); the layers behind them keep learning
     slow_convs: NonNegativeInt = 0
     slow_lr: Annotated[float, Range(0, 1)] = 0.1
+    #: decay of an exponential moving average of the student's weights, updated after every
+    #: step (its first steps average over fewer: ``min(ema, (1 + n) / (10 + n))`` after ``n``);
+    #: validation, the saved student and the run's results use the average, and validation also
+    #: logs the trained weights (``val_psnr_trained``). 0: off. A progressive student's average
+    #: starts again at each stage.
+    ema: Annotated[float, Range(0, 1, high_open=True)] = 0.0
 
     def family(self) -> Family:
         return family(self.arch)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..evaluate import validation_psnr
-from ..models.predict import torch_predictor
+from ..models.predict import input_kind, torch_predictor
 from ..models.prune import prune_to_width
 from ..models.refit import layerwise_forward, refit_student
 from ..models.registry import create_student
@@ -33,6 +33,7 @@ from ..samples.pool import PoolImages, SamplePool, load_targets, save_targets
 from ..train.distributed import World
 from ..train.optim import build_optimizer, descend, lr_at, set_lr
 from ..train.trainer import Trainer
+from ..train.weight_average import WeightAverage
 from .cmi import (
     MemoryBank,
     ProjectionHead,
@@ -130,10 +131,12 @@ class Distiller(Trainer):
 
     @property
     def model(self) -> VDSR | ScaleSet:
-        return self.student
+        """What validation scores and the run saves: the student, or its weight average (``student.ema``)."""
+        return self.student if self.average is None else self.average.net
 
     def networks(self) -> list[nn.Module]:
-        return [self.student, self.head, *self.gens.values()]
+        average = [self.average.net] if self.average is not None else []
+        return [self.student, *average, self.head, *self.gens.values()]
 
     # ----------------------------------------------------------------- setup
     def _initial_student(self) -> VDSR | ScaleSet:
@@ -222,6 +225,7 @@ class Distiller(Trainer):
         st = self.recipe.student
         self.student_opt = build_optimizer(param_groups(self.student, st.slow_convs, st.slow_lr),
                                            self.recipe.student_optim)
+        self.average = WeightAverage(self.student, st.ema) if st.ema else None
 
     def _grow(self, stage: int) -> None:
         """Move to ``stage``: append its blocks before the tail, fresh student optimizer."""
@@ -436,6 +440,8 @@ class Distiller(Trainer):
         ok = math.isfinite(loss)
         if ok:
             self.losses.add(kd=loss)
+            if self.average is not None:
+                self.average.update(self.student)
         if self.gens and (self.step + 1) % k == 0:
             gen_record = self.generator_step(self.scale)
             ok = ok and gen_record is not None
@@ -450,6 +456,18 @@ class Distiller(Trainer):
     def log_fields(self) -> dict:
         blocks = {} if self.lr_space else {"blocks": self.student.blocks}
         return {"stage": self.stage, **blocks, "lr": self.student_opt.param_groups[0]["lr"]}
+
+    def validate(self) -> dict[str, float]:
+        """The saved student's validation PSNR; with a weight average, the trained weights' too
+        (``val_psnr_trained``, per scale alike): what the average gives, read off one run."""
+        out = super().validate()
+        if self.average is not None and self.val_pairs:
+            with torch.no_grad():
+                trained = validation_psnr(torch_predictor(self.student, self.device), self.val_pairs,
+                                          input_kind(self.student))
+            self.student.train()
+            out.update({k.replace("val_psnr", "val_psnr_trained", 1): v for k, v in trained.items()})
+        return out
 
     def reference_scores(self) -> dict[str, float]:
         """The bicubic floor and the teacher ceiling on the validation crops."""
@@ -468,6 +486,7 @@ class Distiller(Trainer):
             "banks": {s: b.state_dict() for s, b in self.banks.items()},
             "z_pool": {s: z.detach().cpu() for s, z in self.z_pool.items()},
             **({"feature_channels": self.feature_channels.cpu()} if self.feature_channels is not None else {}),
+            **({"student_average": self.average.state_dict()} if self.average is not None else {}),
         }
 
     def load_state_dict(self, st: dict) -> None:
@@ -479,6 +498,11 @@ class Distiller(Trainer):
         self.stage = st["stage"]
         self.student.load_state_dict(st["student"])
         self.student_opt.load_state_dict(st["student_opt"])
+        if self.average is not None:
+            if "student_average" not in st:
+                raise ValueError("the recipe averages the student's weights (student.ema) but the checkpoint "
+                                 "holds no average: resume with the recipe it was written with")
+            self.average.load_state_dict(st["student_average"])
         for s in self.gens:
             self.gens[s].load_state_dict(st["gens"][s])
             self.gen_opts[s].load_state_dict(st["gen_opts"][s])
