@@ -16,9 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from edgesr.demo import server as demo_server
 from edgesr.demo.catalog import build_catalog
 from edgesr.demo.limits import Limits
 from edgesr.demo.server import DemoServer
+from edgesr.demo.work import upscale_upload
 from edgesr.runtime import open_upscaler
 from edgesr.runtime.photo import read_photo, upscale_photo
 from tests.artifacts import bicubic_artifact
@@ -182,14 +184,19 @@ def test_slow_and_stalled_clients_time_out_and_hold_nothing(demo, case):
     assert_alive(demo.port)
 
 
-def test_client_disconnects_are_one_log_line(demo):
+def test_client_disconnects_are_one_log_line(demo, monkeypatch):
     before = len(demo.log)
     data = png_bytes(40, 40)
+    # the upscale waits until the second client has reset its connection: without this, a job
+    # that takes a millisecond could be answered before the reset arrives (a 200, rightly logged)
+    reset = threading.Event()
+    monkeypatch.setattr(demo_server, "upscale_upload", lambda *args: reset.wait(10) and upscale_upload(*args))
     with socket.create_connection(("127.0.0.1", demo.port)) as s:  # gone halfway through the upload
         s.sendall(f"POST /api/upscale HTTP/1.1\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data[:100])
     with socket.create_connection(("127.0.0.1", demo.port)) as s:  # gone before the reply, with a reset
         s.sendall(f"POST /api/upscale HTTP/1.1\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    reset.set()
     with socket.create_connection(("127.0.0.1", demo.port)) as s:  # gone before sending anything
         pass
     assert_alive(demo.port)
