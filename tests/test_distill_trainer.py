@@ -88,6 +88,10 @@ def test_resume_with_a_refitted_student_and_a_pool_ends_with_the_same_weights(tm
         assert torch.equal(resumed.student.state_dict()[k], v), k
     if ema:
         assert resumed.average.updates == full.average.updates == 8
+        fresh = Distiller(recipe, tiny_teacher(), torch.device("cpu"))
+        fresh.begin(False)
+        for k, v in fresh.student.state_dict().items():  # the average starts from the refit
+            assert torch.equal(fresh.model.state_dict()[k], v), k
         for k, v in full.model.state_dict().items():
             assert torch.equal(resumed.model.state_dict()[k], v), k
 

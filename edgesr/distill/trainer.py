@@ -207,6 +207,7 @@ class Distiller(Trainer):
             fit = refit_student(self.teacher, r.student.resolved_width, inputs[fitted], self.student.blocks,
                                 r.student.refit_ridge, r.student.refit_pixels, seed=r.seed)
             load_plain(self.student, fit.student)
+            self._start_average()  # from the refitted weights, not the pruned ones
             targets[fitted] = fit.teacher_output
             if r.losses.w_feat:
                 self.feature_channels = torch.stack(fit.kept).to(self.device)
@@ -225,7 +226,12 @@ class Distiller(Trainer):
         st = self.recipe.student
         self.student_opt = build_optimizer(param_groups(self.student, st.slow_convs, st.slow_lr),
                                            self.recipe.student_optim)
-        self.average = WeightAverage(self.student, st.ema) if st.ema else None
+        self._start_average()
+
+    def _start_average(self) -> None:
+        """The student's weight average (``student.ema``) from the student as it is now."""
+        ema = self.recipe.student.ema
+        self.average = WeightAverage(self.student, ema) if ema else None
 
     def _grow(self, stage: int) -> None:
         """Move to ``stage``: append its blocks before the tail, fresh student optimizer."""
