@@ -250,6 +250,11 @@ class DistillRecipe(RunRecipe):
         """Crops a step of the LR-space student of ``scale`` (``student.per_scale`` or ``batch_size``)."""
         return self.student.own(scale).batch or self.batch_size
 
+    def lr_crop(self, scale: int) -> int:
+        """Side of the LR crops of the LR-space student of ``scale`` (``samples.lr_patch``, or
+        ``samples.patch`` divided by the scale)."""
+        return self.samples.lr_patch or self.samples.patch // scale
+
     def validate(self) -> None:
         super().validate()
         check_scales(self.scales, "recipe key scales")
@@ -307,7 +312,7 @@ class DistillRecipe(RunRecipe):
                 if value != allowed:
                     fail(key, f"{st.arch} works at LR and learns from the sample pool: it takes {allowed}, got {value}")
             for s in self.scales:
-                lr = self.samples.lr_patch or self.samples.patch // s
+                lr = self.lr_crop(s)
                 if lr < 4 or lr * s > self.samples.pool_size:
                     fail("samples.lr_patch", f"x{s}: an LR crop of {lr} px needs 4 <= crop and crop * {s} <= "
                                              f"samples.pool_size {self.samples.pool_size}")
@@ -331,7 +336,7 @@ class DistillRecipe(RunRecipe):
             fail("samples.pool_size", f"{sm.pool_size} is not a multiple of every scale {list(self.scales)}")
         if pool and fam.input_kind == "bicubic" and sm.patch > sm.pool_size:
             fail("samples.patch", f"{sm.patch} is larger than samples.pool_size {sm.pool_size}")
-        crop = min((sm.lr_patch or sm.patch // s) * s if fam.input_kind == "lr" else sm.patch for s in self.scales)
+        crop = min(self.lr_crop(s) * s if fam.input_kind == "lr" else sm.patch for s in self.scales)
         if 2 * sm.loss_margin >= crop:
             fail("samples.loss_margin", f"{sm.loss_margin} px on each side leaves nothing of a {crop}-px crop")
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..evaluate import validation_psnr
-from ..models.predict import input_kind, torch_predictor
+from ..models.predict import torch_predictor
 from ..models.prune import prune_to_width
 from ..models.refit import layerwise_forward, refit_student
 from ..models.registry import create_student
@@ -324,7 +324,7 @@ class Distiller(Trainer):
     def _lr_crops(self, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's LR pool crops of ``scale`` for one update and the teacher's outputs on them."""
         r = self.recipe
-        return self.pool.lr_batch(scale, r.scale_batch(scale), r.samples.lr_patch or r.samples.patch // scale,
+        return self.pool.lr_batch(scale, r.scale_batch(scale), r.lr_crop(scale),
                                   r.samples.symmetries, self.scale_rows[scale])
 
     def _lr_solo_step(self, scale: int) -> None:
@@ -468,10 +468,7 @@ class Distiller(Trainer):
         (``val_psnr_trained``, per scale alike): what the average gives, read off one run."""
         out = super().validate()
         if self.average is not None and self.val_pairs:
-            with torch.no_grad():
-                trained = validation_psnr(torch_predictor(self.student, self.device), self.val_pairs,
-                                          input_kind(self.student))
-            self.student.train()
+            trained = self.validation_scores(self.student)
             out.update({k.replace("val_psnr", "val_psnr_trained", 1): v for k, v in trained.items()})
         return out
 

@@ -175,13 +175,15 @@ class Trainer(ABC):
     def autocast(self) -> AbstractContextManager:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
-    @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """PSNR of ``model`` on the held-out crops (float32, whole crops), per scale and mean."""
-        if not self.val_pairs:
-            return {}
-        out = validation_psnr(torch_predictor(self.model, self.device), self.val_pairs, input_kind(self.model))
-        self.model.train()
+        return self.validation_scores(self.model) if self.val_pairs else {}
+
+    @torch.no_grad()
+    def validation_scores(self, net: nn.Module) -> dict[str, float]:
+        """PSNR of ``net`` on the held-out crops, per scale and mean; ``net`` is left training."""
+        out = validation_psnr(torch_predictor(net, self.device), self.val_pairs, input_kind(net))
+        net.train()
         return out
 
     def reference_scores(self) -> dict[str, float]:
