@@ -184,6 +184,9 @@ HOUR_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "hour-feat-0.1": ("feature loss at weight 0.1: each body block against the teacher channels the refit fitted it to",
                       ["losses.w_feat=0.1"]),
     "hour-feat-1": ("feature loss at weight 1", ["losses.w_feat=1"]),
+    "hour-x2-0.5": ("half the pool's draws at x2, 0.3 at x3, 0.2 at x4 instead of a third each (the student is "
+                    "furthest from the teacher at x2 on validation)", ["samples.scale_weights=[5,3,2]"]),
+    "hour-x2-0.4": ("0.4 of the pool's draws at x2, 0.35 at x3, 0.25 at x4", ["samples.scale_weights=[8,7,5]"]),
     "hour-crops48": ("the recipe before: four 48-px crops a step instead of two whole images", C48),
     "crops48-wu2000": ("hour-crops48, the learning rate warmed up over 2,000 steps instead of 20",
                        [*C48, "student_optim.warmup=2000"]),
@@ -292,12 +295,30 @@ def run_variant(name: str, seed: int, args: argparse.Namespace, weights: bool = 
 _VAL: dict = {}
 
 
-def score_student(run_dir: Path, args: argparse.Namespace, trained: bool = False) -> dict[str, float]:
-    """The run's saved student on this split; ``trained``: the weights its last checkpoint
-    trained, in place of the saved weight average (``student.ema``) of the same run."""
+def validation_split(args: argparse.Namespace) -> dict:
+    """The held-out pairs of every scale (read once)."""
     if not _VAL:
         _, paths = holdout(args.data_root / "train291", args.val_images)
         _VAL.update(validation_pairs(paths, [2, 3, 4], args.val_crop))
+    return _VAL
+
+
+def teacher_scores(args: argparse.Namespace) -> dict[str, float]:
+    """The recipe's teacher on this split: how far each scale of a student is from what it imitates."""
+    import yaml
+
+    from edgesr.config import find_recipe
+
+    teacher = yaml.safe_load(find_recipe(args.recipe).read_text())["teacher"]
+    model, _ = load_for_scales(str(teacher), [2, 3, 4])
+    return {k: round(v, 4) for k, v in validation_psnr(torch_predictor(model), validation_split(args),
+                                                        input_kind(model)).items()}
+
+
+def score_student(run_dir: Path, args: argparse.Namespace, trained: bool = False) -> dict[str, float]:
+    """The run's saved student on this split; ``trained``: the weights its last checkpoint
+    trained, in place of the saved weight average (``student.ema``) of the same run."""
+    validation_split(args)
     results = json.loads((run_dir / "results.json").read_text())
     files = results.get("files", {"all": "student.safetensors"})
     scales = [2, 3, 4] if "all" in files else [int(s) for s in files]
@@ -326,8 +347,11 @@ def score_runs(args: argparse.Namespace) -> None:
                          "validation": score_student(Path(folder), args, trained)}
     for label, s in scored.items():
         print(f"{label:24s} steps {s['steps']:6d}  val {s['validation']}", flush=True)
+    teacher = teacher_scores(args)
+    print(f"{'teacher':24s}               val {teacher}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "scored.json", {"val_images": args.val_images, "val_crop": args.val_crop, "runs": scored})
+    write_json(args.out / "scored.json", {"val_images": args.val_images, "val_crop": args.val_crop, "runs": scored,
+                                          "teacher": teacher})
 
 
 def mean_scores(scores: list[dict]) -> dict[str, float]:
@@ -355,6 +379,9 @@ def markdown(out: dict) -> str:
         lines.append(f"| {name}{' **(chosen)**' if name == out['chosen'] else ''} | {row['description']} | "
                      f"{len(row['runs'])} | {steps} | " + " | ".join(f"{v[c]:.3f}" if c in v else "—" for c in cols)
                      + " |")
+    if out.get("teacher"):
+        v = out["teacher"]
+        lines.append("| teacher | what the students imitate | | | " + " | ".join(f"{v[c]:.3f}" for c in cols) + " |")
     if out.get("benchmark"):
         lines += ["", f"Set5 / Set14 of the chosen variant `{out['chosen']}` (evaluated once, after choosing; "
                   "mean over its seeds):", "", "| set | x2 | x3 | x4 |", "|---|---|---|---|"]
@@ -434,7 +461,7 @@ def main() -> None:
            "chosen": chosen, "top": top, "base_overrides": base,
            "variants": {n: {"description": variants[n][0], "overrides": variants[n][1], "runs": scores[n],
                             "validation": mean_scores(scores[n])} for n in args.variants},
-           "benchmark": bench}
+           "teacher": teacher_scores(args), "benchmark": bench}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ablation.json").write_text(json.dumps(out, indent=2) + "\n")
     md = markdown(out)

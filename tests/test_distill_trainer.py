@@ -19,7 +19,7 @@ from edgesr.train.checkpoint import resume as resume_from
 from edgesr.train.loop import Interrupted, StopRequest, fit
 from edgesr.train.run_folder import CHECKPOINT_FILE, MetricsLog
 from tests.cli_helpers import ROOT
-from tests.distill_helpers import tiny_recipe, tiny_teacher
+from tests.distill_helpers import tiny_distiller, tiny_recipe, tiny_teacher
 
 
 def _train(run_dir, recipe, stop_at: int | None = None, resume: bool = False) -> Distiller:
@@ -64,16 +64,17 @@ POOL = {"samples": {"priors": ["dead-leaves"], "pool_images": 3, "pool_size": 16
         "student": {"width": 4, "depth": 6, "init": "teacher-refit"}, "progressive": {"stages": 1, "steps": [8]}}
 
 
-@pytest.mark.parametrize("share,refit_images,slow,margin,ema", [(0.0, 0, 0, 0, 0), (0.5, 0, 0, 0, 0),
-                                                                (0.0, 2, 0, 0, 0), (0.0, 0, 2, 0, 0),
-                                                                (0.0, 0, 0, 2, 0), (0.0, 0, 0, 0, 0.9)])
+@pytest.mark.parametrize("share,refit_images,slow,margin,ema,weights", [
+    (0.0, 0, 0, 0, 0, ()), (0.5, 0, 0, 0, 0, ()), (0.0, 2, 0, 0, 0, ()), (0.0, 0, 2, 0, 0, ()),
+    (0.0, 0, 0, 2, 0, ()), (0.0, 0, 0, 0, 0.9, ()), (0.5, 0, 0, 0, 0, (3, 1))])
 def test_resume_with_a_refitted_student_and_a_pool_ends_with_the_same_weights(tmp_path, share, refit_images, slow,
-                                                                              margin, ema):
+                                                                              margin, ema, weights):
     """The pool is drawn again and its targets recomputed on resume (no refit): same weights to
     the bit, also when the refit used only part of the pool, when the first convs learn slower
-    (a second optimizer group), when the loss leaves out the crops' margins and for the
-    student's weight average."""
-    recipe = tiny_recipe(**{**POOL, "samples": {**POOL["samples"], "generator_share": share, "loss_margin": margin},
+    (a second optimizer group), when the loss leaves out the crops' margins, for the
+    student's weight average and when the scales are drawn in proportions of their own."""
+    recipe = tiny_recipe(**{**POOL, "samples": {**POOL["samples"], "generator_share": share, "loss_margin": margin,
+                                                "scale_weights": weights},
                             "student": {**POOL["student"], "refit_images": refit_images, "slow_convs": slow,
                                         "slow_lr": 0.5, "ema": ema}}, checkpoint_every=100)
     (tmp_path / "a").mkdir()
@@ -94,6 +95,40 @@ def test_resume_with_a_refitted_student_and_a_pool_ends_with_the_same_weights(tm
             assert torch.equal(fresh.model.state_dict()[k], v), k
         for k, v in full.model.state_dict().items():
             assert torch.equal(resumed.model.state_dict()[k], v), k
+
+
+def test_scale_weights_set_how_often_each_scale_is_drawn(monkeypatch):
+    """The pool's rows and the generators' cycles come at each scale as often as
+    ``samples.scale_weights`` says: a zero weight never, 3:1 about three times as often."""
+    from edgesr.samples.pool import SamplePool
+
+    # each pool row a constant image of its own index, so a crop says which row it came from
+    rows = torch.arange(6, dtype=torch.float32).view(6, 1, 1, 1).expand(6, 1, 8, 8).contiguous()
+    scales = torch.tensor([2, 2, 2, 4, 4, 4])
+
+    def x2_share(weights: dict[int, float], draws: int = 800) -> float:
+        torch.manual_seed(0)
+        pool = SamplePool(rows, rows.clone(), scales, scale_weights=weights)
+        batches = [pool.batch(4, 4) for _ in range(draws // 4)]
+        assert all(torch.equal(x, y) for x, y in batches)  # a crop's target is the same row's
+        drawn = torch.cat([x[:, 0, 0, 0] for x, _ in batches])
+        return float((drawn < 3).float().mean())
+
+    assert x2_share({2: 1.0, 4: 0.0}) == 1.0
+    assert x2_share({2: 0.0, 4: 2.0}) == 0.0
+    assert 0.70 < x2_share({2: 3.0, 4: 1.0}, 4000) < 0.80
+    assert 0.45 < x2_share({}, 4000) < 0.55
+
+    d = tiny_distiller(**{**POOL, "samples": {**POOL["samples"], "generator_share": 0.5, "scale_weights": [0, 1]}})
+    d.begin(False)
+    assert d.pool.scale_weights == {2: 0, 4: 1}
+    picked = []
+    original = Distiller.student_step
+    monkeypatch.setattr(Distiller, "student_step", lambda self, scale: picked.append(scale) or original(self, scale))
+    for _ in range(6):
+        d.train_step()
+        d.step += 1
+    assert set(picked) == {4}  # the generators' cycles: x4 only
 
 
 def test_the_weight_average_is_what_validation_scores_and_the_run_saves(tmp_path):

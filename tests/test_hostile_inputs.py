@@ -497,6 +497,10 @@ CASES = [
     bad_keys(f"{POOL} samples.patch=24", "recipe key samples.patch: 24 is larger than samples.pool_size 16"),
     bad_keys(f"{POOL} samples.prior_weights=[1,2]", "recipe key samples.prior_weights: give one weight per "
              "prior"),
+    bad_keys(f"{POOL} samples.scale_weights=[1,2,3]", "recipe key samples.scale_weights: give one weight per "
+             "scale of [2, 4], not all zero, or none"),
+    bad_keys(f"{POOL} samples.scale_weights=[0,0]", "recipe key samples.scale_weights: give one weight per scale"),
+    bad_key("samples.scale_weights", "[1,-1]", "recipe key samples.scale_weights[1]: must be >= 0, got -1"),
     Case("distill --set on the default recipe: scales=[5]", ("distill", "--set", "scales=[5]", "--out", "runs"),
          nothing, "recipe key samples.pool_size: 96 is not a multiple of every scale [5]",
          unchanged=("runs",)),

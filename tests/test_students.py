@@ -111,6 +111,17 @@ def test_a_per_scale_shape_applies_only_to_the_scales_a_run_trains():
         load_recipe(DistillRecipe, "quick-edge", ["student.per_scale=[{scale: 4}, {scale: 4, width: 48}]"])
 
 
+def test_scale_weights_are_refused_for_students_that_train_every_scale_each_step():
+    from edgesr.config import load_recipe
+    from edgesr.distill.recipe import DistillRecipe
+    from edgesr.errors import EdgesrError
+
+    with pytest.raises(EdgesrError, match="samples.scale_weights: .* trains every scale's network each step"):
+        load_recipe(DistillRecipe, "quick-edge", ["samples.scale_weights=[2, 1, 1]"])
+    weighted = load_recipe(DistillRecipe, "cpu-hour", ["samples.scale_weights=[2, 1, 1]"])
+    assert weighted.samples.scale_weights == (2, 1, 1)
+
+
 # ------------------------------------------------------------------ LR-space distillation
 
 

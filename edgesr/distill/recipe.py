@@ -136,6 +136,11 @@ class SamplesConfig:
     loss_margin: NonNegativeInt = 0
     #: random flips and quarter turns of the pool crops (input and cached teacher output alike)
     symmetries: bool = True
+    #: how often the student sees each scale, one weight per scale in the order of ``scales``
+    #: (empty: equally often): the pool's images of a scale are drawn, and the generators'
+    #: cycles pick a scale, in these proportions. One network serves every scale of a
+    #: bicubic-input student, so this shares its capacity out between them
+    scale_weights: tuple[NonNegative, ...] = ()
     #: share of each student batch the generators make fresh; the rest comes from the pool
     #: (1: the paper's method, no pool; 0: no generators, and so no generator steps and no CMI)
     generator_share: Annotated[float, Range(0, 1)] = 1.0
@@ -322,6 +327,13 @@ class DistillRecipe(RunRecipe):
             fail("samples.priors", "a pool (samples.pool_images > 0) is drawn from at least one prior")
         if sm.prior_weights and len(sm.prior_weights) != len(sm.priors):
             fail("samples.prior_weights", "give one weight per prior, or none")
+        if sm.scale_weights:
+            if len(sm.scale_weights) != len(self.scales) or not sum(sm.scale_weights) > 0:
+                fail("samples.scale_weights", f"give one weight per scale of {list(self.scales)}, not all zero, "
+                                              "or none")
+            if fam.input_kind == "lr":
+                fail("samples.scale_weights", f"{st.arch} trains every scale's network each step: shape a "
+                                              "scale's share with student.per_scale")
         if sm.generator_share < 1 and not pool:
             fail("samples.pool_images", f"generator_share {sm.generator_share} leaves part of each batch "
                  "to the pool: give samples.pool_images > 0")

@@ -192,7 +192,8 @@ class Distiller(Trainer):
             if run_dir is not None and self.world.main:
                 save_targets(run_dir, self._pool_key(), targets)
         self.pool = SamplePool(inputs, targets.to(self.device), images.scales.to(self.device),
-                               {s: lr.to(self.device) for s, lr in images.lr.items()})
+                               {s: lr.to(self.device) for s, lr in images.lr.items()},
+                               dict(zip(r.scales, sm.scale_weights)))
 
     def _teacher_targets(self, inputs: torch.Tensor, resumed: bool) -> torch.Tensor:
         """The teacher's outputs on the pool; a new teacher-refit run refits its student on the
@@ -440,7 +441,10 @@ class Distiller(Trainer):
         if stage != self.stage:
             self._grow(stage)
         if self.gens and self.step % k == 0:
-            self.scale = r.scales[int(torch.randint(len(r.scales), (1,)))]
+            weights = r.samples.scale_weights
+            pick = (torch.multinomial(torch.tensor(weights, dtype=torch.float64), 1) if weights
+                    else torch.randint(len(r.scales), (1,)))
+            self.scale = r.scales[int(pick)]
         self._set_lrs()
         loss = self.student_step(self.scale)
         ok = math.isfinite(loss)

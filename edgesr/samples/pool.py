@@ -65,14 +65,26 @@ class SamplePool:
     targets: torch.Tensor
     scales: torch.Tensor
     lr: dict[int, torch.Tensor] = field(default_factory=dict)
+    #: how often :meth:`batch` draws each scale's rows, by scale (empty: every row alike)
+    scale_weights: dict[int, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._row_weights = None
+        if self.scale_weights:
+            per_scale = {s: w / int((self.scales == s).sum()) for s, w in self.scale_weights.items()}
+            self._row_weights = torch.tensor([per_scale[int(s)] for s in self.scales], dtype=torch.float64)
 
     def batch(self, n: int, patch: int, symmetries: bool = True,
               rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` random ``patch``-square crops of random pool images and the same crops of their
-        targets, under one random symmetry of the square; of those, the ``rows`` (a training
-        process's share: the draws are those of all ``n``)."""
+        """``n`` random ``patch``-square crops of random pool images (each scale's as often as
+        ``scale_weights`` says) and the same crops of their targets, under one random symmetry
+        of the square; of those, the ``rows`` (a training process's share: the draws are those
+        of all ``n``)."""
         size = self.inputs.shape[-1]
-        idx = torch.randint(len(self.inputs), (n,))[rows]
+        if self._row_weights is None:
+            idx = torch.randint(len(self.inputs), (n,))[rows]
+        else:
+            idx = torch.multinomial(self._row_weights, n, replacement=True)[rows]
         top, left = (int(v) for v in torch.randint(size - patch + 1, (2,)))
         k = int(torch.randint(8, (1,))) if symmetries else 0
         window = (slice(None), slice(None), slice(top, top + patch), slice(left, left + patch))
