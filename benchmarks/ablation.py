@@ -184,9 +184,9 @@ HOUR_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "hour-feat-0.1": ("feature loss at weight 0.1: each body block against the teacher channels the refit fitted it to",
                       ["losses.w_feat=0.1"]),
     "hour-feat-1": ("feature loss at weight 1", ["losses.w_feat=1"]),
-    "hour-x2-0.5": ("half the pool's draws at x2, 0.3 at x3, 0.2 at x4 instead of a third each (the student is "
-                    "furthest from the teacher at x2 on validation)", ["samples.scale_weights=[5,3,2]"]),
-    "hour-x2-0.4": ("0.4 of the pool's draws at x2, 0.35 at x3, 0.25 at x4", ["samples.scale_weights=[8,7,5]"]),
+    "hour-equal-scales": ("a third of the pool's draws at each scale (the recipe before it shared them 10 : 8 : 3)",
+                          ["samples.scale_weights=[]"]),
+    "hour-x2-0.5": ("half the pool's draws at x2, 0.3 at x3, 0.2 at x4", ["samples.scale_weights=[5,3,2]"]),
     "hour-crops48": ("the recipe before: four 48-px crops a step instead of two whole images", C48),
     "crops48-wu2000": ("hour-crops48, the learning rate warmed up over 2,000 steps instead of 20",
                        [*C48, "student_optim.warmup=2000"]),
