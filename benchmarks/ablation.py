@@ -208,7 +208,7 @@ SUITES: dict[str, tuple[list[str], dict[str, tuple[str, list[str]]]]] = {
 }
 
 
-def recipe_key(recipe: str, section: str | None, key: str, default: int | None = None) -> int:
+def recipe_value(recipe: str, section: str | None, key: str, default: object = None) -> object:
     """A key of the recipe's own YAML (``section.key``; ``default`` where it leaves it to the
     schema), as the variants' baseline."""
     import yaml
@@ -219,7 +219,11 @@ def recipe_key(recipe: str, section: str | None, key: str, default: int | None =
     value = (data.get(section, {}) if section else data).get(key, default)
     if value is None:
         raise SystemExit(f"recipe {recipe} sets no {section + '.' if section else ''}{key}")
-    return int(value)
+    return value
+
+
+def recipe_key(recipe: str, section: str | None, key: str, default: int | None = None) -> int:
+    return int(recipe_value(recipe, section, key, default))
 
 
 def recipe_batch(recipe: str) -> int:
@@ -305,12 +309,7 @@ def validation_split(args: argparse.Namespace) -> dict:
 
 def teacher_scores(args: argparse.Namespace) -> dict[str, float]:
     """The recipe's teacher on this split: how far each scale of a student is from what it imitates."""
-    import yaml
-
-    from edgesr.config import find_recipe
-
-    teacher = yaml.safe_load(find_recipe(args.recipe).read_text())["teacher"]
-    model, _ = load_for_scales(str(teacher), [2, 3, 4])
+    model, _ = load_for_scales(str(recipe_value(args.recipe, None, "teacher")), [2, 3, 4])
     return {k: round(v, 4) for k, v in validation_psnr(torch_predictor(model), validation_split(args),
                                                         input_kind(model)).items()}
 
@@ -318,7 +317,7 @@ def teacher_scores(args: argparse.Namespace) -> dict[str, float]:
 def score_student(run_dir: Path, args: argparse.Namespace, trained: bool = False) -> dict[str, float]:
     """The run's saved student on this split; ``trained``: the weights its last checkpoint
     trained, in place of the saved weight average (``student.ema``) of the same run."""
-    validation_split(args)
+    split = validation_split(args)
     results = json.loads((run_dir / "results.json").read_text())
     files = results.get("files", {"all": "student.safetensors"})
     scales = [2, 3, 4] if "all" in files else [int(s) for s in files]
@@ -328,7 +327,7 @@ def score_student(run_dir: Path, args: argparse.Namespace, trained: bool = False
         if state["step"] != results["steps"]:
             raise SystemExit(f"{run_dir}: its checkpoint is of step {state['step']}, its student of {results['steps']}")
         model.load_state_dict(state["student"])
-    pairs = {s: _VAL[s] for s in scales}
+    pairs = {s: split[s] for s in scales}
     return {k: round(v, 4) for k, v in validation_psnr(torch_predictor(model), pairs, input_kind(model)).items()}
 
 

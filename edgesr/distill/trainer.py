@@ -121,6 +121,9 @@ class Distiller(Trainer):
                       for s in recipe.scales} if self.cmi_on else {}
         self.z_pool = {s: g.noise(recipe.batch_size) for s, g in self.gens.items()} if recipe.generator.z_lr else {}
         self.scale = recipe.scales[0]
+        #: the generators' cycles draw their scale in these proportions (None: uniformly)
+        self.scale_odds = (torch.tensor(recipe.samples.scale_weights, dtype=torch.float64)
+                           if recipe.samples.scale_weights else None)
 
     @property
     def horizon(self) -> int:
@@ -441,9 +444,8 @@ class Distiller(Trainer):
         if stage != self.stage:
             self._grow(stage)
         if self.gens and self.step % k == 0:
-            weights = r.samples.scale_weights
-            pick = (torch.multinomial(torch.tensor(weights, dtype=torch.float64), 1) if weights
-                    else torch.randint(len(r.scales), (1,)))
+            pick = (torch.randint(len(r.scales), (1,)) if self.scale_odds is None
+                    else torch.multinomial(self.scale_odds, 1))
             self.scale = r.scales[int(pick)]
         self._set_lrs()
         loss = self.student_step(self.scale)

@@ -70,9 +70,11 @@ class SamplePool:
 
     def __post_init__(self) -> None:
         self._row_weights = None
-        if self.scale_weights:
-            per_scale = {s: w / int((self.scales == s).sum()) for s, w in self.scale_weights.items()}
-            self._row_weights = torch.tensor([per_scale[int(s)] for s in self.scales], dtype=torch.float64)
+        if self.scale_weights:  # a scale's weight spread over its rows (on the CPU, where the draws are made)
+            scales = self.scales.cpu()
+            per_row = torch.tensor([self.scale_weights[int(s)] for s in scales.unique()], dtype=torch.float64)
+            _, which, counts = scales.unique(return_inverse=True, return_counts=True)
+            self._row_weights = (per_row / counts)[which]
 
     def batch(self, n: int, patch: int, symmetries: bool = True,
               rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
