@@ -1,7 +1,7 @@
 """Student steps per second of distillation recipes on this machine (CPU by default),
 measured on the real training step (``benchmarks/table1.py`` uses :func:`measure` too).
 
-    python benchmarks/distill_throughput.py --recipes quick --seconds 60 [--device cpu] [--threads 2]
+    python benchmarks/distill_throughput.py --recipes quick --seconds 60 [--device cpu] [--threads 2] [--compile]
 
 Prints a table and writes benchmarks/results/distill_throughput.json.
 """
@@ -32,13 +32,16 @@ def _sync(device: torch.device) -> None:
 
 
 def measure(recipe: DistillRecipe, teacher: VDSR, device: torch.device, seconds: float = 10.0,
-            warmup_cycles: int = 1) -> dict[str, float]:
+            warmup_cycles: int = 1, compiled: bool = False) -> dict[str, float]:
     """Run whole training cycles for about ``seconds`` after a warm-up; report the rate.
 
     Whole cycles (``student_steps_per_gen_step`` student steps + one generator step) are timed,
-    so the generator and CMI costs are included in proportion.
+    so the generator and CMI costs are included in proportion. ``compiled``: the student step's
+    forward through ``torch.compile`` (compiled during the warm-up, which is not timed).
     """
     d = Distiller(recipe, teacher, device)
+    if compiled:
+        d.ddp_student = torch.compile(d.ddp_student)
     # the sample pool and the teacher's outputs on it, as a run prepares them; as for a resumed
     # run, without the refit: the student's weights do not change the step's cost
     d.begin(resumed=True)
@@ -70,6 +73,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     ap.add_argument("--set", nargs="*", default=[], help="recipe overrides for every recipe")
+    ap.add_argument("--compile", action="store_true", help="also time each recipe with the student under torch.compile")
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "distill_throughput.json")
     args = ap.parse_args()
     if args.threads:
@@ -79,13 +83,16 @@ def main() -> None:
     for name in args.recipes:
         recipe = load_recipe(DistillRecipe, name, args.set)
         teacher, _ = load_model(recipe.teacher)
-        rows.append({"recipe": name, "batch_size": recipe.batch_size, **measure(recipe, teacher, device, args.seconds)})
+        for compiled in (False, True) if args.compile else (False,):
+            rows.append({"recipe": name, "compiled": compiled, "batch_size": recipe.batch_size,
+                         **measure(recipe, teacher, device, args.seconds, compiled=compiled)})
     table = Table(title=f"distillation throughput on {device} ({platform.processor() or platform.machine()}, "
                         f"{torch.get_num_threads()} threads)")
-    for col in ("recipe", "batch", "student steps/s", "patches/s", "measured over"):
+    for col in ("recipe", "student", "batch", "student steps/s", "patches/s", "measured over"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["recipe"], str(r["batch_size"]), f"{r['steps_per_second']:.3f}",
+        table.add_row(r["recipe"], "torch.compile" if r["compiled"] else "eager", str(r["batch_size"]),
+                      f"{r['steps_per_second']:.3f}",
                       f"{r['patches_per_second']:.1f}", f"{r['steps']} steps / {r['seconds']:.0f} s")
     Console().print(table)
     args.json.parent.mkdir(parents=True, exist_ok=True)
