@@ -297,6 +297,8 @@ def run_variant(name: str, seed: int, args: argparse.Namespace, weights: bool = 
 
 
 _VAL: dict = {}
+#: the held-out split choices are made on: the last 24 train291 images, 128-px centre crops
+VAL_IMAGES, VAL_CROP = 24, 128
 
 
 def validation_split(args: argparse.Namespace) -> dict:
@@ -404,8 +406,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=2, help="seeds of each top variant")
     ap.add_argument("--top", type=int, default=2)
     ap.add_argument("--no-test-sets", action="store_true", help="stop before Set5/Set14 (exploration)")
-    ap.add_argument("--val-images", type=int, default=24)
-    ap.add_argument("--val-crop", type=int, default=128)
+    ap.add_argument("--val-images", type=int, default=VAL_IMAGES)
+    ap.add_argument("--val-crop", type=int, default=VAL_CROP)
     ap.add_argument("--data-root", type=Path, default=Path("../shared/data"))
     ap.add_argument("--runs", type=Path, default=Path("runs/ablation"))
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")

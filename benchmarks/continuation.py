@@ -4,13 +4,13 @@ change, and score it on the held-out split.
 A full-length run of the hour recipe takes the hour; this takes minutes. The run's student is
 trained on as its recipe trained it (the same pool, drawn again from the recipe, with the cached
 teacher outputs of its run folder; bf16 autocast where the recipe had it; whole pool images, two a
-step, at the scales' shares) with Adam at ``--lr`` on a cosine to zero, and one thing changed:
+step, at the scales' shares) with the run's optimizer at ``--lr`` on a cosine to zero, and one thing changed:
 
 - ``--loss mse``: the squared error instead of L1 (a polish in the error PSNR measures);
 - ``--gt-share F``: the targets moved a share ``F`` of the way from the teacher's outputs to the
   procedural ground truth the pool's inputs were degraded from (the dead leaves themselves);
 - ``--pool-size S --pool-images N``: a pool of ``N`` images of ``S`` px (its teacher outputs
-  computed once and kept in ``--cache``), where fewer pixels of each image lie within the
+  computed once and kept in a folder of ``--cache``), where fewer pixels of each image lie within the
   teacher's receptive field of a border.
 
 The control is the same continuation with nothing changed (``--loss l1``); ``--steps 0`` scores
@@ -27,68 +27,69 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
+from ablation import VAL_CROP, VAL_IMAGES  # the script beside this one: its held-out split
 
 from edgesr.config import load_recipe
 from edgesr.data.splits import holdout, validation_pairs
 from edgesr.distill.losses import kd_loss
 from edgesr.distill.recipe import DistillRecipe
+from edgesr.distill.trainer import pool_key
 from edgesr.evaluate import validation_psnr
 from edgesr.io import write_json
 from edgesr.models.predict import input_kind, torch_predictor
 from edgesr.models.refit import layerwise_forward
 from edgesr.models.zoo import load_for_scales
-from edgesr.samples.pool import TARGETS_FILE, PoolImages, SamplePool
+from edgesr.samples.pool import PoolImages, SamplePool, load_targets, save_targets
 from edgesr.samples.priors import prior_images
+from edgesr.train.optim import OptimConfig, build_optimizer, descend, lr_at, set_lr
 from edgesr.train.trainer import native_cpu_bf16
 
-#: the held-out split of benchmarks/ablation.py: the last 24 train291 images, 128-px centre crops
-VAL_IMAGES, VAL_CROP = 24, 128
 #: a centre crop larger than any train291 image: the images whole
 WHOLE = 100_000
 
 
-def pool_of(recipe: DistillRecipe, run: Path, images: int, size: int, cache: Path) -> tuple[SamplePool, PoolImages]:
-    """The run's pool (its cached targets) or, at another size, one drawn as the recipe draws
-    pools, with the teacher's outputs computed once into ``cache``."""
+def pool_of(recipe: DistillRecipe, run: Path, images: int, size: int, cache: Path) -> SamplePool:
+    """The run's pool with its cached targets or, at another size, one drawn as the recipe draws
+    pools, its teacher outputs computed once into a folder of ``cache``; both read through the
+    run folders' own reader (the pool's key, shape and finite values checked)."""
     sm = recipe.samples
+    key = pool_key(replace(recipe, samples=replace(sm, pool_images=images, pool_size=size)))
     drawn = PoolImages.draw(sm.priors, sm.prior_weights, images, size, recipe.scales, recipe.seed)
-    same = (images, size) == (sm.pool_images, sm.pool_size)
-    path = run / TARGETS_FILE if same else cache / f"targets_{images}x{size}_seed{recipe.seed}.safetensors"
-    from safetensors.torch import load_file, save_file
-    if not path.is_file():
+    kept = cache / f"{images}x{size}_seed{recipe.seed}"
+    targets = load_targets(run, key, drawn.inputs.shape) if (images, size) == (sm.pool_images, sm.pool_size) else None
+    if targets is None:
+        targets = load_targets(kept, key, drawn.inputs.shape)
+    if targets is None:
         teacher, _ = load_for_scales(recipe.teacher, list(recipe.scales))
         with torch.no_grad():
-            cache.mkdir(parents=True, exist_ok=True)
-            save_file({"targets": layerwise_forward(teacher.eval(), drawn.inputs).contiguous()}, str(path))
-    targets = load_file(str(path))["targets"]
-    if targets.shape != drawn.inputs.shape:
-        raise SystemExit(f"{path}: targets of shape {tuple(targets.shape)}, the pool is {tuple(drawn.inputs.shape)}")
-    return SamplePool(drawn.inputs, targets, drawn.scales, {}, dict(zip(recipe.scales, sm.scale_weights))), drawn
+            targets = layerwise_forward(teacher.eval(), drawn.inputs)
+        kept.mkdir(parents=True, exist_ok=True)
+        save_targets(kept, key, targets)
+    return SamplePool(drawn.inputs, targets, drawn.scales, {}, dict(zip(recipe.scales, sm.scale_weights)))
 
 
 def continue_training(student: torch.nn.Module, pool: SamplePool, args: argparse.Namespace, size: int,
-                      bf16: bool) -> list[dict]:
-    """``args.steps`` steps of two whole pool images on the cosine from ``args.lr``; the L1 to
-    the (possibly moved) targets logged every 500 steps."""
+                      optim: OptimConfig, bf16: bool) -> list[dict]:
+    """``args.steps`` steps of two whole pool images, with the run's optimizer settings on a
+    cosine from ``args.lr`` without warm-up; the L1 to the (possibly moved) targets logged every
+    500 steps."""
     student.to(memory_format=torch.channels_last).train()
-    opt = torch.optim.Adam(student.parameters(), lr=args.lr)
+    cfg = replace(optim, lr=args.lr, schedule="cosine", warmup=0)
+    opt = build_optimizer(student.parameters(), cfg)
     log, total, t0 = [], 0.0, time.time()
     for step in range(args.steps):
-        for group in opt.param_groups:
-            group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * step / args.steps))
+        set_lr(opt, lr_at(cfg, step, args.steps))
         x, y = pool.batch(2, size, True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             out = student(x.contiguous(memory_format=torch.channels_last))
         loss = kd_loss(y, out, args.loss)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        total += float(kd_loss(y, out.detach(), "l1"))
+        descend(opt, loss, cfg)
+        total += float(loss if args.loss == "l1" else kd_loss(y, out.detach(), "l1"))
         if (step + 1) % 500 == 0:
             log.append({"step": step + 1, "l1": total / 500, "seconds": round(time.time() - t0, 1)})
             print(f"  step {step + 1}: L1 {total / 500:.5f} ({time.time() - t0:.0f} s)", flush=True)
@@ -143,7 +144,7 @@ def main() -> None:
         raise SystemExit(f"{args.run}: an LR-space student; this continues bicubic-input students only")
     sm = recipe.samples
     images, size = args.pool_images or sm.pool_images, args.pool_size or sm.pool_size
-    pool, drawn = pool_of(recipe, args.run, images, size, args.cache)
+    pool = pool_of(recipe, args.run, images, size, args.cache)
     if args.gt_share:
         hr = torch.from_numpy(prior_images(sm.priors, sm.prior_weights, images, size, recipe.seed))[:, None]
         pool.targets = torch.lerp(pool.targets, hr.repeat(len(recipe.scales), 1, 1, 1), args.gt_share)
@@ -154,7 +155,7 @@ def main() -> None:
         arm = "the run's student"
     print(f"{arm}: {args.steps} steps", flush=True)
     bf16 = recipe.cpu_bf16 and native_cpu_bf16()  # as the run's trainer decided
-    log = continue_training(student, pool, args, size, bf16) if args.steps else []
+    log = continue_training(student, pool, args, size, recipe.student_optim, bf16) if args.steps else []
     student.eval()
     _, paths = holdout(args.data_root / "train291", VAL_IMAGES)
     scores = {}

@@ -66,7 +66,7 @@ def test_another_pool_gets_its_teacher_outputs_once(finished):
     assert (out["steps"], out["pool_size"], out["pool_images"], out["gt_share"]) == (3, 48, 2, 0.5)
     assert all(np.isfinite(v) for v in out["scores"].values())
     from safetensors.torch import load_file
-    (cached,) = (root / "cache").glob("*.safetensors")
+    (cached,) = (root / "cache").rglob("*.safetensors")
     assert load_file(str(cached))["targets"].shape == (2 * 3, 1, 48, 48)  # 2 images at each of 3 scales
 
 

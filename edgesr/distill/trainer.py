@@ -83,6 +83,13 @@ def param_groups(student: nn.Module, slow_convs: int, slow_lr: float) -> list[di
     return groups
 
 
+def pool_key(r: DistillRecipe) -> str:
+    """What a recipe's pool's teacher outputs depend on: a saved file for another key is not used."""
+    sm = r.samples
+    return repr((list(sm.priors), list(sm.prior_weights), sm.pool_images, sm.pool_size, list(r.scales), r.seed,
+                 r.teacher))
+
+
 class Distiller(Trainer):
     """One distillation run: the frozen teacher, the progressively grown student, a generator
     per scale, the CMI head and memory banks, and the cycle of steps that advances them."""
@@ -169,12 +176,6 @@ class Distiller(Trainer):
                 + ("refitting the student to the teacher on it, layer by layer" if refit
                    else "computing the teacher's outputs on it"))
 
-    def _pool_key(self) -> str:
-        """What the pool's teacher outputs depend on: a saved file for another key is not used."""
-        r, sm = self.recipe, self.recipe.samples
-        return repr((list(sm.priors), list(sm.prior_weights), sm.pool_images, sm.pool_size, list(r.scales), r.seed,
-                     r.teacher))
-
     def begin(self, resumed: bool, run_dir: Path | None = None) -> None:
         """Draw the sample pool and get the teacher's outputs on it: a new teacher-refit run gets
         them from refitting the student on the pool, a resumed run reads them from the run
@@ -189,11 +190,11 @@ class Distiller(Trainer):
         # a new teacher-refit run refits its student on the way to the targets: only a resumed one
         # (its student in the checkpoint) or a run without refit may read them from an earlier start
         reuse = run_dir is not None and (resumed or r.student.init != "teacher-refit")
-        targets = load_targets(run_dir, self._pool_key(), inputs.shape) if reuse else None
+        targets = load_targets(run_dir, pool_key(self.recipe), inputs.shape) if reuse else None
         if targets is None:
             targets = self._teacher_targets(inputs, resumed)
             if run_dir is not None and self.world.main:
-                save_targets(run_dir, self._pool_key(), targets)
+                save_targets(run_dir, pool_key(self.recipe), targets)
         self.pool = SamplePool(inputs, targets.to(self.device), images.scales.to(self.device),
                                {s: lr.to(self.device) for s, lr in images.lr.items()},
                                dict(zip(r.scales, sm.scale_weights)))
