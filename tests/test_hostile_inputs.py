@@ -1013,6 +1013,9 @@ CASES += [
     Case("distill --resume: checkpoint speed_mark after its step", RESUME,
          distill_run(edited_checkpoint(put("speed_mark", [99, 0.5]))), "speed_mark [99, 0.5] is not a (step, seconds)",
          unchanged=RUN_FILES),
+    Case("distill --resume: checkpoint refitted not a bool", RESUME,
+         distill_run(edited_checkpoint(put("refitted", "yes"))), "refitted yes is not true or false",
+         unchanged=RUN_FILES),
     Case("distill --resume: checkpoint recipe integer of 5000 digits", RESUME,
          distill_run(edited_checkpoint(put("recipe", "seed", 10**5000))),
          "holds objects other than tensors and plain data: refused", unchanged=RUN_FILES),  # torch's reader: LONG4

@@ -136,8 +136,12 @@ class Distiller(Trainer):
     def horizon(self) -> int:
         return self.plan.total
 
-    def shorten(self, horizon: int) -> None:
-        self.plan = StagePlan(self.recipe.progressive, self.recipe.student.resolved_depth - 2, horizon)
+    def set_horizon(self, horizon: int) -> None:
+        """The stage plan scaled to ``horizon``; kept as it is where that would move the current
+        step back into an earlier stage (a later fit must not shrink a student that has grown)."""
+        plan = StagePlan(self.recipe.progressive, self.recipe.student.resolved_depth - 2, horizon)
+        if plan.stage_of(self.step) >= self.stage:
+            self.plan = plan
 
     @property
     def model(self) -> VDSR | ScaleSet:
@@ -501,11 +505,11 @@ class Distiller(Trainer):
 
     def load_state_dict(self, st: dict) -> None:
         self.scale = st["scale"]
+        self.stage = st["stage"]
         if st.get("horizon", self.planned_steps) != self.horizon:  # (runs older than budget fitting have none)
-            self.shorten(st["horizon"])
+            self.set_horizon(st["horizon"])
         if not self.lr_space and st["student_blocks"] != self.student.blocks:
             self._adopt_student(self.student.grown(st["student_blocks"]).train())
-        self.stage = st["stage"]
         self.student.load_state_dict(st["student"])
         self.student_opt.load_state_dict(st["student_opt"])
         if self.average is not None:

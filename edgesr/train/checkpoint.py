@@ -53,6 +53,7 @@ def save_checkpoint(trainer: Trainer, path: Path) -> None:
         return
     state = {"step": trainer.step, "elapsed": trainer.elapsed,
              "speed_mark": list(trainer.speed_mark) if trainer.speed_mark else None,
+             "refitted": trainer.refitted,
              "log": {"sums": dict(trainer.losses.sums), "counts": dict(trainer.losses.counts)},
              "recipe": to_dict(trainer.recipe), **trainer.state_dict(), **rng_state(trainer.device)}
     buf = io.BytesIO()
@@ -120,6 +121,8 @@ def check_progress(state: dict, trainer: Trainer) -> str | None:
     if mark is not None and not (isinstance(mark, (list, tuple)) and len(mark) == 2 and _integer(mark[0], 0, step)
                                  and _number(mark[1]) and 0 <= mark[1] <= elapsed):
         return f"speed_mark {str(mark)[:40]} is not a (step, seconds) pair before step {step}"
+    if type(state.get("refitted", False)) is not bool:
+        return f"refitted {str(state['refitted'])[:40]} is not true or false"
     log = state.get("log")
     if not isinstance(log, dict) or set(log) != {"sums", "counts"}:
         return "its loss log is not {sums, counts}"
@@ -177,6 +180,7 @@ def resume(trainer: Trainer, path: Path) -> None:
         trainer.step, trainer.elapsed = int(state["step"]), float(state["elapsed"])
         mark = state.get("speed_mark")  # (checkpoints of older edgesr have none)
         trainer.speed_mark = (int(mark[0]), float(mark[1])) if mark else None
+        trainer.refitted = state.get("refitted", False)
         trainer.losses = LossLog(**state["log"])
         trainer.load_state_dict(state)
         restore_rng(state, trainer.device)
