@@ -225,8 +225,8 @@ def train_in_folder(trainer: Trainer, run_dir: Path, metrics: MetricsLog | None,
 def budget_left(trainer: Trainer) -> float | None:
     """Seconds the run's time budget has left (None without one): no estimate shown may exceed
     it, even before the schedule is fitted to the budget and the horizon is still the recipe's."""
-    budget = trainer.recipe.budget_minutes
-    return max(0.0, 60 * budget - trainer.elapsed) if budget > 0 else None
+    budget = trainer.budget_seconds
+    return max(0.0, budget - trainer.elapsed) if budget else None
 
 
 def training_rate(trainer: Trainer) -> float | None:

@@ -91,7 +91,7 @@ def fit(trainer: Trainer, run_dir: Path, metrics: MetricsLog | None, stop: StopR
         signum, trainer.elapsed = world.max(stop.signum, time.perf_counter() - started, device=trainer.device)
         trainer.after_step()
         step = trainer.step
-        budget_hit = r.budget_minutes > 0 and trainer.elapsed > 60 * r.budget_minutes
+        budget_hit = bool(trainer.budget_seconds) and trainer.elapsed > trainer.budget_seconds
         last = step >= trainer.horizon or budget_hit
         boundary = last or trainer.stage_ended()
 

@@ -131,6 +131,11 @@ class Trainer(ABC):
         """What :meth:`begin` will do, in a few words for the line shown meanwhile ("" if nothing)."""
         return ""
 
+    @property
+    def budget_seconds(self) -> float:
+        """The recipe's time budget in seconds of training time (preparation included); 0: none."""
+        return 60 * self.recipe.budget_minutes if self.recipe.budget_minutes > 0 else 0.0
+
     def after_step(self) -> None:
         """Called after each counted step (``step`` and ``elapsed`` updated). In a budgeted run
         the schedule is fitted to the steps the budget allows, so that a decaying learning rate
@@ -143,7 +148,7 @@ class Trainer(ABC):
         resumed run that has no measurement: a checkpoint from an older edgesr); the start of the
         window and whether the second fit was made are checkpointed, so a run stopped and resumed
         fits its schedule at the same steps as an uninterrupted run."""
-        if self.recipe.budget_minutes <= 0 or self.refitted:
+        if not self.budget_seconds or self.refitted:
             return
         first, last = SPEED_WINDOW
         if self.speed_mark is None:
@@ -151,10 +156,9 @@ class Trainer(ABC):
                 self.speed_mark = (self.step, self.elapsed)
             return
         s0, t0 = self.speed_mark
-        budget = 60 * self.recipe.budget_minutes
         if self.horizon == self.planned_steps and self.step - s0 >= last - first:
             self.fit_horizon()
-        elif self.elapsed - t0 >= REFIT_SHARE * (budget - t0):
+        elif self.elapsed - t0 >= REFIT_SHARE * (self.budget_seconds - t0):
             self.fit_horizon()
             self.refitted = True
 
@@ -163,7 +167,7 @@ class Trainer(ABC):
         speed measured since ``speed_mark`` (never more than the recipe's steps)."""
         s0, t0 = self.speed_mark
         rate = (self.step - s0) / max(self.elapsed - t0, 1e-9)
-        left = BUDGET_SHARE * (60 * self.recipe.budget_minutes - self.elapsed)
+        left = BUDGET_SHARE * (self.budget_seconds - self.elapsed)
         self.set_horizon(min(self.planned_steps, self.step + max(int(rate * left), 1)))
 
     def set_horizon(self, horizon: int) -> None:
