@@ -9,6 +9,8 @@ step, at the scales' shares) with the run's optimizer at ``--lr`` on a cosine to
 - ``--loss mse``: the squared error instead of L1 (a polish in the error PSNR measures);
 - ``--gt-share F``: the targets moved a share ``F`` of the way from the teacher's outputs to the
   procedural ground truth the pool's inputs were degraded from (the dead leaves themselves);
+- ``--teacher-views V``: the targets the teacher's self-ensemble over ``V`` symmetries of
+  each pool image (``samples.teacher_views``), computed once into a folder of ``--cache``;
 - ``--pool-size S --pool-images N``: a pool of ``N`` images of ``S`` px (its teacher outputs
   computed once and kept in a folder of ``--cache``), where fewer pixels of each image lie within the
   teacher's receptive field of a border.
@@ -29,6 +31,7 @@ import argparse
 import json
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -44,7 +47,7 @@ from edgesr.io import write_json
 from edgesr.models.predict import input_kind, torch_predictor
 from edgesr.models.refit import layerwise_forward
 from edgesr.models.zoo import load_for_scales
-from edgesr.samples.pool import PoolImages, SamplePool, load_targets, save_targets
+from edgesr.samples.pool import PoolImages, SamplePool, load_targets, save_targets, symmetry_average
 from edgesr.samples.priors import prior_images
 from edgesr.train.optim import OptimConfig, build_optimizer, descend, lr_at, set_lr
 from edgesr.train.trainer import native_cpu_bf16
@@ -53,21 +56,25 @@ from edgesr.train.trainer import native_cpu_bf16
 WHOLE = 100_000
 
 
-def pool_of(recipe: DistillRecipe, run: Path, images: int, size: int, cache: Path) -> SamplePool:
-    """The run's pool with its cached targets or, at another size, one drawn as the recipe draws
-    pools, its teacher outputs computed once into a folder of ``cache``; both read through the
-    run folders' own reader (the pool's key, shape and finite values checked)."""
+def pool_of(recipe: DistillRecipe, run: Path, images: int, size: int, views: int, cache: Path) -> SamplePool:
+    """The run's pool with its cached targets or, at another size or number of teacher views,
+    one drawn as the recipe draws pools, its teacher outputs computed once into a folder of
+    ``cache``; both read through the run folders' own reader (the pool's key, shape and finite
+    values checked)."""
     sm = recipe.samples
-    key = pool_key(replace(recipe, samples=replace(sm, pool_images=images, pool_size=size)))
+    key = pool_key(replace(recipe, samples=replace(sm, pool_images=images, pool_size=size, teacher_views=views)))
     drawn = PoolImages.draw(sm.priors, sm.prior_weights, images, size, recipe.scales, recipe.seed)
-    kept = cache / f"{images}x{size}_seed{recipe.seed}"
-    targets = load_targets(run, key, drawn.inputs.shape) if (images, size) == (sm.pool_images, sm.pool_size) else None
+    kept = cache / (f"{images}x{size}_seed{recipe.seed}" + (f"_views{views}" if views > 1 else ""))
+    own = (images, size, views) == (sm.pool_images, sm.pool_size, sm.teacher_views)
+    targets = load_targets(run, key, drawn.inputs.shape) if own else None
     if targets is None:
         targets = load_targets(kept, key, drawn.inputs.shape)
     if targets is None:
         teacher, _ = load_for_scales(recipe.teacher, list(recipe.scales))
+        t0 = time.time()
         with torch.no_grad():
-            targets = layerwise_forward(teacher.eval(), drawn.inputs)
+            targets = symmetry_average(partial(layerwise_forward, teacher.eval()), drawn.inputs, views)
+        print(f"teacher outputs on the pool, {views} view(s): {time.time() - t0:.0f} s", flush=True)
         kept.mkdir(parents=True, exist_ok=True)
         save_targets(kept, key, targets)
     return SamplePool(drawn.inputs, targets, drawn.scales, {}, dict(zip(recipe.scales, sm.scale_weights)))
@@ -121,6 +128,8 @@ def main() -> None:
                     help="share of the way from the teacher's outputs to the procedural ground truth (default 0)")
     ap.add_argument("--pool-size", type=int, default=0, help="pool image side in px (default: the recipe's)")
     ap.add_argument("--pool-images", type=int, default=0, help="pool images (default: the recipe's)")
+    ap.add_argument("--teacher-views", type=int, default=0,
+                    help="symmetries the teacher's outputs are averaged over, 1-8 (default: the recipe's)")
     ap.add_argument("--steps", type=int, default=4000, help="continuation steps, two pool images each (default 4000)")
     ap.add_argument("--lr", type=float, default=1e-4, help="peak of the cosine (default 1e-4)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the batches (default 1)")
@@ -144,13 +153,17 @@ def main() -> None:
         raise SystemExit(f"{args.run}: an LR-space student; this continues bicubic-input students only")
     sm = recipe.samples
     images, size = args.pool_images or sm.pool_images, args.pool_size or sm.pool_size
-    pool = pool_of(recipe, args.run, images, size, args.cache)
+    views = args.teacher_views or sm.teacher_views
+    if not 1 <= views <= 8:
+        raise SystemExit(f"--teacher-views {views}: between 1 and 8")
+    pool = pool_of(recipe, args.run, images, size, views, args.cache)
     if args.gt_share:
         hr = torch.from_numpy(prior_images(sm.priors, sm.prior_weights, images, size, recipe.seed))[:, None]
         pool.targets = torch.lerp(pool.targets, hr.repeat(len(recipe.scales), 1, 1, 1), args.gt_share)
     student, _ = load_for_scales(str(args.run), list(recipe.scales))
     arm = (f"{args.loss}" + (f", gt {args.gt_share:g}" if args.gt_share else "")
-           + (f", pool {images}x{size}px" if (images, size) != (sm.pool_images, sm.pool_size) else ""))
+           + (f", pool {images}x{size}px" if (images, size) != (sm.pool_images, sm.pool_size) else "")
+           + (f", teacher x{views}" if views != sm.teacher_views else ""))
     if not args.steps:
         arm = "the run's student"
     print(f"{arm}: {args.steps} steps", flush=True)
@@ -165,8 +178,8 @@ def main() -> None:
         scores.update({prefix + k: round(v, 4) for k, v in got.items()})
     print(arm, scores)
     write_json(args.out, {"arm": arm, "run": str(args.run), "steps": args.steps, "lr": args.lr, "loss": args.loss,
-                          "gt_share": args.gt_share, "pool_images": images, "pool_size": size, "seed": args.seed,
-                          "threads": args.threads, "scores": scores, "log": log})
+                          "gt_share": args.gt_share, "pool_images": images, "pool_size": size, "teacher_views": views,
+                          "seed": args.seed, "threads": args.threads, "scores": scores, "log": log})
 
 
 if __name__ == "__main__":

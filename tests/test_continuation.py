@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from edgesr.data.splits import holdout, validation_pairs
@@ -70,8 +71,63 @@ def test_another_pool_gets_its_teacher_outputs_once(finished):
     assert load_file(str(cached))["targets"].shape == (2 * 3, 1, 48, 48)  # 2 images at each of 3 scales
 
 
-@pytest.mark.parametrize("args, fragment", [(["--gt-share", "2", "--out", "never.json"], "a share"), ([], "--out")])
+def test_teacher_views_screen_the_teachers_self_ensemble_as_targets(finished):
+    """``--teacher-views 8``: the targets are computed once as the mean of the teacher's outputs
+    on the eight symmetries of each pool image, mapped back (here recomputed independently of
+    the script's own function)."""
+    from functools import partial
+
+    from safetensors.torch import load_file
+
+    from edgesr.config import load_recipe
+    from edgesr.distill.recipe import DistillRecipe
+    from edgesr.models.refit import layerwise_forward
+    from edgesr.samples.pool import PoolImages, augment, unaugment
+
+    root, run = finished
+    r = _continue(root, run, "--steps", "2", "--teacher-views", "8", "--cache", str(root / "views"),
+                  "--out", str(root / "views.json"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads((root / "views.json").read_text())
+    assert out["teacher_views"] == 8 and "teacher x8" in out["arm"]
+    recipe = load_recipe(DistillRecipe, str(run / "recipe.yaml"))
+    sm = recipe.samples
+    x = PoolImages.draw(sm.priors, sm.prior_weights, sm.pool_images, sm.pool_size, recipe.scales, recipe.seed).inputs
+    teacher, _ = load_for_scales(str(root / "teacher.safetensors"), [2, 3, 4])
+    forward = partial(layerwise_forward, teacher.eval())
+    with torch.no_grad():
+        want = torch.stack([unaugment(forward(augment(x, k)), k) for k in range(8)]).mean(0)
+    (cached,) = (root / "views").rglob("*.safetensors")
+    assert torch.allclose(load_file(str(cached))["targets"], want, atol=1e-6)
+
+
+@pytest.mark.parametrize("args, fragment", [(["--gt-share", "2", "--out", "never.json"], "a share"), ([], "--out"),
+                                            (["--teacher-views", "9", "--out", "never.json"], "between 1 and 8")])
 def test_bad_input_is_refused_in_one_line(finished, args, fragment):
     root, run = finished
     r = _continue(root, run, *args)
     assert r.returncode != 0 and fragment in r.stderr and "Traceback" not in r.stderr
+
+
+def test_teacher_views_benchmark_scores_the_teachers_self_ensemble(finished):
+    """benchmarks/teacher_views.py: its one-view row is the teacher as the ablation's split scores
+    it, and it times a pool pass both ways on the recipe's teacher."""
+    root, run = finished
+    r = subprocess.run([sys.executable, "benchmarks/teacher_views.py", "--recipe", str(run / "recipe.yaml"),
+                        "--images", "2", "--views", "1", "8", "--threads", "1", "--data-root", str(root / "data"),
+                        "--out", str(root / "tv.json")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads((root / "tv.json").read_text())
+    teacher, _ = load_for_scales(str(root / "teacher.safetensors"), [2, 3, 4])
+    _, paths = holdout(root / "data" / "train291", 24)
+    want = validation_psnr(torch_predictor(teacher), validation_pairs(paths, [2, 3, 4], 128), input_kind(teacher))
+    one, eight = out["scores"]
+    assert (one["views"], eight["views"]) == (1, 8)
+    for key, value in want.items():
+        assert one[key] == pytest.approx(value, abs=1e-4), key
+    assert eight["val_psnr"] != one["val_psnr"] and np.isfinite(eight["val_psnr"])
+    timing = out["timing"]
+    from edgesr.train.trainer import native_cpu_bf16
+
+    assert timing["images"] == 2 * 3 and timing["bf16"] == native_cpu_bf16()  # the recipe asks for bf16 on CPUs
+    assert (timing["pass_psnr_to_float32"] or 999) > (30 if timing["bf16"] else 60)  # that have it

@@ -155,3 +155,33 @@ def test_growth_carries_student_weights_exactly():
     assert set(after) - set(before) == {"body.2.conv.weight", "body.3.conv.weight"}
     for k, v in before.items():
         assert torch.equal(after[k], v), k
+
+
+def test_unaugment_undoes_each_symmetry_of_the_square():
+    from edgesr.samples.pool import augment, unaugment
+
+    x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
+    seen = set()
+    for k in range(8):
+        assert torch.equal(unaugment(augment(x, k), k), x), k
+        seen.add(tuple(augment(x[..., :4], k).flatten().tolist()))
+    assert len(seen) == 8  # eight different symmetries, not one counted twice
+
+
+def test_the_symmetry_average_is_equivariant_and_keeps_an_equivariant_function():
+    """A function that prefers a direction (a one-sided difference) averaged over the eight
+    symmetries commutes with each of them; an equivariant one (a blur with a symmetric kernel)
+    comes out unchanged, and one view is the function itself."""
+    from edgesr.samples.pool import augment, symmetry_average
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 6, 6)
+    one_sided = lambda t: t - torch.roll(t, 1, dims=-1)  # noqa: E731
+    blur = lambda t: torch.nn.functional.avg_pool2d(t, 3, 1, 1)  # noqa: E731
+    assert torch.equal(symmetry_average(one_sided, x, 1), one_sided(x))
+    avg = symmetry_average(one_sided, x, 8)
+    assert not torch.allclose(avg, one_sided(x), atol=1e-3)
+    for k in range(8):
+        assert torch.allclose(symmetry_average(one_sided, augment(x, k), 8), augment(avg, k), atol=1e-6), k
+    assert torch.allclose(symmetry_average(blur, x, 8), blur(x), atol=1e-6)
+    assert torch.equal(symmetry_average(one_sided, x, 4, first=one_sided(x)), symmetry_average(one_sided, x, 4))

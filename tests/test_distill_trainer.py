@@ -228,6 +228,44 @@ def test_refit_on_part_of_the_pool_fits_those_images_and_keeps_every_target():
         assert torch.equal(part.student.state_dict()[k], v), k
 
 
+@pytest.mark.parametrize("refit_images", [0, 2])
+def test_teacher_views_average_the_pool_targets_and_a_resume_recomputes_them_to_the_bit(tmp_path, refit_images):
+    """``samples.teacher_views``: the pool's targets are the teacher's outputs averaged over that
+    many symmetries of each image, mapped back; a run resumed without its saved targets
+    recomputes the same ones (the refit's own teacher pass included) and ends with the same weights."""
+    from edgesr.models.refit import layerwise_forward
+    from edgesr.samples.pool import TARGETS_FILE, augment, unaugment
+
+    recipe = tiny_recipe(**{**POOL, "samples": {**POOL["samples"], "teacher_views": 8},
+                            "student": {**POOL["student"], "refit_images": refit_images}}, checkpoint_every=100)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    full = _train(tmp_path / "a", recipe)
+    x = full.pool.inputs
+    views = [unaugment(layerwise_forward(full.teacher, augment(x, k)), k) for k in range(8)]
+    assert torch.allclose(full.pool.targets, torch.stack(views).mean(0), atol=1e-5)
+    assert not torch.allclose(full.pool.targets, views[0], atol=1e-4)
+    with pytest.raises(Interrupted):
+        _train(tmp_path / "b", recipe, stop_at=3)
+    (tmp_path / "b" / TARGETS_FILE).unlink()
+    resumed = _train(tmp_path / "b", recipe, resume=True)
+    assert torch.equal(resumed.pool.targets, full.pool.targets)
+    for k, v in full.student.state_dict().items():
+        assert torch.equal(resumed.student.state_dict()[k], v), k
+
+
+def test_targets_saved_for_another_number_of_teacher_views_are_not_used(tmp_path):
+    from edgesr.distill.trainer import pool_key
+    from edgesr.samples.pool import load_targets, save_targets
+
+    one = tiny_recipe(**POOL)
+    eight = tiny_recipe(**{**POOL, "samples": {**POOL["samples"], "teacher_views": 8}})
+    assert pool_key(one) != pool_key(eight)
+    save_targets(tmp_path, pool_key(one), torch.zeros(6, 1, 16, 16))
+    assert load_targets(tmp_path, pool_key(eight), torch.Size((6, 1, 16, 16))) is None
+    assert load_targets(tmp_path, pool_key(one), torch.Size((6, 1, 16, 16))) is not None
+
+
 def test_refit_init_starts_closer_to_the_teacher_than_pruning():
     refit = Distiller(tiny_recipe(**POOL), tiny_teacher(), torch.device("cpu"))
     pruned = Distiller(tiny_recipe(**{**POOL, "student": {**POOL["student"], "init": "teacher-prune"}}),

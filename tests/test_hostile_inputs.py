@@ -500,6 +500,9 @@ CASES = [
     bad_keys(f"{POOL} samples.scale_weights=[1,2,3]", "recipe key samples.scale_weights: give one weight per "
              "scale of [2, 4], not all zero, or none"),
     bad_keys(f"{POOL} samples.scale_weights=[0,0]", "recipe key samples.scale_weights: give one weight per scale"),
+    bad_key("samples.teacher_views", "9", "recipe key samples.teacher_views: must be in [1, 8], got 9"),
+    bad_keys("samples.teacher_views=8", "recipe key samples.teacher_views: averages the teacher's outputs on the "
+             "sample pool: give samples.pool_images > 0"),
     bad_key("samples.scale_weights", "[1,-1]", "recipe key samples.scale_weights[1]: must be >= 0, got -1"),
     Case("distill --set on the default recipe: scales=[5]", ("distill", "--set", "scales=[5]", "--out", "runs"),
          nothing, "recipe key samples.pool_size: 96 is not a multiple of every scale [5]",

@@ -136,6 +136,10 @@ class SamplesConfig:
     loss_margin: NonNegativeInt = 0
     #: random flips and quarter turns of the pool crops (input and cached teacher output alike)
     symmetries: bool = True
+    #: the pool's targets: the teacher's outputs averaged over this many of the square's eight
+    #: symmetries of each pool image, each mapped back (1: its single pass); every view beyond
+    #: the first costs one more teacher pass over the pool in the preparation
+    teacher_views: Annotated[int, Range(1, 8)] = 1
     #: how often the student sees each scale, one weight per scale in the order of ``scales``
     #: (empty: equally often): the pool's images of a scale are drawn, and the generators'
     #: cycles pick a scale, in these proportions. One network serves every scale of a
@@ -337,6 +341,9 @@ class DistillRecipe(RunRecipe):
         if sm.generator_share < 1 and not pool:
             fail("samples.pool_images", f"generator_share {sm.generator_share} leaves part of each batch "
                  "to the pool: give samples.pool_images > 0")
+        if sm.teacher_views > 1 and not pool:
+            fail("samples.teacher_views", "averages the teacher's outputs on the sample pool: give "
+                                          "samples.pool_images > 0")
         if self.student.init == "teacher-refit" and not pool:
             fail("student.init", "teacher-refit fits the student on the sample pool: give samples.pool_images > 0")
         if self.losses.w_feat > 0 and self.student.init != "teacher-refit":

@@ -29,7 +29,7 @@ from ..models.registry import create_student
 from ..models.reparam import load_plain, overparameterise
 from ..models.srnet import ScaleSet
 from ..models.vdsr import VDSR
-from ..samples.pool import PoolImages, SamplePool, load_targets, save_targets
+from ..samples.pool import PoolImages, SamplePool, load_targets, save_targets, symmetry_average
 from ..train.distributed import World
 from ..train.optim import build_optimizer, descend, lr_at, set_lr
 from ..train.trainer import Trainer
@@ -86,8 +86,8 @@ def param_groups(student: nn.Module, slow_convs: int, slow_lr: float) -> list[di
 def pool_key(r: DistillRecipe) -> str:
     """What a recipe's pool's teacher outputs depend on: a saved file for another key is not used."""
     sm = r.samples
-    return repr((list(sm.priors), list(sm.prior_weights), sm.pool_images, sm.pool_size, list(r.scales), r.seed,
-                 r.teacher))
+    key = (list(sm.priors), list(sm.prior_weights), sm.pool_images, sm.pool_size, list(r.scales), r.seed, r.teacher)
+    return repr(key + ((sm.teacher_views,) if sm.teacher_views > 1 else ()))
 
 
 class Distiller(Trainer):
@@ -176,9 +176,10 @@ class Distiller(Trainer):
         sm, refit = self.recipe.samples, self.recipe.student.init == "teacher-refit" and not resumed
         if not sm.pool_images:
             return ""
+        views = f", averaging the teacher's outputs over {sm.teacher_views} symmetries" if sm.teacher_views > 1 else ""
         return (f"drawing the sample pool ({sm.pool_images} {'/'.join(sm.priors)} images of {sm.pool_size} px) and "
                 + ("refitting the student to the teacher on it, layer by layer" if refit
-                   else "computing the teacher's outputs on it"))
+                   else "computing the teacher's outputs on it") + views)
 
     def begin(self, resumed: bool, run_dir: Path | None = None) -> None:
         """Draw the sample pool and get the teacher's outputs on it: a new teacher-refit run gets
@@ -224,7 +225,17 @@ class Distiller(Trainer):
             targets[fitted] = layerwise_forward(self.teacher, inputs[fitted])
         if not fitted.all():
             targets[~fitted] = layerwise_forward(self.teacher, inputs[~fitted])
+        if sm.teacher_views > 1:
+            targets = symmetry_average(self.teacher_pass, inputs, sm.teacher_views, targets)
         return targets
+
+    @torch.no_grad()
+    def teacher_pass(self, x: torch.Tensor, chunk: int = 16) -> torch.Tensor:
+        """The teacher's outputs on many images as the training steps run it (bf16 autocast and
+        channels-last where the recipe has them): a float32 pass over an hour's pool takes
+        minutes of a 2-core CPU, three times the bf16 one (``benchmarks/results/ablation_hour``)."""
+        with self.autocast():
+            return torch.cat([self.teacher(self.as_input(x[i:i + chunk])).float() for i in range(0, len(x), chunk)])
 
     def _adopt_student(self, student: VDSR | ScaleSet) -> None:
         """Train ``student`` from now on: on the device, in DDP under torchrun (which gives every

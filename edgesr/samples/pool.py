@@ -10,7 +10,7 @@ target, multiply what a pool of a few dozen images offers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +31,24 @@ def augment(x: torch.Tensor, k: int) -> torch.Tensor:
     """Symmetry ``k`` (0..7) of the square: ``k % 4`` quarter turns, then a mirror if ``k >= 4``."""
     x = torch.rot90(x, k % 4, dims=(-2, -1))
     return torch.flip(x, dims=(-1,)) if k >= 4 else x
+
+
+def unaugment(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The inverse of :func:`augment`: ``augment(x, k)`` back to ``x``."""
+    x = torch.flip(x, dims=(-1,)) if k >= 4 else x
+    return torch.rot90(x, -(k % 4), dims=(-2, -1))
+
+
+def symmetry_average(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, views: int,
+                     first: torch.Tensor | None = None) -> torch.Tensor:
+    """The mean of ``forward`` over the first ``views`` symmetries of the square, each mapped
+    back (``first``: ``forward(x)`` where it is already known). As a pool's targets, a
+    teacher's self-ensemble: nearer the ground truth than its single pass, and equivariant as
+    the student trained under the same symmetries can be (``benchmarks/results/ablation_hour``)."""
+    total = (forward(x) if first is None else first).float().clone()
+    for k in range(1, views):
+        total += unaugment(forward(augment(x, k)).float(), k)
+    return total / views
 
 
 @dataclass(frozen=True)
