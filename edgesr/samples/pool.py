@@ -43,8 +43,9 @@ def symmetry_average(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.T
                      first: torch.Tensor | None = None) -> torch.Tensor:
     """The mean of ``forward`` over the first ``views`` symmetries of the square, each mapped
     back (``first``: ``forward(x)`` where it is already known). As a pool's targets, a
-    teacher's self-ensemble: nearer the ground truth than its single pass, and equivariant as
-    the student trained under the same symmetries can be (``benchmarks/results/ablation_hour``)."""
+    teacher's self-ensemble: nearer the ground truth than its single pass and, over all eight,
+    equivariant, as a student trained under the same symmetries can be
+    (``benchmarks/results/ablation_hour/teacher_views.json``)."""
     total = (forward(x) if first is None else first).float().clone()
     for k in range(1, views):
         total += unaugment(forward(augment(x, k)).float(), k)
