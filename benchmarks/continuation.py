@@ -10,7 +10,9 @@ step, at the scales' shares) with the run's optimizer at ``--lr`` on a cosine to
 - ``--gt-share F``: the targets moved a share ``F`` of the way from the teacher's outputs to the
   procedural ground truth the pool's inputs were degraded from (the dead leaves themselves);
 - ``--teacher-views V``: the targets the teacher's self-ensemble over ``V`` symmetries of
-  each pool image (``samples.teacher_views``), computed once into a folder of ``--cache``;
+  each pool image (``samples.teacher_views``), every view in float32 (a run computes the views
+  after the first as its steps run the teacher, in bf16 where it trains so), computed once into
+  a folder of ``--cache``;
 - ``--pool-size S --pool-images N``: a pool of ``N`` images of ``S`` px (its teacher outputs
   computed once and kept in a folder of ``--cache``), where fewer pixels of each image lie within the
   teacher's receptive field of a border.
