@@ -187,6 +187,8 @@ HOUR_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "hour-equal-scales": ("a third of the pool's draws at each scale (the recipe before it shared them 10 : 8 : 3)",
                           ["samples.scale_weights=[]"]),
     "hour-x2-0.5": ("half the pool's draws at x2, 0.3 at x3, 0.2 at x4", ["samples.scale_weights=[5,3,2]"]),
+    "hour-views-1": ("the recipe before: the teacher's single pass as the pool's targets, not its 8-view self-ensemble",
+                     ["samples.teacher_views=1"]),
     "hour-crops48": ("the recipe before: four 48-px crops a step instead of two whole images", C48),
     "crops48-wu2000": ("hour-crops48, the learning rate warmed up over 2,000 steps instead of 20",
                        [*C48, "student_optim.warmup=2000"]),

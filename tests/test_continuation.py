@@ -22,7 +22,8 @@ from tests.distill_helpers import tiny_teacher
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    """A tiny cpu-hour run (its pool, cached targets and scale shares) and a 25-image train291."""
+    """A tiny cpu-hour run (its pool, cached targets and scale shares) and a 25-image train291; its
+    targets the teacher's single pass, so that screening more views is a change."""
     root = tmp_path_factory.mktemp("continuation")
     save_safetensors(tiny_teacher(), root / "teacher.safetensors")
     rng = np.random.default_rng(0)
@@ -34,7 +35,7 @@ def finished(tmp_path_factory):
                 "--threads", "1", "--out", str(root / "runs"), "--set", "student.width=4", "student.depth=6",
                 "student.refit_images=0", "samples.pool_images=3", "samples.pool_size=24", "samples.patch=24",
                 "progressive.steps=[4]", "budget_minutes=0", "validation.data=null", "evaluation.sets=[]",
-                "checkpoint_every=2", "log_every=1")
+                "checkpoint_every=2", "log_every=1", "samples.teacher_views=1")
     assert r.returncode == 0, r.stderr[-2000:]
     return root, root / "runs" / "cpu-hour"
 
