@@ -49,7 +49,7 @@ from edgesr.io import write_json
 from edgesr.models.predict import input_kind, torch_predictor
 from edgesr.models.refit import layerwise_forward
 from edgesr.models.zoo import load_for_scales
-from edgesr.samples.pool import PoolImages, SamplePool, load_targets, save_targets, symmetry_average
+from edgesr.samples.pool import SQUARE_SYMMETRIES, PoolImages, SamplePool, load_targets, save_targets, symmetry_average
 from edgesr.samples.priors import prior_images
 from edgesr.train.optim import OptimConfig, build_optimizer, descend, lr_at, set_lr
 from edgesr.train.trainer import native_cpu_bf16
@@ -156,8 +156,8 @@ def main() -> None:
     sm = recipe.samples
     images, size = args.pool_images or sm.pool_images, args.pool_size or sm.pool_size
     views = args.teacher_views or sm.teacher_views
-    if not 1 <= views <= 8:
-        raise SystemExit(f"--teacher-views {views}: between 1 and 8")
+    if not 1 <= views <= SQUARE_SYMMETRIES:
+        raise SystemExit(f"--teacher-views {views}: between 1 and {SQUARE_SYMMETRIES}")
     pool = pool_of(recipe, args.run, images, size, views, args.cache)
     if args.gt_share:
         hr = torch.from_numpy(prior_images(sm.priors, sm.prior_weights, images, size, recipe.seed))[:, None]

@@ -38,7 +38,7 @@ from edgesr.models.predict import input_kind
 from edgesr.models.refit import layerwise_forward
 from edgesr.models.srnet import net_for
 from edgesr.models.zoo import load_for_scales
-from edgesr.samples.pool import PoolImages, symmetry_average
+from edgesr.samples.pool import SQUARE_SYMMETRIES, PoolImages, symmetry_average
 
 
 def ensemble_predictor(model: torch.nn.Module, views: int) -> Predictor:
@@ -70,8 +70,8 @@ def main() -> None:
     ap.add_argument("--data-root", type=Path, default=Path("../shared/data"), help="default ../shared/data")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation_hour/teacher_views.json"))
     args = ap.parse_args()
-    if not all(1 <= v <= 8 for v in args.views) or args.images < 1:
-        raise SystemExit("--views take 1 to 8, --images at least 1")
+    if not all(1 <= v <= SQUARE_SYMMETRIES for v in args.views) or args.images < 1:
+        raise SystemExit(f"--views take 1 to {SQUARE_SYMMETRIES}, --images at least 1")
     torch.set_num_threads(args.threads)
     recipe = load_recipe(DistillRecipe, args.recipe)
     teacher, _ = load_for_scales(recipe.teacher, list(recipe.scales))

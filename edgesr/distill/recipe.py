@@ -15,6 +15,7 @@ from typing import Annotated, ClassVar, Literal
 from ..config import Count, ModelRef, NonNegative, NonNegativeInt, Positive, Range, Share, fail
 from ..models.registry import MAX_DEPTH, MAX_WIDTH, Family, families, family
 from ..models.zoo import Teachers
+from ..samples.pool import SQUARE_SYMMETRIES
 from ..scales import Scale, check_scales
 from ..train.optim import OptimConfig
 from ..train.recipe import RunRecipe, ValidationConfig
@@ -139,7 +140,7 @@ class SamplesConfig:
     #: the pool's targets: the teacher's outputs averaged over this many of the square's eight
     #: symmetries of each pool image, each mapped back (1: its single pass); every view beyond
     #: the first costs one more teacher pass over the pool in the preparation
-    teacher_views: Annotated[int, Range(1, 8)] = 1
+    teacher_views: Annotated[int, Range(1, SQUARE_SYMMETRIES)] = 1
     #: how often the student sees each scale, one weight per scale in the order of ``scales``
     #: (empty: equally often): the pool's images of a scale are drawn, and the generators'
     #: cycles pick a scale, in these proportions. One network serves every scale of a

@@ -86,6 +86,7 @@ def param_groups(student: nn.Module, slow_convs: int, slow_lr: float) -> list[di
 def pool_key(r: DistillRecipe) -> str:
     """What a recipe's pool's teacher outputs depend on: a saved file for another key is not used."""
     sm = r.samples
+    # one view adds nothing to the key, so single-pass targets saved before views existed still load
     key = (list(sm.priors), list(sm.prior_weights), sm.pool_images, sm.pool_size, list(r.scales), r.seed, r.teacher)
     return repr(key + ((sm.teacher_views,) if sm.teacher_views > 1 else ()))
 

@@ -27,6 +27,11 @@ def degrade(hr: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
     return lr, imresize(lr, float(scale)).clamp(0, 1)
 
 
+#: the symmetries of the square (four quarter turns, each with or without a mirror): the pool's
+#: random augmentations and the teacher's self-ensemble range over them
+SQUARE_SYMMETRIES = 8
+
+
 def augment(x: torch.Tensor, k: int) -> torch.Tensor:
     """Symmetry ``k`` (0..7) of the square: ``k % 4`` quarter turns, then a mirror if ``k >= 4``."""
     x = torch.rot90(x, k % 4, dims=(-2, -1))
@@ -107,7 +112,7 @@ class SamplePool:
         else:
             idx = torch.multinomial(self._row_weights, n, replacement=True)[rows]
         top, left = (int(v) for v in torch.randint(size - patch + 1, (2,)))
-        k = int(torch.randint(8, (1,))) if symmetries else 0
+        k = int(torch.randint(SQUARE_SYMMETRIES, (1,))) if symmetries else 0
         window = (slice(None), slice(None), slice(top, top + patch), slice(left, left + patch))
         idx = idx.to(self.inputs.device)
         return augment(self.inputs[idx][window], k), augment(self.targets[idx][window], k)
@@ -122,7 +127,7 @@ class SamplePool:
         first = int(torch.nonzero(self.scales == scale)[0])
         idx = torch.randint(len(lr), (n,))[rows]
         top, left = (int(v) for v in torch.randint(size - patch + 1, (2,)))
-        k = int(torch.randint(8, (1,))) if symmetries else 0
+        k = int(torch.randint(SQUARE_SYMMETRIES, (1,))) if symmetries else 0
         idx = idx.to(lr.device)
         x = lr[idx][..., top: top + patch, left: left + patch]
         hr = slice(top * scale, (top + patch) * scale), slice(left * scale, (left + patch) * scale)
